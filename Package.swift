@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "fspf",
+    products: [
+        .library(name: "FSPFCore", targets: ["FSPFCore"]),
+        .executable(name: "fspf", targets: ["fspf-tool"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shims: they only expose the system libraries to Swift.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"])]),
+        .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"]),
+        .executableTarget(
+            name: "fspf-tool",
+            dependencies: [
+                "FSPFCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore"],
+                    resources: [.copy("Resources")]),
+        .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

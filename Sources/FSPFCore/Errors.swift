@@ -1,0 +1,65 @@
+import Glibc
+
+/// Every failure FSPFCore reports. Each case names the path it concerns and maps to one
+/// documented process exit status (see README "Exit codes"), so build scripts can tell
+/// a wrong key from a tampered volume from a full disk.
+public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The request itself is wrong (bad option value, bad hex, ...).
+    case usage(String)
+    /// An input that should exist is missing or cannot be opened.
+    case noInput(path: String, reason: String)
+    /// An input exists but cannot be protected or parsed (special file, non-UTF-8 name,
+    /// file changed while read, not a volume, unsupported version).
+    case badInput(path: String, reason: String)
+    /// The output location is taken.
+    case outputExists(path: String)
+    /// A system call failed (disk full, permission, ...).
+    case io(path: String, operation: String, errno: Int32)
+    /// The key does not open this volume.
+    case wrongKey(path: String)
+    /// Something on disk is not what the volume's author wrote.
+    case integrity(path: String, reason: String)
+    /// The run was interrupted (SIGINT/SIGTERM); nothing usable was left behind.
+    case interrupted
+
+    public var description: String {
+        switch self {
+        case .usage(let m): return m
+        case .noInput(let p, let r): return "\(p): \(r)"
+        case .badInput(let p, let r): return "\(p): \(r)"
+        case .outputExists(let p): return "\(p): output exists and is not an empty directory"
+        case .io(let p, let op, let e): return "\(p): \(op) failed: \(Errno.describe(e))"
+        case .wrongKey(let p): return "\(p): wrong key (the key does not open this volume)"
+        case .integrity(let p, let r): return "\(p): integrity check failed: \(r)"
+        case .interrupted: return "interrupted; partial output removed"
+        }
+    }
+
+    /// The process exit status for this error (documented in README.md).
+    public var exitStatus: Int32 {
+        switch self {
+        case .usage: return ExitStatus.usage
+        case .noInput: return ExitStatus.noInput
+        case .badInput: return ExitStatus.badInput
+        case .outputExists: return ExitStatus.cannotCreate
+        case .io(_, _, let e): return e == ENOENT ? ExitStatus.noInput : ExitStatus.ioError
+        case .wrongKey: return ExitStatus.wrongKey
+        case .integrity: return ExitStatus.integrity
+        case .interrupted: return ExitStatus.interrupted
+        }
+    }
+}
+
+/// Process exit statuses shared by every FSPF executable.
+public enum ExitStatus {
+    public static let success: Int32 = 0
+    public static let integrity: Int32 = 10
+    public static let wrongKey: Int32 = 11
+    public static let usage: Int32 = 64       // EX_USAGE
+    public static let badInput: Int32 = 65    // EX_DATAERR
+    public static let noInput: Int32 = 66     // EX_NOINPUT
+    public static let internalError: Int32 = 70 // EX_SOFTWARE
+    public static let cannotCreate: Int32 = 73 // EX_CANTCREAT
+    public static let ioError: Int32 = 74     // EX_IOERR
+    public static let interrupted: Int32 = 130
+}

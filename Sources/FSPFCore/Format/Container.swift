@@ -1,0 +1,131 @@
+/// The sealed metadata file `volume.fspf` (docs/FORMAT.md §3):
+///
+///     0   8  magic "FSPFVOL\0"
+///     8   2  format version (1)
+///    10   2  flags (bit 0: reproducible)
+///    12   4  zero
+///    16  12  GCM nonce
+///    28   4  zero
+///    32  32  key commitment HMAC(commitment key, "commit" ‖ nonce)
+///    64   8  ciphertext length n
+///    72   n  metadata ciphertext
+///  72+n  16  GCM tag = the volume tag
+///
+/// The 72 header bytes are the GCM additional data, so every byte of the file is covered
+/// by the tag.
+public enum SealedMetadata {
+    public static let magic = Array("FSPFVOL\0".utf8)
+    public static let formatVersion: UInt16 = 1
+    public static let headerSize = 72
+    public static let fileName = "volume.fspf"
+
+    static func header(reproducible: Bool, nonce: [UInt8], commitment: [UInt8], length: Int) -> [UInt8] {
+        var w = ByteWriter()
+        w.put(magic)
+        w.put(formatVersion)
+        w.put(UInt16(reproducible ? 1 : 0))
+        w.put(UInt32(0))
+        w.put(nonce)
+        w.put(UInt32(0))
+        w.put(commitment)
+        w.put(UInt64(length))
+        return w.bytes
+    }
+
+    /// Seals `metadata`; returns the file's bytes and the volume tag.
+    static func seal(_ metadata: VolumeMetadata, keys: VolumeKeys) -> (file: [UInt8], tag: [UInt8]) {
+        var plaintext = metadata.encoded()
+        // Reproducible: a synthetic nonce from the plaintext, so equal input gives equal output
+        // and different plaintexts get different nonces (SIV-style, FORMAT.md §6).
+        let nonce = metadata.reproducible
+            ? Array(keys.identity("metadata nonce", SHA256.hash(plaintext)).prefix(12))
+            : Sodium.randomBytes(12)
+        let header = header(reproducible: metadata.reproducible, nonce: nonce,
+                            commitment: keys.commitment(nonce: nonce), length: plaintext.count)
+        let tag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &plaintext)
+        return (header + plaintext + tag, tag)
+    }
+
+    /// What can be read without the key.
+    public struct PublicHeader: Sendable {
+        public var version: UInt16
+        public var reproducible: Bool
+        public var ciphertextLength: UInt64
+        public var tag: [UInt8]
+    }
+
+    public static func parseHeader(_ file: [UInt8], path: String) throws -> PublicHeader {
+        var r = ByteReader(file, context: path)
+        guard file.count >= headerSize + 16, try r.get(count: 8, "magic") == magic else {
+            throw FSPFError.badInput(path: path, reason: "not an FSPF volume (bad magic)")
+        }
+        let version = try r.get(UInt16.self, "version")
+        guard version == formatVersion else {
+            throw FSPFError.badInput(path: path, reason: "unsupported format version \(version) (this fspf reads version \(formatVersion))")
+        }
+        let flags = try r.get(UInt16.self, "flags")
+        _ = try r.get(UInt32.self, "reserved")
+        _ = try r.get(count: 12, "nonce")
+        _ = try r.get(UInt32.self, "reserved")
+        _ = try r.get(count: 32, "commitment")
+        let length = try r.get(UInt64.self, "length")
+        guard length == UInt64(file.count - headerSize - 16) else {
+            throw FSPFError.integrity(path: path, reason: "metadata is \(file.count) bytes, header says \(length + UInt64(headerSize) + 16)")
+        }
+        return PublicHeader(version: version, reproducible: flags & 1 != 0, ciphertextLength: length,
+                            tag: Array(file[(file.count - 16)...]))
+    }
+
+    /// Opens a sealed metadata file. Order: format, key commitment (wrong key), expected tag
+    /// (rollback / substitution), then GCM authentication (tampering).
+    static func open(_ file: [UInt8], keys: VolumeKeys, expectedTag: [UInt8]?, path: String)
+        throws -> (VolumeMetadata, tag: [UInt8]) {
+        let header = try parseHeader(file, path: path)
+        let reserved = Array(file[12..<16]) + Array(file[28..<32])
+        guard reserved.allSatisfy({ $0 == 0 }), Array(file[10..<12]) == [header.reproducible ? 1 : 0, 0] else {
+            throw FSPFError.integrity(path: path, reason: "metadata header altered")
+        }
+        let nonce = Array(file[16..<28])
+        guard Sodium.equal(keys.commitment(nonce: nonce), Array(file[32..<64])) else {
+            throw FSPFError.wrongKey(path: path)
+        }
+        if let expected = expectedTag, !Sodium.equal(expected, header.tag) {
+            throw FSPFError.integrity(path: path, reason:
+                "volume tag \(Hex.encode(header.tag)) is not the expected \(Hex.encode(expected)) (an older, newer or different volume)")
+        }
+        var data = Array(file[headerSize..<(file.count - 16)])
+        guard ChunkCipher.openMetadata(keys, nonce: nonce, aad: Array(file[0..<headerSize]), data: &data, tag: header.tag) else {
+            throw FSPFError.integrity(path: path, reason: "metadata authentication failed")
+        }
+        defer { data.withUnsafeMutableBytes { Sodium.zero($0) } }
+        let metadata = try VolumeMetadata.decode(data, context: path)
+        guard metadata.reproducible == header.reproducible else {
+            throw FSPFError.integrity(path: path, reason: "metadata flags disagree with header")
+        }
+        return (metadata, header.tag)
+    }
+}
+
+/// The 64-byte header of every object file (docs/FORMAT.md §5).
+///
+///     0  8  magic "FSPFOBJ\0"
+///     8  2  format version (1)
+///    10  1  kind (1 encrypted, 2 authenticated)
+///    11  5  zero
+///    16 32  file ID
+///    48 16  zero
+public enum ObjectHeader {
+    public static let size = 64
+    static let magic = Array("FSPFOBJ\0".utf8)
+
+    static func bytes(kind: ChunkKind, fileID: [UInt8]) -> [UInt8] {
+        var w = ByteWriter()
+        w.put(magic)
+        w.put(SealedMetadata.formatVersion)
+        w.put(kind.rawValue)
+        w.put([UInt8](repeating: 0, count: 5))
+        w.put(fileID)
+        w.put([UInt8](repeating: 0, count: 16))
+        return w.bytes
+    }
+}

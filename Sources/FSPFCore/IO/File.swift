@@ -1,0 +1,184 @@
+import Glibc
+
+/// An open file descriptor that closes itself. pread/pwrite at explicit offsets only, so one
+/// descriptor is safely shared by many threads.
+public final class FileDescriptor: @unchecked Sendable {
+    public let fd: Int32
+    public let path: String
+
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { Glibc.close(fd) }
+
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600) throws -> FileDescriptor {
+        let fd = try syscall("open", path: path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        return FileDescriptor(fd: fd, path: path)
+    }
+
+    public static func openForReading(_ path: String) throws -> FileDescriptor {
+        try open(path, O_RDONLY | O_NOFOLLOW)
+    }
+
+    /// Reads until `buffer` is full or end of file; returns the bytes read.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try syscall("read", path: path) {
+                Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = try syscall("write", path: path) {
+                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            }
+            done += n
+        }
+    }
+
+    public func status() throws -> stat {
+        var st = stat()
+        try syscall("stat", path: path) { fstat(fd, &st) }
+        return st
+    }
+
+    public func truncate(to size: UInt64) throws {
+        try syscall("truncate", path: path) { ftruncate(fd, off_t(size)) }
+    }
+
+    public func sync() throws {
+        try syscall("fsync", path: path) { fsync(fd) }
+    }
+
+    /// Flushes the whole file system holding this file (one call instead of an fsync per object).
+    public func syncFileSystem() {
+        Glibc.sync()
+    }
+}
+
+/// Path-level operations, each reporting the path on failure.
+public enum FileSystem {
+    public static func lstatus(_ path: String) throws -> stat {
+        var st = stat()
+        try syscall("stat", path: path) { lstat(path, &st) }
+        return st
+    }
+
+    public static func status(_ path: String) -> stat? {
+        var st = stat()
+        return fstatat(AT_FDCWD, path, &st, 0) == 0 ? st : nil
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        guard let st = status(path) else { return false }
+        return st.st_mode & S_IFMT == S_IFDIR
+    }
+
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws {
+        if Glibc.mkdir(path, mode) == 0 { return }
+        let e = errno
+        if e == EEXIST && isDirectory(path) { return }
+        throw FSPFError.io(path: path, operation: "mkdir", errno: e)
+    }
+
+    public static func makeDirectories(_ path: String) throws {
+        if path.isEmpty || isDirectory(path) { return }
+        let parent = Paths.parent(path)
+        if parent != path { try makeDirectories(parent) }
+        try makeDirectory(path)
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        try syscall("rename to \(to)", path: from) { Glibc.rename(from, to) }
+    }
+
+    public static func readLink(_ path: String) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = try syscall("readlink", path: path) {
+            buffer.withUnsafeMutableBytes { Glibc.readlink(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
+        return Array(buffer[0..<n])
+    }
+
+    /// Names in a directory (without "." and ".."), as raw bytes.
+    public static func list(_ path: String) throws -> [[UInt8]] {
+        guard let dir = opendir(path) else {
+            throw FSPFError.io(path: path, operation: "opendir", errno: errno)
+        }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while true {
+            errno = 0
+            guard let ent = readdir(dir) else {
+                if errno != 0 { throw FSPFError.io(path: path, operation: "readdir", errno: errno) }
+                break
+            }
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                let len = bytes.firstIndex(of: 0) ?? bytes.count
+                return Array(bytes[0..<len])
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Removes a tree; used only on our own temporary output.
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            for name in (try? list(path)) ?? [] {
+                removeTree(path + "/" + String(decoding: name, as: UTF8.self))
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    public static func syncDirectory(_ path: String) throws {
+        let d = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY)
+        try d.sync()
+    }
+
+    /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync directory.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        do {
+            let f = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+            try bytes.withUnsafeBytes { (b) throws in try f.write(b, at: 0) }
+            try f.sync()
+            try rename(tmp, path)
+            try syncDirectory(Paths.parent(path))
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    public static func readAll(_ path: String, limit: Int = 1 << 31) throws -> [UInt8] {
+        let f = try FileDescriptor.open(path, O_RDONLY)
+        let st = try f.status()
+        let size = Int(st.st_size)
+        guard size <= limit else { throw FSPFError.badInput(path: path, reason: "file too large (\(size) bytes)") }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let n = try bytes.withUnsafeMutableBytes { (b) throws in try f.read(into: b, at: 0) }
+        return Array(bytes[0..<n])
+    }
+}

@@ -1,0 +1,34 @@
+/// Pure string helpers for '/'-separated paths. Volume paths are relative, with no empty,
+/// "." or ".." components; "" is the root.
+public enum Paths {
+    public static func parent(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path.isEmpty ? path : "." }
+        if slash == path.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    public static func join(_ a: String, _ b: String) -> String {
+        if a.isEmpty || a == "." { return b }
+        if b.isEmpty { return a }
+        return a.hasSuffix("/") ? a + b : a + "/" + b
+    }
+
+    /// Normalises a user-given path inside a volume ("/a/./b/" -> "a/b", "/" or "." -> "").
+    /// Rejects "..", which could only point outside the volume.
+    public static func normalize(_ path: String) throws -> String {
+        var parts: [Substring] = []
+        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { throw FSPFError.usage("\(path): '..' is not allowed in a volume path") }
+            parts.append(c)
+        }
+        return parts.joined(separator: "/")
+    }
+
+    /// True when `path` equals `prefix` or lies below it (component-wise).
+    public static func isWithin(_ path: String, _ prefix: String) -> Bool {
+        if prefix.isEmpty { return true }
+        if path == prefix { return true }
+        return path.hasPrefix(prefix) && path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/")
+    }
+}

@@ -1,0 +1,329 @@
+import Dispatch
+import Glibc
+import Synchronization
+
+/// Where one input directory goes in the volume.
+public struct WriterSource: Sendable {
+    /// The plaintext directory to read.
+    public var directory: String
+    /// Volume path the directory's content appears under ("" = root).
+    public var prefix: String
+    /// Directory that receives this source's objects and plain copies.
+    public var output: String
+
+    public init(directory: String, prefix: String, output: String) {
+        self.directory = directory
+        self.prefix = prefix
+        self.output = output
+    }
+}
+
+public struct WriterOptions: Sendable {
+    /// Regions; the root region (path "") decides the default. Missing root = encrypted.
+    public var regions: [Region] = []
+    public var chunkSize: UInt32 = ChunkSize.default
+    public var reproducible = false
+    /// Modification time recorded for every entry in reproducible mode (SOURCE_DATE_EPOCH).
+    public var reproducibleTime: Int64 = 0
+    public var threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    /// Bytes of plaintext processed per work item; memory is about threads × this.
+    public var segmentBytes: Int = 4 << 20
+    public var progress: Progress? = nil
+
+    public init() {}
+}
+
+public struct WriteResult: Sendable {
+    public var metadataPath: String
+    public var tag: [UInt8]
+    public var files: Int
+    public var bytes: UInt64
+}
+
+/// Turns plaintext directory trees into a protected volume (docs/FORMAT.md).
+///
+/// Streaming and bounded: files are cut into segments that `threads` workers encrypt in
+/// parallel, each with one reused buffer; chunk tags go straight to the object's tag-tree
+/// area on disk, and the upper tree levels are built afterwards from disk, so memory does not
+/// grow with file size. The sealed metadata is written last, atomically: until it exists,
+/// nothing opens as a volume.
+public enum VolumeWriter {
+    public static let objectsDirectory = ".fspf-objects"
+
+    /// Encrypts one directory into a new volume directory `output`. `output` must not exist
+    /// or be an empty directory; a new one is built under a temporary name and renamed.
+    public static func encrypt(input: String, output: String, keys: VolumeKeys, options: WriterOptions) throws -> WriteResult {
+        let staging: String
+        var renameAtEnd = false
+        if let st = FileSystem.status(output) {
+            guard st.st_mode & S_IFMT == S_IFDIR, (try? FileSystem.list(output))?.isEmpty == true else {
+                throw FSPFError.outputExists(path: output)
+            }
+            staging = output  // may be a mount point: write in place, metadata last
+        } else {
+            let parent = Paths.parent(output)
+            guard FileSystem.isDirectory(parent) else {
+                throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
+            }
+            staging = Paths.join(parent, ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
+            FileSystem.removeTree(staging)
+            try FileSystem.makeDirectory(staging, mode: 0o755)
+            renameAtEnd = true
+        }
+        do {
+            let source = WriterSource(directory: input, prefix: "", output: staging)
+            var result = try write(sources: [source], metadataPath: Paths.join(staging, SealedMetadata.fileName),
+                                   keys: keys, options: options)
+            if renameAtEnd {
+                try FileSystem.rename(staging, output)
+                try FileSystem.syncDirectory(Paths.parent(output))
+            }
+            result.metadataPath = Paths.join(output, SealedMetadata.fileName)
+            return result
+        } catch {
+            if renameAtEnd {
+                FileSystem.removeTree(staging)
+            } else {
+                for name in (try? FileSystem.list(staging)) ?? [] {
+                    FileSystem.removeTree(Paths.join(staging, String(decoding: name, as: UTF8.self)))
+                }
+            }
+            throw error
+        }
+    }
+
+    /// Protects `sources` and writes the sealed metadata to `metadataPath` (replacing a draft
+    /// there atomically). Object and plain locations are recorded relative to the metadata's
+    /// directory where they lie below it.
+    public static func write(sources: [WriterSource], metadataPath: String, keys: VolumeKeys,
+                             options: WriterOptions) throws -> WriteResult {
+        var regions = options.regions
+        if !regions.contains(where: { $0.path.isEmpty }) {
+            regions.append(Region(path: "", kind: .encrypted, chunkSize: options.chunkSize))
+        }
+        regions.sort { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
+        let plan = try Plan(sources: sources, metadataPath: metadataPath, regions: regions, options: options, keys: keys)
+        let progress = options.progress
+        let engine = Engine(plan: plan, keys: keys, options: options, progress: progress)
+        if options.reproducible {
+            try engine.run(pass: .hash)
+            for job in plan.jobs where job.kind != .notProtected { job.fileID = plan.reproducibleID(job, keys: keys) }
+        }
+        try plan.prepareOutputs()
+        try engine.run(pass: .protect)
+        let metadata = plan.metadata(reproducible: options.reproducible, regions: regions)
+        if let anyOutput = sources.first?.output {
+            try FileDescriptor.open(anyOutput, O_RDONLY | O_DIRECTORY).syncFileSystem()
+        }
+        let sealed = SealedMetadata.seal(metadata, keys: keys)
+        if Interrupt.requested { throw FSPFError.interrupted }
+        try FileSystem.writeAtomically(metadataPath, sealed.file)
+        return WriteResult(metadataPath: metadataPath, tag: sealed.tag, files: plan.jobs.count,
+                           bytes: plan.jobs.reduce(0) { $0 + $1.size })
+    }
+}
+
+/// One regular file to protect. Shared by the workers that process its segments; the
+/// raw buffers are written at disjoint indices only.
+final class FileJob: @unchecked Sendable {
+    let entryIndex: Int
+    let source: String
+    let size: UInt64
+    let kind: RegionKind
+    let chunkSize: UInt32
+    /// Bytes the chunks cover (padded size for encrypted files).
+    let storedSize: UInt64
+    let segmentBytes: UInt64
+    let segmentCount: Int
+    let volumePath: String
+    var fileID: [UInt8] = []
+    var objectPath: String? = nil
+    var objectLocation: String? = nil
+    var plainPath: String? = nil
+    var plainLocation: String? = nil
+    var inPlace = false
+    var root: [UInt8] = []
+    // Per pass:
+    var sourceFD: FileDescriptor? = nil
+    var objectFD: FileDescriptor? = nil
+    var plainFD: FileDescriptor? = nil
+    var sourceStat = stat()
+    let remaining = Atomic<Int>(0)
+    /// Reproducible mode: SHA-256 of each segment's plaintext (32 bytes each).
+    var segmentDigests: UnsafeMutableRawBufferPointer? = nil
+
+    init(entryIndex: Int, item: InputItem, region: Region, segmentTarget: Int) {
+        self.entryIndex = entryIndex
+        self.source = item.source
+        self.size = item.size
+        self.kind = region.kind
+        self.chunkSize = region.chunkSize
+        self.volumePath = item.path
+        self.storedSize = region.kind == .encrypted ? Padding.padme(item.size) : item.size
+        let perSegment = max(1, UInt64(segmentTarget) / UInt64(region.chunkSize))
+        self.segmentBytes = perSegment * UInt64(region.chunkSize)
+        self.segmentCount = Int(max(1, (storedSize + segmentBytes - 1) / segmentBytes))
+    }
+
+    deinit { segmentDigests?.deallocate() }
+
+    var chunkKind: ChunkKind { kind == .encrypted ? .encrypted : .authenticated }
+    var protection: ProtectedFile? {
+        guard kind != .notProtected else { return nil }
+        return ProtectedFile(kind: chunkKind, chunkSize: chunkSize, storedSize: storedSize,
+                             fileID: fileID, root: root, object: objectLocation!)
+    }
+}
+
+/// The list of entries and file jobs, and where everything goes on disk.
+final class Plan: @unchecked Sendable {
+    var entries: [Entry] = []
+    var jobs: [FileJob] = []
+    var directoriesToCreate: Set<String> = []
+    let metadataDirectory: String
+
+    init(sources: [WriterSource], metadataPath: String, regions: [Region], options: WriterOptions, keys: VolumeKeys) throws {
+        metadataDirectory = Paths.parent(metadataPath)
+        var items: [InputItem] = []
+        var counts: [(WriterSource, Int)] = []
+        for s in sources {
+            var scanned = try InputTree.scan(directory: s.directory, prefix: s.prefix)
+            // The prefix's own directories ("a", "a/b" for prefix "a/b").
+            var p = s.prefix
+            while !p.isEmpty {
+                scanned.append(InputItem(path: p, source: s.directory, relative: "", kind: .directory, mode: 0o755,
+                                         size: 0, mtimeSeconds: 0, mtimeNanoseconds: 0))
+                p = Paths.parentInVolume(p)
+            }
+            items += scanned
+            counts.append((s, scanned.count))
+        }
+        // Sort by raw path bytes: the order the format requires and that reproducible mode needs.
+        var order = Array(items.indices)
+        let keysBytes = items.map { Array($0.path.utf8) }
+        order.sort { keysBytes[$0].lexicographicallyPrecedes(keysBytes[$1]) }
+        var sourceOf: [Int: WriterSource] = [:]
+        var idx = 0
+        for (s, n) in counts { for i in idx..<(idx + n) { sourceOf[i] = s }; idx += n }
+        var seen: Set<[UInt8]> = []
+        for i in order {
+            let item = items[i]
+            let source = sourceOf[i]!
+            let isPrefixDir = item.relative.isEmpty
+            if !seen.insert(keysBytes[i]).inserted {
+                if isPrefixDir { continue }
+                throw FSPFError.badInput(path: item.source, reason: "two inputs map to the volume path '\(item.path)'")
+            }
+            let region = Region.of(item.path, in: regions)
+            let mtime = options.reproducible ? (options.reproducibleTime, UInt32(0)) : (item.mtimeSeconds, item.mtimeNanoseconds)
+            var mode = item.mode
+            if options.reproducible {
+                // What version control keeps: the executable bit only.
+                if case .file = item.kind { mode = item.mode & 0o111 != 0 ? 0o755 : 0o644 } else if case .directory = item.kind { mode = 0o755 } else { mode = 0o777 }
+            }
+            var entry = Entry(path: item.path, mode: mode, mtimeSeconds: mtime.0, mtimeNanoseconds: mtime.1, content: .directory)
+            switch item.kind {
+            case .directory:
+                entry.content = .directory
+            case .symlink(let target):
+                entry.content = .symlink(target: target)
+            case .file:
+                let job = FileJob(entryIndex: entries.count, item: item, region: region, segmentTarget: options.segmentBytes)
+                if region.kind != .notProtected {
+                    job.fileID = options.reproducible ? [] : Sodium.randomBytes(ProtectedFile.idSize)
+                }
+                if region.kind != .encrypted {
+                    let plain = Paths.join(source.output, item.relative)
+                    if Paths.firstComponent(item.relative) == VolumeWriter.objectsDirectory
+                        || (Paths.join(source.output, SealedMetadata.fileName) == plain) {
+                        throw FSPFError.badInput(path: item.source, reason: "name is reserved for the volume's own files")
+                    }
+                    job.plainPath = plain
+                    job.plainLocation = Plan.location(of: plain, base: metadataDirectory)
+                    job.inPlace = Plan.sameFile(item.source, plain)
+                    directoriesToCreate.insert(Paths.parent(plain))
+                }
+                job.objectPath = source.output  // completed once the file ID is known
+                jobs.append(job)
+            }
+            entries.append(entry)
+        }
+    }
+
+    /// Object paths (named by file ID) and output directories; called once IDs are final.
+    func prepareOutputs() throws {
+        var dirs = directoriesToCreate
+        for job in jobs where job.kind != .notProtected {
+            let name = Hex.encode(job.fileID.prefix(16))
+            let dir = Paths.join(Paths.join(job.objectPath!, VolumeWriter.objectsDirectory), String(name.prefix(2)))
+            let path = Paths.join(dir, String(name.dropFirst(2)))
+            job.objectPath = path
+            job.objectLocation = Plan.location(of: path, base: metadataDirectory)
+            dirs.insert(dir)
+        }
+        for d in dirs.sorted() { try FileSystem.makeDirectories(d) }
+    }
+
+    func reproducibleID(_ job: FileJob, keys: VolumeKeys) -> [UInt8] {
+        // HMAC(identity key, path ‖ kind ‖ size ‖ chunk size ‖ SHA-256(segment digests)):
+        // equal only for equal plaintext at the same place (FORMAT.md §6).
+        var h = SHA256()
+        h.update(UnsafeRawBufferPointer(job.segmentDigests!))
+        var w = ByteWriter()
+        w.putString(Array(job.volumePath.utf8))
+        w.put(job.kind.rawValue)
+        w.put(job.size)
+        w.put(job.chunkSize)
+        w.put(h.finish())
+        return keys.identity("file id", w.bytes)
+    }
+
+    func metadata(reproducible: Bool, regions: [Region]) -> VolumeMetadata {
+        var out = entries
+        for job in jobs {
+            out[job.entryIndex].content = .file(size: job.size, region: job.kind, protection: job.protection, plain: job.plainLocation)
+        }
+        return VolumeMetadata(reproducible: reproducible, regions: regions, entries: out)
+    }
+
+    static func location(of path: String, base: String) -> String {
+        let absPath = absolute(path), absBase = absolute(base)
+        if absBase == "/" { return String(absPath.dropFirst()) }
+        if absPath.hasPrefix(absBase + "/") { return String(absPath.dropFirst(absBase.count + 1)) }
+        return absPath
+    }
+
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return normalizedAbsolute(path) }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buf, buf.count) != nil else { return path }
+        let cwd = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        return normalizedAbsolute(cwd + "/" + path)
+    }
+
+    private static func normalizedAbsolute(_ path: String) -> String {
+        var parts: [Substring] = []
+        for c in path.split(separator: "/") {
+            if c == "." { continue }
+            if c == ".." { _ = parts.popLast(); continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        guard let x = FileSystem.status(a), let y = FileSystem.status(b) else { return false }
+        return x.st_dev == y.st_dev && x.st_ino == y.st_ino
+    }
+}
+
+extension Paths {
+    static func lastComponent(_ path: String) -> String {
+        let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        return trimmed.split(separator: "/").last.map(String.init) ?? trimmed
+    }
+
+    static func firstComponent(_ path: String) -> String {
+        path.split(separator: "/").first.map(String.init) ?? ""
+    }
+}
