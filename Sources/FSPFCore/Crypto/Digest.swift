@@ -43,32 +43,23 @@ public struct SHA256: ~Copyable {
 
 /// HMAC-SHA256 and HKDF-SHA256 (RFC 2104, RFC 5869) through OpenSSL 3's MAC and KDF APIs.
 public enum KDF {
-    nonisolated(unsafe) private static let hkdf: OpaquePointer = {
-        guard let k = EVP_KDF_fetch(nil, "HKDF", nil) else { fatalError("OpenSSL: HKDF unavailable") }
-        return k
-    }()
-
-    /// HKDF-SHA256(ikm, salt, info) -> `length` bytes written into `out`.
+    /// HKDF-SHA256(ikm, salt, info) -> `out.count` bytes, through EVP_PKEY_HKDF.
     static func hkdf(ikm: UnsafeRawBufferPointer, salt: [UInt8], info: [UInt8],
                      into out: UnsafeMutableRawBufferPointer) {
-        guard let ctx = EVP_KDF_CTX_new(hkdf) else { fatalError("OpenSSL: EVP_KDF_CTX_new failed") }
-        defer { EVP_KDF_CTX_free(ctx) }
-        var salt = salt, info = info
-        let ok = "SHA256".withCString { digest -> Int32 in
-            salt.withUnsafeMutableBytes { s in
-                info.withUnsafeMutableBytes { i in
-                    var params: [OSSL_PARAM] = [
-                        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, UnsafeMutablePointer(mutating: digest), 0),
-                        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, UnsafeMutableRawPointer(mutating: ikm.baseAddress), ikm.count),
-                        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, s.baseAddress, s.count),
-                        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, i.baseAddress, i.count),
-                        OSSL_PARAM_construct_end(),
-                    ]
-                    return EVP_KDF_derive(ctx, out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count, &params)
-                }
+        guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else { fatalError("OpenSSL: HKDF unavailable") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var outLen = out.count
+        let ok = salt.withUnsafeBytes { s in
+            info.withUnsafeBytes { i in
+                EVP_PKEY_derive_init(ctx) == 1
+                    && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) == 1
+                    && EVP_PKEY_CTX_set1_hkdf_salt(ctx, s.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(s.count)) == 1
+                    && EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(ikm.count)) == 1
+                    && EVP_PKEY_CTX_add1_hkdf_info(ctx, i.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(i.count)) == 1
+                    && EVP_PKEY_derive(ctx, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &outLen) == 1
             }
         }
-        precondition(ok == 1, "OpenSSL: HKDF derivation failed")
+        precondition(ok && outLen == out.count, "OpenSSL: HKDF derivation failed")
     }
 
     /// HMAC-SHA256(key, message).

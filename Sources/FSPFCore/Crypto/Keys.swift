@@ -110,7 +110,13 @@ final class ChunkCipher {
         fileKey = UnsafeMutableRawBufferPointer(start: sodium_malloc(32)!, count: 32)
     }
 
-    deinit { sodium_free(fileKey.baseAddress) }
+    private var scratchBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 4096)
+
+    deinit {
+        sodium_free(fileKey.baseAddress)
+        Sodium.zero(scratchBuffer)
+        scratchBuffer.deallocate()
+    }
 
     /// Selects the file whose chunks follow; derives its key only when the file changes.
     func select(_ keys: VolumeKeys, fileID: [UInt8]) {
@@ -144,6 +150,24 @@ final class ChunkCipher {
     func mac(index: UInt64, final: Bool, data: UnsafeRawBufferPointer, tag: UnsafeMutableRawBufferPointer) {
         prepare(index: index, final: final, kind: .authenticated)
         nonce.withUnsafeBytes { n in aad.withUnsafeBytes { a in gcm.mac(nonce: n, aad: a, data: data, tag: tag) } }
+    }
+
+    func verifyMAC(index: UInt64, final: Bool, data: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
+        var computed = (UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &computed) { c in
+            mac(index: index, final: final, data: data, tag: c)
+            return Sodium.equal(UnsafeRawBufferPointer(c), tag)
+        }
+    }
+
+    /// A per-thread work buffer of at least `count` bytes (for partial-chunk reads).
+    func scratch(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        if scratchBuffer.count < count {
+            Sodium.zero(scratchBuffer)
+            scratchBuffer.deallocate()
+            scratchBuffer = .allocate(byteCount: count, alignment: 4096)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: scratchBuffer[0..<count])
     }
 
     /// Seals or opens the metadata with the metadata key (a separate, one-shot context).

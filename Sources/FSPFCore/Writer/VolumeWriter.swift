@@ -104,6 +104,7 @@ public enum VolumeWriter {
         regions.sort { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
         let plan = try Plan(sources: sources, metadataPath: metadataPath, regions: regions, options: options, keys: keys)
         let progress = options.progress
+        progress?.setTotals(bytes: plan.jobs.reduce(0) { $0 + $1.size }, files: plan.jobs.count)
         let engine = Engine(plan: plan, keys: keys, options: options, progress: progress)
         if options.reproducible {
             try engine.run(pass: .hash)

@@ -1,0 +1,139 @@
+import Dispatch
+import Glibc
+import Synchronization
+
+/// Writes a volume's plaintext tree to a new directory, atomically: built under a
+/// temporary name and renamed, so an integrity failure leaves nothing behind.
+public enum Exporter {
+    public static func decrypt(_ reader: VolumeReader, to output: String,
+                               threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) throws {
+        guard !FileSystem.exists(output) else { throw FSPFError.outputExists(path: output) }
+        let parent = Paths.parent(output)
+        guard FileSystem.isDirectory(parent) else {
+            throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
+        }
+        let staging = Paths.join(parent, ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
+        FileSystem.removeTree(staging)
+        do {
+            try FileSystem.makeDirectory(staging, mode: 0o700)
+            let entries = reader.metadata.entries
+            for e in entries where e.isDirectory { try FileSystem.makeDirectory(Paths.join(staging, e.path), mode: 0o700) }
+            let next = Atomic<Int>(0)
+            let failure = Mutex<(any Error)?>(nil)
+            DispatchQueue.concurrentPerform(iterations: max(1, min(threads, entries.count))) { _ in
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+                defer { Sodium.zero(buffer); buffer.deallocate() }
+                while failure.withLock({ $0 == nil }) {
+                    let i = next.add(1, ordering: .relaxed).oldValue
+                    guard i < entries.count else { break }
+                    do { try exportEntry(reader, i, staging: staging, buffer: buffer) } catch {
+                        failure.withLock { if $0 == nil { $0 = error } }
+                    }
+                }
+            }
+            if let e = failure.withLock({ $0 }) { throw e }
+            // Directory modes and times last (deepest first), once nothing more is written in them.
+            for e in entries.reversed() where e.isDirectory {
+                try finishAttributes(Paths.join(staging, e.path), e)
+            }
+            try FileSystem.rename(staging, output)
+        } catch {
+            FileSystem.removeTree(staging)
+            throw error
+        }
+    }
+
+    private static func exportEntry(_ reader: VolumeReader, _ i: Int, staging: String,
+                                     buffer: UnsafeMutableRawBufferPointer) throws {
+        if Interrupt.requested { throw FSPFError.interrupted }
+        let e = reader.metadata.entries[i]
+        let target = Paths.join(staging, e.path)
+        switch e.content {
+        case .directory:
+            return
+        case .symlink(let t):
+            try syscall("symlink", path: target) { symlink(String(decoding: t, as: UTF8.self), target) }
+            var times = [timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds))]
+            times.append(times[0])
+            utimensat(AT_FDCWD, target, times, AT_SYMLINK_NOFOLLOW)
+        case .file(let size, _, _, _):
+            let out = try FileDescriptor.open(target, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            var offset: UInt64 = 0
+            while offset < size {
+                let n = try reader.read(entry: i, offset: offset, into: buffer)
+                guard n > 0 else { throw FSPFError.integrity(path: e.path, reason: "file ends early") }
+                try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), at: offset)
+                offset += UInt64(n)
+            }
+            try finishAttributes(target, e)
+        }
+    }
+
+    private static func finishAttributes(_ path: String, _ e: Entry) throws {
+        try syscall("chmod", path: path) { chmod(path, mode_t(e.mode)) }
+        var times = [timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds))]
+        times.append(times[0])
+        try syscall("utimensat", path: path) { utimensat(AT_FDCWD, path, times, 0) }
+    }
+}
+
+/// What `fspf info` shows: the public header without a key, the contents with one.
+public struct VolumeInfo: Sendable {
+    public var metadataPath: String
+    public var header: SealedMetadata.PublicHeader
+    public var metadataBytes: Int
+    public var objectFiles: Int
+    public var objectBytes: UInt64
+
+    public init(path: String) throws {
+        metadataPath = FileSystem.isDirectory(path) ? Paths.join(path, SealedMetadata.fileName) : path
+        guard FileSystem.exists(metadataPath) else { throw FSPFError.noInput(path: metadataPath, reason: "no such volume") }
+        let file = try FileSystem.readAll(metadataPath, limit: 1 << 30)
+        header = try SealedMetadata.parseHeader(file, path: metadataPath)
+        metadataBytes = file.count
+        var files = 0
+        var bytes: UInt64 = 0
+        func walk(_ dir: String) {
+            for raw in (try? FileSystem.list(dir)) ?? [] {
+                let p = Paths.join(dir, String(decoding: raw, as: UTF8.self))
+                guard let st = try? FileSystem.lstatus(p) else { continue }
+                if st.st_mode & S_IFMT == S_IFDIR { walk(p) } else { files += 1; bytes += UInt64(st.st_size) }
+            }
+        }
+        walk(Paths.join(Paths.parent(metadataPath), VolumeWriter.objectsDirectory))
+        objectFiles = files
+        objectBytes = bytes
+    }
+
+    public var publicLines: [String] {
+        [
+            "metadata:       \(metadataPath) (\(metadataBytes) bytes, format version \(header.version))",
+            "tag:            \(Hex.encode(header.tag))",
+            "reproducible:   \(header.reproducible ? "yes" : "no")",
+            "objects:        \(objectFiles) files, \(objectBytes) bytes in \(VolumeWriter.objectsDirectory)/",
+        ]
+    }
+
+    public static func contentLines(_ reader: VolumeReader) -> [String] {
+        var files = 0, dirs = 0, links = 0
+        var bytes: UInt64 = 0
+        var byRegion: [RegionKind: (Int, UInt64)] = [:]
+        for e in reader.entries {
+            switch e.content {
+            case .directory: dirs += 1
+            case .symlink: links += 1
+            case .file(let s, let r, _, _):
+                files += 1
+                bytes += s
+                byRegion[r, default: (0, 0)].0 += 1
+                byRegion[r, default: (0, 0)].1 += s
+            }
+        }
+        var lines = ["contents:       \(files) files, \(dirs) directories, \(links) symlinks, \(bytes) bytes"]
+        for r in reader.metadata.regions {
+            lines.append("region:         /\(r.path) \(r.kind.name), chunk size \(r.chunkSize)")
+        }
+        for k in RegionKind.allCases { if let (n, b) = byRegion[k] { lines.append("  \(k.name): \(n) files, \(b) bytes") } }
+        return lines
+    }
+}

@@ -1,0 +1,258 @@
+import Glibc
+import Synchronization
+
+/// Thread-safe random access to a protected volume. Every byte it returns has been
+/// authenticated up to the sealed metadata; anything else is an `FSPFError.integrity`.
+public final class VolumeReader: Sendable {
+    /// Path of the sealed metadata file.
+    public let metadataPath: String
+    /// Directory the metadata's locations are relative to.
+    public let directory: String
+    public let tag: [UInt8]
+    public let metadata: VolumeMetadata
+    let keys: VolumeKeys
+    private let index: [[UInt8]: Int]
+    private let childIndices: [Int: [Int]]  // -1 is the root
+    private let geometries: [TreeGeometry?]
+    private let handles = Mutex<[Int: FileDescriptor]>([:])
+    let cache: TreeCache
+    private static let maxOpenFiles = 512
+
+    /// Opens the volume at `path` (a volume directory or its metadata file). With
+    /// `expectedTag`, any other version of the volume is refused before anything is read.
+    public init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, cacheBytes: Int = 32 << 20) throws {
+        let metadataPath = FileSystem.isDirectory(path) ? Paths.join(path, SealedMetadata.fileName) : path
+        guard FileSystem.exists(metadataPath) else {
+            throw FSPFError.noInput(path: metadataPath, reason: FileSystem.isDirectory(path)
+                ? "not a volume (no \(SealedMetadata.fileName))" : "no such volume")
+        }
+        let file = try FileSystem.readAll(metadataPath, limit: 1 << 30)
+        let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, path: metadataPath)
+        self.metadataPath = metadataPath
+        self.directory = Paths.parent(metadataPath)
+        self.metadata = metadata
+        self.tag = tag
+        self.keys = keys
+        var index: [[UInt8]: Int] = [:]
+        var children: [Int: [Int]] = [:]
+        var geometries: [TreeGeometry?] = []
+        for (i, e) in metadata.entries.enumerated() {
+            index[Array(e.path.utf8)] = i
+            let parent = Paths.parentInVolume(e.path)
+            children[parent.isEmpty ? -1 : index[Array(parent.utf8)]!, default: []].append(i)
+            if case .file(_, _, let p?, _) = e.content { geometries.append(p.geometry) } else { geometries.append(nil) }
+        }
+        self.index = index
+        self.childIndices = children
+        self.geometries = geometries
+        self.cache = TreeCache(capacityBytes: cacheBytes)
+    }
+
+    // MARK: Listing
+
+    public var entries: [Entry] { metadata.entries }
+
+    /// Index of the entry at a volume path ("" or "/" is the root: nil).
+    public func entryIndex(_ path: String) throws -> Int? {
+        let p = try Paths.normalize(path)
+        if p.isEmpty { return nil }
+        guard let i = index[Array(p.utf8)] else {
+            throw FSPFError.noInput(path: p, reason: "no such file or directory in the volume")
+        }
+        return i
+    }
+
+    public func entry(_ path: String) throws -> Entry? {
+        try entryIndex(path).map { metadata.entries[$0] }
+    }
+
+    /// Children of a directory (nil = root), in path order.
+    public func children(of directory: Int?) -> [Int] {
+        childIndices[directory ?? -1] ?? []
+    }
+
+    public func list(_ path: String) throws -> [Entry] {
+        let i = try entryIndex(path)
+        if let i, !metadata.entries[i].isDirectory {
+            throw FSPFError.badInput(path: metadata.entries[i].path, reason: "not a directory")
+        }
+        return children(of: i).map { metadata.entries[$0] }
+    }
+
+    // MARK: Reading
+
+    /// Reads up to `buffer.count` bytes at `offset` of the file at `path`; returns the count
+    /// (0 at or past the end).
+    public func read(_ path: String, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard let i = try entryIndex(path) else { throw FSPFError.badInput(path: "/", reason: "is a directory") }
+        return try read(entry: i, offset: offset, into: buffer)
+    }
+
+    public func read(_ path: String, offset: UInt64 = 0, length: Int? = nil) throws -> [UInt8] {
+        guard let i = try entryIndex(path) else { throw FSPFError.badInput(path: "/", reason: "is a directory") }
+        let size = metadata.entries[i].size
+        let n = Int(min(UInt64(length ?? Int.max), size > offset ? size - offset : 0))
+        var out = [UInt8](repeating: 0, count: n)
+        let got = try out.withUnsafeMutableBytes { try read(entry: i, offset: offset, into: $0) }
+        return Array(out[0..<got])
+    }
+
+    public func read(entry i: Int, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let e = metadata.entries[i]
+        guard case .file(let size, _, let protection, let plain) = e.content else {
+            throw FSPFError.badInput(path: e.path, reason: "not a regular file")
+        }
+        guard let p = protection else {
+            // Not-protected region: served as stored, by definition unverified.
+            let fd = try handle(i) { try FileDescriptor.openForReading(self.location(plain!)) }
+            return try fd.read(into: buffer, at: offset)
+        }
+        guard offset < size, buffer.count > 0 else { return 0 }
+        let end = min(offset + UInt64(buffer.count), size)
+        let cs = UInt64(p.chunkSize)
+        let object = try objectHandle(i, p)
+        let data = p.kind == .encrypted ? object : try plainHandle(i, plain!, size: size)
+        let dataBase: UInt64 = p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0
+        let cipher = ChunkCipher.forCurrentThread()
+        cipher.select(keys, fileID: p.fileID)
+        var chunk = offset / cs
+        var written = 0
+        while chunk * cs < end {
+            let chunkStart = chunk * cs
+            let chunkLength = Int(min(cs, p.storedSize - chunkStart))
+            let from = Int(max(offset, chunkStart) - chunkStart)
+            let to = Int(min(end, chunkStart + UInt64(chunkLength)) - chunkStart)
+            let tag = try chunkTag(i, p, chunk)
+            // Whole chunk wanted: authenticate it in the caller's buffer, no copy.
+            let direct = from == 0 && to == chunkLength
+            let work = direct ? UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + chunkLength)])
+                              : cipher.scratch(chunkLength)
+            let got = try data.read(into: work, at: dataBase + chunkStart)
+            guard got == chunkLength else {
+                throw integrity(e.path, chunk: chunk, cs: cs, size: size, "data truncated on disk")
+            }
+            let ok = tag.withUnsafeBytes { t in
+                p.kind == .encrypted
+                    ? cipher.open(index: chunk, final: chunk == p.chunkCount - 1, data: work, tag: t)
+                    : cipher.verifyMAC(index: chunk, final: chunk == p.chunkCount - 1, data: UnsafeRawBufferPointer(work), tag: t)
+            }
+            guard ok else {
+                Sodium.zero(work)
+                throw integrity(e.path, chunk: chunk, cs: cs, size: size, "authentication failed")
+            }
+            if !direct {
+                UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + to - from)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: work[from..<to]))
+            }
+            written += to - from
+            chunk += 1
+        }
+        return written
+    }
+
+    /// Target of a symlink entry.
+    public func readLink(_ path: String) throws -> [UInt8] {
+        guard let i = try entryIndex(path), case .symlink(let t) = metadata.entries[i].content else {
+            throw FSPFError.badInput(path: path, reason: "not a symbolic link")
+        }
+        return t
+    }
+
+    // MARK: Internals
+
+    func integrity(_ path: String, chunk: UInt64, cs: UInt64, size: UInt64, _ why: String) -> FSPFError {
+        let first = chunk * cs
+        let last = max(first, min(first + cs, max(size, 1)) - 1)
+        return .integrity(path: path, reason: "chunk \(chunk) (bytes \(first)-\(last)): \(why)")
+    }
+
+    func location(_ l: String) -> String { l.hasPrefix("/") ? l : Paths.join(directory, l) }
+
+    private func handle(_ i: Int, open: () throws -> FileDescriptor) throws -> FileDescriptor {
+        if let fd = handles.withLock({ $0[i] }) { return fd }
+        let fd = try open()
+        handles.withLock { h in
+            if h.count >= VolumeReader.maxOpenFiles { h.removeAll(keepingCapacity: true) }
+            h[i] = fd
+        }
+        return fd
+    }
+
+    /// Opens an object, checking its header and exact size against the metadata.
+    func objectHandle(_ i: Int, _ p: ProtectedFile) throws -> FileDescriptor {
+        let path = metadata.entries[i].path
+        return try handle(i) {
+            let fd: FileDescriptor
+            do { fd = try FileDescriptor.openForReading(location(p.object)) } catch {
+                throw FSPFError.integrity(path: path, reason: "object \(p.object) is missing or unreadable")
+            }
+            var header = [UInt8](repeating: 0, count: ObjectHeader.size)
+            let n = try header.withUnsafeMutableBytes { try fd.read(into: $0, at: 0) }
+            guard n == ObjectHeader.size, header == ObjectHeader.bytes(kind: p.kind, fileID: p.fileID) else {
+                throw FSPFError.integrity(path: path, reason: "object \(p.object) has a wrong header (swapped or replaced)")
+            }
+            let actual = UInt64(try fd.status().st_size)
+            guard actual == p.objectSize else {
+                throw FSPFError.integrity(path: path, reason: "object \(p.object) is \(actual) bytes, expected \(p.objectSize) (truncated or extended)")
+            }
+            return fd
+        }
+    }
+
+    /// Plain data of an authenticated file; the object handle is cached under the entry, the
+    /// plain file under its negative twin.
+    private func plainHandle(_ i: Int, _ plain: String, size: UInt64) throws -> FileDescriptor {
+        let path = metadata.entries[i].path
+        return try handle(-2 - i) {
+            let fd: FileDescriptor
+            do { fd = try FileDescriptor.openForReading(location(plain)) } catch {
+                throw FSPFError.integrity(path: path, reason: "\(plain) is missing or unreadable")
+            }
+            let actual = UInt64(try fd.status().st_size)
+            guard actual == size else {
+                throw FSPFError.integrity(path: path, reason: "\(plain) is \(actual) bytes, expected \(size)")
+            }
+            return fd
+        }
+    }
+
+    /// The verified tag of a chunk.
+    func chunkTag(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64) throws -> ArraySlice<UInt8> {
+        let perBlock = UInt64(TreeGeometry.tagsPerBlock)
+        let block = try verifiedBlock(i, p, level: 0, index: chunk / perBlock)
+        let at = Int(chunk % perBlock) * 16
+        return block[at..<(at + 16)]
+    }
+
+    /// A tree block whose hash chain up to the sealed root has been checked; climbs only
+    /// until it meets a cached (already verified) block.
+    func verifiedBlock(_ i: Int, _ p: ProtectedFile, level: Int, index: UInt64) throws -> [UInt8] {
+        let key = TreeCache.Key(entry: Int32(i), level: Int8(level), block: index)
+        if let b = cache.get(key) { return b }
+        let g = geometries[i]!
+        let range = g.blockRange(level: level, index: index)
+        var block = [UInt8](repeating: 0, count: range.count)
+        let object = try objectHandle(i, p)
+        let n = try block.withUnsafeMutableBytes { try object.read(into: $0, at: p.treeOffset + range.offset) }
+        let path = metadata.entries[i].path
+        guard n == range.count else {
+            throw FSPFError.integrity(path: path, reason: "tag tree block \(level)/\(index) truncated")
+        }
+        let hash = block.withUnsafeBytes { TreeGeometry.nodeHash(level: level, index: index, block: $0) }
+        if level == g.topLevel {
+            let root = TreeGeometry.root(fileID: p.fileID, kind: p.kind, size: metadata.entries[i].size,
+                                         storedSize: p.storedSize, chunkSize: p.chunkSize, levels: g.levels, topHash: hash)
+            guard Sodium.equal(root, p.root) else {
+                throw FSPFError.integrity(path: path, reason: "tag tree root does not match the metadata")
+            }
+        } else {
+            let parent = try verifiedBlock(i, p, level: level + 1, index: index / UInt64(TreeGeometry.hashesPerBlock))
+            let at = Int(index % UInt64(TreeGeometry.hashesPerBlock)) * 32
+            guard Sodium.equal(Array(parent[at..<(at + 32)]), hash) else {
+                throw FSPFError.integrity(path: path, reason: "tag tree block \(level)/\(index) does not match its parent")
+            }
+        }
+        cache.insert(key, block)
+        return block
+    }
+}

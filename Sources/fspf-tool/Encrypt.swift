@@ -1,0 +1,86 @@
+import ArgumentParser
+import FSPFCore
+import Glibc
+
+struct Encrypt: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encrypt a directory into a volume, or seal a step-built metadata file.",
+        discussion: """
+        fspf encrypt DIR --out VOLUME     one command from a plaintext tree to a volume
+        fspf encrypt F                    seal the draft F built with create/addr/addf (as scone fspf encrypt)
+        Without a key option a new random key is generated and printed.
+        """)
+
+    @Argument(help: "Input directory, or a draft metadata file made by 'fspf create'.")
+    var input: String
+
+    @Option(name: .long, help: "Output volume directory (must not exist or be empty).")
+    var out: String?
+
+    @Option(name: .long, help: "Store this path (relative to the input) as authenticated: plaintext on disk, every read verified.")
+    var authenticated: [String] = []
+
+    @Option(name: .long, help: "Store this path as not protected: plaintext, unverified.")
+    var notProtected: [String] = []
+
+    @Option(name: .long, help: "Store this path as encrypted (the default for the root).")
+    var encrypted: [String] = []
+
+    @Option(name: .long, help: "Chunk size, a power of two from 4K to 16M (default 64K).")
+    var chunkSize: String?
+
+    @Flag(name: .long, help: "Same key and same input give a byte-identical volume and tag.")
+    var reproducible = false
+
+    @Option(name: .long, help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(name: .long, help: "No progress display.")
+    var quiet = false
+
+    @OptionGroup var key: KeyOptions
+    @OptionGroup var report: ReportOptions
+
+    func run() throws {
+        try reportingErrors {
+            var options = WriterOptions()
+            if let c = chunkSize { options.chunkSize = try parseSize(c, option: "--chunk-size") }
+            options.reproducible = reproducible
+            if reproducible, let epoch = getenv("SOURCE_DATE_EPOCH"), let t = Int64(String(cString: epoch)) {
+                options.reproducibleTime = t
+            }
+            if let t = threads {
+                guard t >= 1 else { throw FSPFError.usage("--threads must be at least 1") }
+                options.threads = t
+            }
+            let keys = try key.source?.load() ?? VolumeKeys.generate()
+            let display = ProgressDisplay.startIfTerminal(quiet: quiet)
+            options.progress = display?.progress
+            defer { display?.stop() }
+            let result: WriteResult
+            if FileSystem.isDirectory(input) {
+                guard let out else { throw FSPFError.usage("encrypting a directory needs --out VOLUME") }
+                for (paths, kind) in [(encrypted, RegionKind.encrypted), (authenticated, .authenticated), (notProtected, .notProtected)] {
+                    for p in paths {
+                        options.regions.append(Region(path: try Paths.normalize(p), kind: kind, chunkSize: options.chunkSize))
+                    }
+                }
+                result = try VolumeWriter.encrypt(input: input, output: out, keys: keys, options: options)
+            } else {
+                guard out == nil, authenticated.isEmpty, notProtected.isEmpty, encrypted.isEmpty else {
+                    throw FSPFError.usage("\(input): a draft takes its regions from 'fspf addr', not from options")
+                }
+                let draft = try Draft.load(input)
+                let (sources, regions) = draft.writerInputs(defaultChunkSize: options.chunkSize)
+                options.regions = regions
+                result = try VolumeWriter.write(sources: sources, metadataPath: input, keys: keys, options: options)
+            }
+            if let path = report.keyOut { try writeKeyFile(path, keys) }
+            let r = EncryptReport(metadataPath: result.metadataPath, tag: result.tag,
+                                  keyHex: report.keyOut == nil ? keys.key.hex : nil,
+                                  files: result.files, bytes: result.bytes)
+            Console.out(r.render(report.format, envPrefix: report.envPrefix))
+        }
+    }
+}
+

@@ -1,0 +1,53 @@
+import ArgumentParser
+import FSPFCore
+import Glibc
+
+@main
+struct FSPF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fspf",
+        abstract: "Protected volumes: encrypt and authenticate directory trees for confidential workloads.",
+        discussion: """
+        Exit codes: 0 success, 10 integrity failure (tampered, truncated, rolled back or \
+        unexpected tag), 11 wrong key, 64 usage, 65 unsupported or malformed input, \
+        66 missing or unreadable input, 73 output exists, 74 I/O error (e.g. disk full), \
+        130 interrupted.
+        """,
+        version: "0.1.0",
+        subcommands: [Encrypt.self, Create.self, AddRegion.self, AddFiles.self, Show.self,
+                      Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Keygen.self])
+}
+
+/// Runs a command body, turning an FSPFError into one line on stderr and its exit code.
+func reportingErrors(_ body: () throws -> Void) throws {
+    Signals.install()
+    do {
+        try body()
+    } catch let e as FSPFError {
+        Console.error(e.description)
+        throw ExitCode(e.exitStatus)
+    }
+}
+
+enum Console {
+    static func error(_ message: String) {
+        let line = "fspf: " + message + "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+    }
+
+    static func out(_ text: String) {
+        print(text)
+    }
+}
+
+enum Signals {
+    /// First SIGINT/SIGTERM asks long work to stop and clean up; a second one kills.
+    static func install() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { s in
+                Interrupt.request()
+                signal(s, SIG_DFL)
+            }
+        }
+    }
+}

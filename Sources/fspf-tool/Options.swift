@@ -1,0 +1,76 @@
+import ArgumentParser
+import FSPFCore
+import Glibc
+
+struct KeyOptions: ParsableArguments {
+    @Option(name: .long, help: "Read the key (64 hex digits or 32 raw bytes) from this file.")
+    var keyFile: String?
+
+    @Option(name: .long, help: "Read the key (64 hex digits) from this environment variable.")
+    var keyEnv: String?
+
+    @Flag(name: .long, help: "Read the key from standard input.")
+    var keyStdin = false
+
+    var source: KeySource? {
+        get throws {
+            let given = [keyFile.map(KeySource.file), keyEnv.map(KeySource.environment),
+                         keyStdin ? KeySource.standardInput : nil].compactMap { $0 }
+            guard given.count <= 1 else { throw FSPFError.usage("give at most one of --key-file, --key-env, --key-stdin") }
+            return given.first
+        }
+    }
+
+    func required() throws -> VolumeKeys {
+        guard let s = try source else {
+            throw FSPFError.usage("a key is needed: --key-file PATH, --key-env NAME or --key-stdin")
+        }
+        return try s.load()
+    }
+}
+
+struct TagOptions: ParsableArguments {
+    @Option(name: .long, help: "Expected volume tag (32 hex digits); any other version is refused.")
+    var tag: String?
+
+    @Option(name: .long, help: "Read the expected tag from this environment variable.")
+    var tagEnv: String?
+
+    func expected() throws -> [UInt8]? {
+        if tag != nil && tagEnv != nil { throw FSPFError.usage("give at most one of --tag, --tag-env") }
+        if let t = tag { return try parseTag(t, source: "--tag") }
+        if let name = tagEnv {
+            guard let v = getenv(name) else { throw FSPFError.usage("environment variable \(name) is not set") }
+            return try parseTag(String(cString: v), source: "$\(name)")
+        }
+        return nil
+    }
+}
+
+struct ReportOptions: ParsableArguments {
+    @Option(name: .long, help: "Output: line (SCONE's, awk $9 = tag, $11 = key), json, or env.")
+    var format: ReportFormat = .line
+
+    @Option(name: .long, help: "Variable prefix for --format env (PREFIX_KEY, PREFIX_TAG).")
+    var envPrefix = "VOLUME"
+
+    @Option(name: .long, help: "Write the key to this new file (mode 0600) and leave it off standard output.")
+    var keyOut: String?
+}
+
+extension ReportFormat: ExpressibleByArgument {}
+
+/// Chunk sizes as bytes or with a K/M suffix.
+func parseSize(_ text: String, option: String) throws -> UInt32 {
+    var digits = Substring(text)
+    var multiplier: UInt64 = 1
+    switch text.last {
+    case "k", "K": multiplier = 1024; digits = digits.dropLast()
+    case "m", "M": multiplier = 1024 * 1024; digits = digits.dropLast()
+    default: break
+    }
+    guard let n = UInt64(digits), n * multiplier <= UInt64(UInt32.max), ChunkSize.isValid(UInt32(n * multiplier)) else {
+        throw FSPFError.usage("\(option) \(text): must be a power of two from 4K to 16M")
+    }
+    return UInt32(n * multiplier)
+}

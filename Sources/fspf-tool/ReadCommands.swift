@@ -1,0 +1,159 @@
+import ArgumentParser
+import FSPFCore
+import Glibc
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check every byte of a volume; list every problem with file, chunk and byte range.",
+        discussion: "Exit 0 if intact, 10 if anything is wrong, 11 for a wrong key.")
+
+    @Argument(help: "Volume directory or metadata file.") var volume: String
+    @OptionGroup var key: KeyOptions
+    @OptionGroup var expected: TagOptions
+    @Flag(name: .long, help: "Print only problems.") var quiet = false
+
+    func run() throws {
+        try reportingErrors {
+            let tag = try expected.expected()
+            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: tag)
+            let report = Verifier.verify(reader)
+            for p in report.problems { Console.error(p.description) }
+            if !report.ok {
+                throw FSPFError.integrity(path: reader.metadataPath, reason: "\(report.problems.count) problem(s) found")
+            }
+            if !quiet {
+                Console.out("OK \(reader.metadataPath): \(report.filesChecked) files, \(report.chunksChecked) chunks, "
+                            + "\(report.bytesChecked) bytes verified; tag \(Hex.encode(reader.tag))")
+                if tag == nil {
+                    Console.error("warning: no --tag given: a complete older version of the volume would also verify")
+                }
+            }
+        }
+    }
+}
+
+enum Listing {
+    static func line(_ e: Entry, long: Bool) -> String {
+        let name = e.isDirectory ? e.path + "/" : e.path
+        guard long else { return name }
+        let type: String
+        var suffix = ""
+        switch e.content {
+        case .directory: type = "d"
+        case .symlink(let t): type = "l"; suffix = " -> " + String(decoding: t, as: UTF8.self)
+        case .file(_, let r, _, _): type = r == .encrypted ? "e" : r == .authenticated ? "a" : "-"
+        }
+        let mode = String(e.mode, radix: 8)
+        return "\(type) \(String(repeating: "0", count: max(0, 4 - mode.count)) + mode) \(String(e.size).leftPadded(12)) \(name)\(suffix)"
+    }
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { String(repeating: " ", count: max(0, n - count)) + self }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ls", abstract: "List a volume's files.",
+        discussion: "Long format: type (d directory, e encrypted, a authenticated, - not protected, l symlink), mode, size, path.")
+
+    @Argument(help: "Volume directory or metadata file.") var volume: String
+    @Argument(help: "Directory inside the volume.") var path = "/"
+    @Flag(name: .shortAndLong, help: "Long format.") var long = false
+    @Flag(name: [.customShort("R"), .long], help: "Recurse.") var recursive = false
+    @OptionGroup var key: KeyOptions
+    @OptionGroup var expected: TagOptions
+
+    func run() throws {
+        try reportingErrors {
+            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: try expected.expected())
+            let base = try Paths.normalize(path)
+            if recursive {
+                for e in reader.entries where Paths.isWithin(e.path, base) && e.path != base {
+                    Console.out(Listing.line(e, long: long))
+                }
+            } else {
+                for e in try reader.list(base) { Console.out(Listing.line(e, long: long)) }
+            }
+        }
+    }
+}
+
+struct Cat: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a file of a volume to standard output, verified.")
+
+    @Argument(help: "Volume directory or metadata file.") var volume: String
+    @Argument(help: "File inside the volume.") var path: String
+    @OptionGroup var key: KeyOptions
+    @OptionGroup var expected: TagOptions
+
+    func run() throws {
+        try reportingErrors {
+            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: try expected.expected())
+            guard let i = try reader.entryIndex(path) else { throw FSPFError.badInput(path: path, reason: "is a directory") }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+            defer { buffer.deallocate() }
+            var offset: UInt64 = 0
+            while true {
+                let n = try reader.read(entry: i, offset: offset, into: buffer)
+                if n == 0 { break }
+                var done = 0
+                while done < n {
+                    let w = Glibc.write(1, buffer.baseAddress! + done, n - done)
+                    if w < 0 {
+                        if errno == EINTR { continue }
+                        throw FSPFError.io(path: "standard output", operation: "write", errno: errno)
+                    }
+                    done += w
+                }
+                offset += UInt64(n)
+            }
+        }
+    }
+}
+
+struct Decrypt: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a volume's verified plaintext tree to a new directory.")
+
+    @Argument(help: "Volume directory or metadata file.") var volume: String
+    @Option(name: .long, help: "Output directory (must not exist).") var out: String
+    @OptionGroup var key: KeyOptions
+    @OptionGroup var expected: TagOptions
+
+    func run() throws {
+        try reportingErrors {
+            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: try expected.expected())
+            try Exporter.decrypt(reader, to: out)
+        }
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What a volume reveals without the key, and its contents with it.")
+
+    @Argument(help: "Volume directory or metadata file.") var volume: String
+    @OptionGroup var key: KeyOptions
+
+    func run() throws {
+        try reportingErrors {
+            let info = try VolumeInfo(path: volume)
+            info.publicLines.forEach(Console.out)
+            if let source = try key.source {
+                VolumeInfo.contentLines(try VolumeReader(path: volume, keys: try source.load())).forEach(Console.out)
+            }
+        }
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate a random volume key (64 hex digits).")
+
+    @Option(name: .long, help: "Write the key to this new file (mode 0600) instead of standard output.") var out: String?
+
+    func run() throws {
+        try reportingErrors {
+            let keys = VolumeKeys.generate()
+            if let out { try writeKeyFile(out, keys) } else { Console.out(keys.key.hex) }
+        }
+    }
+}
