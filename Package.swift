@@ -1,6 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Our own targets build with warnings as errors; dependencies keep their own settings.
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
 let package = Package(
     name: "fspf",
     products: [
@@ -16,16 +19,16 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
                        providers: [.apt(["libsodium-dev"])]),
-        .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"]),
+        .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
         .executableTarget(
             name: "fspf-tool",
             dependencies: [
                 "FSPFCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
-        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore"],
-                    resources: [.copy("Resources")]),
-        .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore"]),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore"], swiftSettings: strict),
+        .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

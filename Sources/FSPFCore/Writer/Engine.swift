@@ -97,7 +97,7 @@ final class Engine: @unchecked Sendable {
             job.sourceStat = st
             return
         }
-        if options.reproducible, !sameVersion(job.sourceStat, st) {
+        if options.reproducible, job.kind != .notProtected, !sameVersion(job.sourceStat, st) {
             throw FSPFError.badInput(path: job.source, reason: "file changed while being read")
         }
         job.sourceStat = st
