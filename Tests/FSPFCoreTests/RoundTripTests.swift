@@ -1,0 +1,221 @@
+import Dispatch
+import Glibc
+import Testing
+@testable import FSPFCore
+
+@Suite struct RoundTripTests {
+    /// Sizes at and around chunk boundaries, Padmé buckets and tree-block boundaries.
+    static func interestingSizes(_ cs: Int) -> [Int] {
+        [0, 1, cs - 1, cs, cs + 1, 2 * cs - 1, 2 * cs, 2 * cs + 1, 4095, 4096, 4097, 256 * cs - 1, 256 * cs, 256 * cs + 1]
+    }
+
+    static let names = ["plain.txt", "with space.csv", "ünïcødé-名前-😀.parquet", "e\u{301}.txt", "é.txt",
+                        String(repeating: "l", count: 255), ".hidden", "-dash", "percent%20.txt"]
+
+    func makeRandomTree(_ root: String, seed: UInt64, chunk: Int) -> [String: [UInt8]] {
+        var rng = SplitMix64(seed: seed)
+        var files: [String: [UInt8]] = [:]
+        let sizes = RoundTripTests.interestingSizes(chunk)
+        var dirs = [""]
+        for _ in 0..<Int.random(in: 2...6, using: &rng) {
+            let parent = dirs.randomElement(using: &rng)!
+            dirs.append(Paths.join(parent, "d\(dirs.count)-" + RoundTripTests.names.randomElement(using: &rng)!.prefix(20)))
+        }
+        for i in 0..<Int.random(in: 5...14, using: &rng) {
+            let name = "\(i)-" + RoundTripTests.names.randomElement(using: &rng)!.prefix(200)
+            let path = Paths.join(dirs.randomElement(using: &rng)!, String(name))
+            let size = Bool.random(using: &rng) ? sizes.randomElement(using: &rng)! : Int.random(in: 0...300_000, using: &rng)
+            files[path] = randomBytes(size, &rng)
+        }
+        for (p, b) in files { writeFile(root + "/" + p, b) }
+        for d in dirs where !d.isEmpty { try! FileSystem.makeDirectories(root + "/" + d) }
+        return files
+    }
+
+    @Test(arguments: [(UInt64(1), UInt32(4096)), (2, 65536), (3, 16384), (4, 4096), (5, 1 << 20)])
+    func randomTreesRoundTrip(seed: UInt64, chunk: UInt32) throws {
+        let t = TempDir()
+        let files = makeRandomTree(t.sub("in"), seed: seed, chunk: Int(chunk))
+        let keys = testKeys()
+        let result = try encrypt(t.sub("in"), t.sub("vol"), keys, options(chunk: chunk, reproducible: seed % 2 == 0))
+        #expect(result.files == files.count)
+        let reader = try VolumeReader(path: t.sub("vol"), keys: keys, expectedTag: result.tag)
+        for (p, b) in files { #expect(try reader.read(p) == b, "\(p)") }
+        // Random ranges, including ones crossing chunk boundaries and past the end.
+        var rng = SplitMix64(seed: seed * 31)
+        for (p, b) in files where !b.isEmpty {
+            for _ in 0..<20 {
+                let off = Int.random(in: 0..<(b.count + 10), using: &rng)
+                let len = Int.random(in: 0...(3 * Int(chunk)), using: &rng)
+                let want = off >= b.count ? [] : Array(b[off..<min(b.count, off + len)])
+                #expect(try reader.read(p, offset: UInt64(off), length: len) == want)
+            }
+        }
+        #expect(Verifier.verify(reader).ok)
+        // decrypt gives back the input tree.
+        try Exporter.decrypt(reader, to: t.sub("out"))
+        #expect(treeContents(t.sub("out")) == files)
+    }
+
+    @Test func deepTreeAndEmptyDirectories() throws {
+        let t = TempDir()
+        var deep = t.sub("in")
+        for i in 0..<60 { deep += "/level\(i)" }
+        writeFile(deep + "/leaf.txt", Array("deep".utf8))
+        try FileSystem.makeDirectories(t.sub("in/empty/dir"))
+        let keys = testKeys()
+        try encrypt(t.sub("in"), t.sub("vol"), keys)
+        let r = try VolumeReader(path: t.sub("vol"), keys: keys)
+        let leaf = String(deep.dropFirst(t.sub("in").count + 1)) + "/leaf.txt"
+        #expect(try r.read(leaf) == Array("deep".utf8))
+        #expect(try r.entry("empty/dir")?.isDirectory == true)
+        #expect(try r.list("empty/dir").isEmpty)
+        try Exporter.decrypt(r, to: t.sub("out"))
+        #expect(FileSystem.isDirectory(t.sub("out/empty/dir")))
+    }
+
+    @Test func emptyInputMakesAValidVolume() throws {
+        let t = TempDir()
+        try FileSystem.makeDirectory(t.sub("in"))
+        let keys = testKeys()
+        let r = try encrypt(t.sub("in"), t.sub("vol"), keys)
+        #expect(try VolumeReader(path: t.sub("vol"), keys: keys, expectedTag: r.tag).entries.isEmpty)
+    }
+
+    @Test func symlinksAreStoredNotFollowed() throws {
+        let t = TempDir()
+        writeFile(t.sub("outside/secret"), Array("outside".utf8))
+        writeFile(t.sub("in/a"), Array("a".utf8))
+        symlink("../outside/secret", t.sub("in/escape"))
+        symlink("does-not-exist", t.sub("in/dangling"))
+        let keys = testKeys()
+        try encrypt(t.sub("in"), t.sub("vol"), keys)
+        let r = try VolumeReader(path: t.sub("vol"), keys: keys)
+        #expect(try r.readLink("escape") == Array("../outside/secret".utf8))
+        #expect(try r.readLink("dangling") == Array("does-not-exist".utf8))
+        #expect(r.entries.count == 3)
+    }
+
+    @Test func specialFilesAreRefused() throws {
+        let t = TempDir()
+        writeFile(t.sub("in/a"), [1])
+        mkfifo(t.sub("in/fifo"), 0o644)
+        expectError({ if case .badInput(let p, _) = $0 { return p.hasSuffix("fifo") } else { return false } }) {
+            try encrypt(t.sub("in"), t.sub("vol"), testKeys())
+        }
+        #expect(!FileSystem.exists(t.sub("vol")), "nothing left behind")
+    }
+
+    @Test func outputMustBeNewOrEmpty() throws {
+        let t = TempDir()
+        writeFile(t.sub("in/a"), [1])
+        writeFile(t.sub("busy/x"), [1])
+        expectError({ if case .outputExists = $0 { return true } else { return false } }) {
+            try encrypt(t.sub("in"), t.sub("busy"), testKeys())
+        }
+        try FileSystem.makeDirectory(t.sub("empty"))
+        try encrypt(t.sub("in"), t.sub("empty"), testKeys())
+        #expect(FileSystem.exists(t.sub("empty/volume.fspf")))
+    }
+
+    /// Regions: authenticated files are plaintext on disk, not-protected ones too.
+    @Test func regionsOnDisk() throws {
+        let t = TempDir()
+        writeFile(t.sub("in/code/job.py"), Array("print(1)\n".utf8))
+        writeFile(t.sub("in/pub/readme"), Array("public".utf8))
+        writeFile(t.sub("in/pub/enc/inner"), Array("inner secret".utf8))
+        writeFile(t.sub("in/logs/x.log"), Array("log".utf8))
+        let keys = testKeys()
+        try encrypt(t.sub("in"), t.sub("vol"), keys, options(regions: [
+            Region(path: "pub", kind: .authenticated, chunkSize: 4096),
+            Region(path: "pub/enc", kind: .encrypted, chunkSize: 4096),
+            Region(path: "logs", kind: .notProtected, chunkSize: 4096)]))
+        #expect(readFile(t.sub("vol/pub/readme")) == Array("public".utf8))
+        #expect(readFile(t.sub("vol/logs/x.log")) == Array("log".utf8))
+        #expect(!FileSystem.exists(t.sub("vol/pub/enc/inner")) && !FileSystem.exists(t.sub("vol/code")))
+        let r = try VolumeReader(path: t.sub("vol"), keys: keys)
+        #expect(try r.read("pub/enc/inner") == Array("inner secret".utf8))
+        #expect(try r.read("pub/readme") == Array("public".utf8))
+        // Authenticated: every read verified.
+        writeFile(t.sub("vol/pub/readme"), Array("pubLic".utf8))
+        let r2 = try VolumeReader(path: t.sub("vol"), keys: keys)
+        expectError({ $0.isIntegrity }) { _ = try r2.read("pub/readme") }
+        // Not protected: served as stored, by definition.
+        writeFile(t.sub("vol/logs/x.log"), Array("LOG".utf8))
+        #expect(try r2.read("logs/x.log") == Array("LOG".utf8))
+    }
+
+    /// > 4 GiB input (sparse), default chunk size: offsets past 32 bits and a three-level tree.
+    @Test func largeSparseFile() throws {
+        let t = TempDir()
+        try FileSystem.makeDirectory(t.sub("in"))
+        let size: UInt64 = (4 << 30) + 4097
+        let f = try FileDescriptor.open(t.sub("in/big"), O_WRONLY | O_CREAT, mode: 0o644)
+        try f.truncate(to: size)
+        let marks: [UInt64] = [0, 65533, 65536, (1 << 32) - 3, (1 << 32) + 2, size - 5]
+        for m in marks { try Array("MARK!".utf8).withUnsafeBytes { try f.write(UnsafeRawBufferPointer(rebasing: $0[0..<Int(min(5, size - m))]), at: m) } }
+        let keys = testKeys()
+        let result = try encrypt(t.sub("in"), t.sub("vol"), keys)
+        let r = try VolumeReader(path: t.sub("vol"), keys: keys, expectedTag: result.tag)
+        #expect(r.entries[0].size == size)
+        for m in marks {
+            let got = try r.read("big", offset: m, length: 5)
+            #expect(got == Array(Array("MARK!".utf8).prefix(Int(min(5, size - m)))), "at \(m)")
+        }
+        #expect(try r.read("big", offset: 3 << 30, length: 8) == [UInt8](repeating: 0, count: 8))
+        #expect(try r.read("big", offset: size - 2, length: 100).count == 2)
+        if case .file(_, _, let p?, _) = r.entries[0].content { #expect(p.geometry.levels == 3) }
+    }
+
+    /// Lazy verification: one read checks its chunk and the tree path only; verified blocks are cached.
+    @Test func lazyVerificationAndCache() throws {
+        let t = TempDir()
+        var rng = SplitMix64(seed: 9)
+        let data = randomBytes(1000 * 4096, &rng)
+        writeFile(t.sub("in/f"), data)
+        let keys = testKeys()
+        try encrypt(t.sub("in"), t.sub("vol"), keys, options(chunk: 4096))
+        let objects = try objectPaths(t.sub("vol"), keys)
+        // Corrupt chunk 10; chunk 700 must stay readable.
+        let obj = try FileDescriptor.open(objects["f"]!, O_RDWR)
+        try [UInt8(0xff)].withUnsafeBytes { try obj.write($0, at: UInt64(ObjectHeader.size + 10 * 4096 + 7)) }
+        let r = try VolumeReader(path: t.sub("vol"), keys: keys)
+        #expect(try r.read("f", offset: 700 * 4096 + 5, length: 100) == Array(data[(700 * 4096 + 5)..<(700 * 4096 + 105)]))
+        #expect(r.cache.count == 2, "one level-0 block and the top block")
+        _ = try r.read("f", offset: 701 * 4096, length: 10)
+        #expect(r.cache.count == 2, "same block: served from cache")
+        expectError({ $0.isIntegrity }) { _ = try r.read("f", offset: 10 * 4096, length: 1) }
+        #expect(try r.read("f", offset: 9 * 4096, length: 4096) == Array(data[(9 * 4096)..<(10 * 4096)]))
+    }
+
+    @Test func concurrentReaders() throws {
+        let t = TempDir()
+        var rng = SplitMix64(seed: 11)
+        let a = randomBytes(3_000_000, &rng), b = randomBytes(700_001, &rng)
+        writeFile(t.sub("in/a"), a)
+        writeFile(t.sub("in/b"), b)
+        let keys = testKeys()
+        try encrypt(t.sub("in"), t.sub("vol"), keys, options(chunk: 16384))
+        let r = try VolumeReader(path: t.sub("vol"), keys: keys, cacheBytes: 8192)
+        let failures = FailureCount()
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            var rng = SplitMix64(seed: UInt64(100 + i))
+            for _ in 0..<300 {
+                let (name, data) = Bool.random(using: &rng) ? ("a", a) : ("b", b)
+                let off = Int.random(in: 0..<data.count, using: &rng)
+                let len = Int.random(in: 1...100_000, using: &rng)
+                if (try? r.read(name, offset: UInt64(off), length: len)) != Array(data[off..<min(data.count, off + len)]) {
+                    failures.add()
+                }
+            }
+        }
+        #expect(failures.value == 0)
+    }
+}
+
+import Synchronization
+final class FailureCount: Sendable {
+    private let n = Atomic<Int>(0)
+    func add() { n.add(1, ordering: .relaxed) }
+    var value: Int { n.load(ordering: .relaxed) }
+}
