@@ -152,7 +152,7 @@ import Testing
         let size: UInt64 = (4 << 30) + 4097
         let f = try FileDescriptor.open(t.sub("in/big"), O_WRONLY | O_CREAT, mode: 0o644)
         try f.truncate(to: size)
-        let marks: [UInt64] = [0, 65533, 65536, (1 << 32) - 3, (1 << 32) + 2, size - 5]
+        let marks: [UInt64] = [0, 65534, 65540, (1 << 32) - 3, (1 << 32) + 2, size - 5]
         for m in marks { try Array("MARK!".utf8).withUnsafeBytes { try f.write(UnsafeRawBufferPointer(rebasing: $0[0..<Int(min(5, size - m))]), at: m) } }
         let keys = testKeys()
         let result = try encrypt(t.sub("in"), t.sub("vol"), keys)
