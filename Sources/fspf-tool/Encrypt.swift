@@ -53,6 +53,7 @@ struct Encrypt: ParsableCommand {
                 guard t >= 1 else { throw FSPFError.usage("--threads must be at least 1") }
                 options.threads = t
             }
+            guard FileSystem.exists(input) else { throw FSPFError.noInput(path: input, reason: "no such file or directory") }
             let keys = try key.source?.load() ?? VolumeKeys.generate()
             let display = ProgressDisplay.startIfTerminal(quiet: quiet)
             options.progress = display?.progress

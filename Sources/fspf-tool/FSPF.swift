@@ -43,11 +43,16 @@ enum Console {
 enum Signals {
     /// First SIGINT/SIGTERM asks long work to stop and clean up; a second one kills.
     static func install() {
+        var set = sigset_t()
+        sigemptyset(&set)
         for sig in [SIGINT, SIGTERM] {
+            sigaddset(&set, sig)
             signal(sig) { s in
                 Interrupt.request()
                 signal(s, SIG_DFL)
             }
         }
+        // A parent may have started us with these blocked; Ctrl-C must still work.
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }

@@ -1,0 +1,258 @@
+import Foundation
+import Glibc
+import Testing
+import FSPFCore
+
+/// The built `fspf` binary, run as build scripts run it.
+struct Tool {
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static let binary: String = ProcessInfo.processInfo.environment["FSPF_BIN"] ?? packageRoot + "/.build/debug/fspf"
+
+    struct Result {
+        var status: Int32
+        var out: String
+        var err: String
+        var maxRSSKiB: Int
+    }
+
+    /// Runs `script` with /bin/sh in `cwd`, `fspf` first on PATH; returns status, output and peak RSS.
+    static func sh(_ script: String, cwd: String, env: [String: String] = [:]) -> Result {
+        let pid = spawn(["/bin/sh", "-c", script], cwd: cwd, env: env)
+        return wait(pid, cwd: cwd)
+    }
+
+    static func spawn(_ argv: [String], cwd: String, env: [String: String] = [:]) -> pid_t {
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = Paths.parent(binary) + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        for (k, v) in env { environment[k] = v }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, cwd + "/.stdout", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, cwd + "/.stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // `cd` then exec, so the pid is the program's own.
+        let argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd] + argv
+        let cargs = argv.map { strdup($0) } + [nil]
+        let cenv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cargs + cenv).forEach { free($0) } }
+        // Test-runner threads block signals; the child must start with a clean mask.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGTERM)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, cenv)
+        precondition(rc == 0, "posix_spawn failed: \(rc)")
+        return pid
+    }
+
+    static func wait(_ pid: pid_t, cwd: String) -> Result {
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        func text(_ name: String) -> String { (try? String(contentsOfFile: cwd + "/" + name, encoding: .utf8)) ?? "" }
+        return Result(status: code, out: text(".stdout"), err: text(".stderr"), maxRSSKiB: usage.ru_maxrss)
+    }
+}
+
+final class Sandbox {
+    let path: String
+    init() {
+        var template = Array("/tmp/fspf-cli-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+    }
+    deinit { FileSystem.removeTree(path) }
+
+    func write(_ rel: String, _ text: String) {
+        let p = path + "/" + rel
+        try? FileSystem.makeDirectories(Paths.parent(p))
+        _ = FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
+    }
+
+    func sh(_ script: String, env: [String: String] = [:]) -> Tool.Result { Tool.sh(script, cwd: path, env: env) }
+
+    /// A small input tree.
+    func makeInput(_ dir: String = "in") {
+        write("\(dir)/job.py", "print('hello')\n")
+        write("\(dir)/data/rows.csv", String(repeating: "1,2,3\n", count: 20_000))
+        write("\(dir)/docs/readme.md", "public\n")
+    }
+}
+
+@Suite struct CLITests {
+    @Test func defaultLineParsesWithSCONEsAwkFields() {
+        let s = Sandbox()
+        s.makeInput()
+        let r = s.sh("fspf encrypt in --out vol > keytag.txt && awk '{print $9}' keytag.txt && awk '{print $11}' keytag.txt && awk '{print $6}' keytag.txt")
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3)
+        #expect(lines[0].count == 32 && Hex.decode(lines[0]) != nil)
+        #expect(lines[1].count == 64 && Hex.decode(lines[1]) != nil)
+        #expect(lines[2] == "vol/volume.fspf")
+        let line = (try? String(contentsOfFile: s.path + "/keytag.txt", encoding: .utf8)) ?? ""
+        #expect(line == "Encrypted file system protection file vol/volume.fspf AES-GCM tag: \(lines[0]) key: \(lines[1])\n")
+        let v = s.sh("K=\(lines[1]) fspf verify vol --key-env K --tag \(lines[0])")
+        #expect(v.status == 0 && v.out.hasPrefix("OK vol/volume.fspf: 3 files"), "\(v.err)")
+        #expect(s.sh("grep -q 'key: [0-9a-f]\\{64\\}' keytag.txt && grep -q 'tag: [0-9a-f]\\{32\\}' keytag.txt").status == 0)
+    }
+
+    @Test func envJSONAndKeyOut() throws {
+        let s = Sandbox()
+        s.makeInput()
+        let env = s.sh("fspf encrypt in --out v1 --format env --env-prefix DRIVER_MAIN_FSPF > env.sh && . ./env.sh && "
+                       + "fspf verify v1 --key-env DRIVER_MAIN_FSPF_KEY --tag-env DRIVER_MAIN_FSPF_TAG --quiet && cat env.sh")
+        #expect(env.status == 0, "\(env.err)")
+        #expect(env.out.range(of: #"^export DRIVER_MAIN_FSPF_KEY=[0-9a-f]{64}\nexport DRIVER_MAIN_FSPF_TAG=[0-9a-f]{32}\n$"#, options: .regularExpression) != nil)
+
+        let json = s.sh("fspf encrypt in --out v2 --format json")
+        let obj = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        #expect((obj?["tag"] as? String)?.count == 32 && (obj?["key"] as? String)?.count == 64)
+        #expect(obj?["files"] as? Int == 3 && obj?["metadata"] as? String == "v2/volume.fspf")
+
+        let keyOut = s.sh("fspf encrypt in --out v3 --key-out k.hex && stat -c %a k.hex")
+        #expect(keyOut.status == 0)
+        let lines = keyOut.out.split(separator: "\n")
+        #expect(lines.count == 2 && !lines[0].contains("key:") && lines[1] == "600")
+        #expect(s.sh("fspf verify v3 --key-file k.hex --quiet").status == 0)
+        // A given key is used as is.
+        #expect(s.sh("fspf encrypt in --out v4 --key-file k.hex | awk '{print $11}' | diff - k.hex").status == 0)
+    }
+
+    /// A copy of a SCONE build script, create -> addr -> addf -> encrypt -> awk, runs unchanged.
+    @Test func sconeStyleBuildScriptRunsUnchanged() {
+        let s = Sandbox()
+        s.makeInput("input/code")
+        let script = Tool.packageRoot + "/fixtures/scone/fspf.sh"
+        let r = s.sh("bash '\(script)' && . ./env.sh && "
+                     + "fspf verify \"$DRIVER_MAIN_FSPF\" --key-env DRIVER_MAIN_FSPF_KEY --tag $DRIVER_MAIN_FSPF_TAG && "
+                     + "K=$(awk '{print $11}' keytag.txt) fspf decrypt fspf.pb --key-env K --out plain && "
+                     + "diff -r input/code plain/fspf/encrypted-files && fspf show fspf.pb --tag")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("OK "))
+        let tag = s.sh("awk '{print $9}' keytag.txt").out
+        #expect(r.out.hasSuffix(tag))
+    }
+
+    @Test func readCommands() {
+        let s = Sandbox()
+        s.makeInput()
+        #expect(s.sh("fspf keygen > k && fspf encrypt in --out vol --key-file k --authenticated docs > /dev/null").status == 0)
+        let ls = s.sh("fspf ls -lR vol --key-file k")
+        let rows = ls.out.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.contains(["e", "0644", "15", "job.py"]) && rows.contains(["a", "0644", "7", "docs/readme.md"]), "\(ls.out)")
+        #expect(s.sh("fspf cat vol data/rows.csv --key-file k | cmp - in/data/rows.csv").status == 0)
+        #expect(s.sh("fspf decrypt vol --key-file k --out out && diff -r in out").status == 0)
+        let info = s.sh("fspf info vol")
+        #expect(info.status == 0 && info.out.contains("tag:") && !info.out.contains("job.py"))
+        let full = s.sh("fspf info vol --key-file k")
+        #expect(full.out.contains("contents:       3 files, 2 directories"))
+        #expect(s.sh("fspf show vol --tag").out.count == 33)
+    }
+
+    /// Distinct, documented exit codes, one line naming the path.
+    @Test func exitCodesAndMessages() {
+        let s = Sandbox()
+        s.makeInput()
+        #expect(s.sh("fspf keygen > k && fspf encrypt in --out vol --key-file k > /dev/null").status == 0)
+        let missing = s.sh("fspf encrypt nowhere --out x")
+        #expect(missing.status == 66 && missing.err.hasPrefix("fspf: nowhere") && missing.err.split(separator: "\n").count == 1)
+        #expect(s.sh("fspf encrypt in").status == 64)
+        #expect(s.sh("fspf encrypt in --out y --chunk-size 3000").status == 64)
+        let exists = s.sh("fspf encrypt in --out vol")
+        #expect(exists.status == 73 && exists.err.contains("vol"))
+        let wrong = s.sh("fspf keygen > k2 && fspf ls vol --key-file k2")
+        #expect(wrong.status == 11 && wrong.err.contains("wrong key"))
+        let tag = s.sh("fspf ls vol --key-file k --tag 00000000000000000000000000000000")
+        #expect(tag.status == 10)
+        #expect(s.sh("mkfifo in/pipe && fspf encrypt in --out z").status == 65)
+        #expect(!FileManager.default.fileExists(atPath: s.path + "/z"))
+    }
+
+    @Test func verifyListsEveryProblem() {
+        let s = Sandbox()
+        s.write("in/a", String(repeating: "a", count: 300_000))
+        s.write("in/b", String(repeating: "b", count: 300_000))
+        #expect(s.sh("fspf keygen > k && fspf encrypt in --out vol --key-file k --chunk-size 64K > /dev/null").status == 0)
+        // Corrupt chunk 1 of every object, and add a stray file.
+        let r = s.sh("""
+            for f in vol/.fspf-objects/*/*; do printf 'X' | dd of=$f bs=1 seek=70000 conv=notrunc 2>/dev/null; done
+            touch vol/stray; fspf verify vol --key-file k
+            """)
+        #expect(r.status == 10)
+        let lines = r.err.split(separator: "\n")
+        #expect(lines.filter { $0.contains("chunk 1 (bytes 65536-131071): authentication failed") }.count == 2, "\(r.err)")
+        #expect(lines.contains { $0.contains("stray") && $0.contains("unexpected file") })
+        #expect(s.sh("fspf cat vol a --key-file k > /dev/null").status == 10)
+    }
+
+    @Test func diskFullLeavesNothingThatOpens() throws {
+        let s = Sandbox()
+        s.write("in/big", String(repeating: "x", count: 6 << 20))
+        let r = s.sh("mkdir small && mount -t tmpfs -o size=2m tmpfs small && fspf encrypt in --out small/vol; rc=$?; "
+                     + "ls -A small; umount small; exit $rc")
+        #expect(r.status == 74, "\(r.err)")
+        #expect(r.err.contains("No space left on device"))
+        #expect(r.out.isEmpty, "staging removed: \(r.out)")
+    }
+
+    @Test func interruptLeavesNothingThatOpens() throws {
+        let s = Sandbox()
+        #expect(s.sh("mkdir in && truncate -s 3G in/big").status == 0)
+        let pid = Tool.spawn([Tool.binary, "encrypt", "in", "--out", "vol", "--threads", "1"], cwd: s.path)
+        usleep(400_000)
+        kill(pid, SIGINT)
+        let r = Tool.wait(pid, cwd: s.path)
+        #expect(r.status == 130, "\(r.err)")
+        #expect(r.err.contains("interrupted"))
+        #expect(s.sh("ls -A").out.split(separator: "\n").sorted() == [".stderr", ".stdout", "in"])
+    }
+
+    @Test func unreadableInputIsNamed() throws {
+        let s = Sandbox()
+        s.makeInput()
+        let r = s.sh("chmod 777 . && chmod 000 in/job.py && setpriv --reuid=65534 --regid=65534 --clear-groups fspf encrypt in --out vol")
+        #expect(r.status == 66, "\(r.err)")
+        #expect(r.err.contains("in/job.py") && r.err.contains("permission denied"))
+    }
+
+    @Test func fileChangingWhileReadIsRefused() throws {
+        let s = Sandbox()
+        s.write("in/grow", String(repeating: "g", count: 64 << 20))
+        let r = s.sh("(while true; do echo more >> in/grow; done) & fspf encrypt in --out vol; rc=$?; kill $!; exit $rc")
+        #expect(r.status == 65, "\(r.err)")
+        #expect(r.err.contains("in/grow") && r.err.contains("changed while being read"))
+        #expect(!FileManager.default.fileExists(atPath: s.path + "/vol"))
+    }
+
+    /// Memory follows the work, not the file size. Peak RSS from GNU time, whose fork gives
+    /// the child a fresh address space (a vfork'ed child would inherit the runner's peak).
+    @Test func encryptMemoryIsBounded() throws {
+        let s = Sandbox()
+        #expect(s.sh("mkdir small large && truncate -s 16M small/f && truncate -s 1G large/f").status == 0)
+        func peakKiB(_ dir: String, _ out: String) -> Int {
+            let r = s.sh("/usr/bin/time -f %M -o rss fspf encrypt \(dir) --out \(out) --threads 2 > /dev/null && cat rss")
+            #expect(r.status == 0, "\(r.err)")
+            return Int(r.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        let small = peakKiB("small", "v1"), large = peakKiB("large", "v2")
+        #expect(small > 0 && large > 0)
+        #expect(large < 64 * 1024, "peak RSS \(large) KiB")
+        #expect(large - small < 8 * 1024, "\(small) vs \(large) KiB")
+    }
+}
