@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .library(name: "FSPFCore", targets: ["FSPFCore"]),
         .executable(name: "fspf", targets: ["fspf-tool"]),
+        .executable(name: "fspf-bench", targets: ["fspf-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,6 +28,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+        // Library-level measurements behind the chunk-size default (`make bench`).
+        .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore"], swiftSettings: strict),
         .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore"], swiftSettings: strict),
         .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore"], swiftSettings: strict),
     ],

@@ -1,0 +1,78 @@
+import Dispatch
+import FSPFCore
+import Glibc
+
+// Measures, per chunk size: volume write throughput, sequential read throughput and random
+// 4 KiB / 128 KiB read rates through VolumeReader (warm page cache: the cost measured is the
+// crypto and verification, not the disk). Usage: fspf-bench DIR [MiB]
+
+let args = CommandLine.arguments
+guard args.count >= 2 else {
+    print("usage: fspf-bench DIR [MiB]")
+    exit(64)
+}
+let dir = args[1]
+let mib = args.count > 2 ? Int(args[2]) ?? 256 : 256
+let size = mib << 20
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+FileSystem.removeTree(dir + "/in")
+try FileSystem.makeDirectories(dir + "/in")
+do {
+    let f = try FileDescriptor.open(dir + "/in/data", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+    let block = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    defer { block.deallocate() }
+    for i in 0..<mib {
+        Sodium.fillRandom(block)
+        try f.write(UnsafeRawBufferPointer(block), at: UInt64(i) << 20)
+    }
+}
+
+let keys = VolumeKeys.generate()
+print("| chunk | write MB/s | sequential read MB/s | random 4 KiB reads/s | random 128 KiB MB/s | overhead on disk |")
+print("|---:|---:|---:|---:|---:|---:|")
+// The first volume written pays for fresh page-cache pages; warm up so every size sees the same.
+for chunk in [0, 4096, 16384, 65536, 262_144, 1 << 20] as [UInt32] {
+    let out = dir + "/vol-\(chunk)"
+    FileSystem.removeTree(out)
+    var options = WriterOptions()
+    options.chunkSize = chunk == 0 ? 65536 : chunk
+    let t0 = now()
+    _ = try VolumeWriter.encrypt(input: dir + "/in", output: out, keys: keys, options: options)
+    let write = Double(size) / (now() - t0) / 1e6
+    if chunk == 0 {
+        FileSystem.removeTree(out)
+        continue
+    }
+
+    let reader = try VolumeReader(path: out, keys: keys)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    defer { buffer.deallocate() }
+    _ = try reader.read("data", offset: 0, into: buffer)  // open the object once
+    var t = now()
+    var offset: UInt64 = 0
+    while offset < UInt64(size) { offset += UInt64(try reader.read("data", offset: offset, into: buffer)) }
+    let sequential = Double(size) / (now() - t) / 1e6
+
+    var rng = SystemRandomNumberGenerator()
+    let small = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<4096])
+    let n4 = 20_000
+    t = now()
+    for _ in 0..<n4 { _ = try reader.read("data", offset: UInt64.random(in: 0..<UInt64(size - 4096), using: &rng) & ~4095, into: small) }
+    let random4 = Double(n4) / (now() - t)
+
+    let mid = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<131_072])
+    let n128 = 2000
+    t = now()
+    for _ in 0..<n128 { _ = try reader.read("data", offset: UInt64.random(in: 0..<UInt64(size - 131_072), using: &rng) & ~4095, into: mid) }
+    let random128 = Double(n128) * 131_072 / (now() - t) / 1e6
+
+    var onDisk: UInt64 = 0
+    for e in reader.entries { if case .file(_, _, let p?, _) = e.content { onDisk += p.objectSize } }
+    let basisPoints = Int((Double(onDisk) / Double(size) - 1) * 10_000)
+    let overhead = "\(basisPoints / 100).\(basisPoints % 100 < 10 ? "0" : "")\(basisPoints % 100)%"
+    print("| \(chunk / 1024) KiB | \(Int(write)) | \(Int(sequential)) | \(Int(random4)) | \(Int(random128)) | \(overhead) |")
+    FileSystem.removeTree(out)
+}
+FileSystem.removeTree(dir + "/in")
