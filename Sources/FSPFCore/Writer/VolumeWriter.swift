@@ -26,8 +26,9 @@ public struct WriterOptions: Sendable {
     /// Modification time recorded for every entry in reproducible mode (SOURCE_DATE_EPOCH).
     public var reproducibleTime: Int64 = 0
     public var threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-    /// Bytes of plaintext processed per work item; memory is about threads × this.
-    public var segmentBytes: Int = 4 << 20
+    /// Bytes of plaintext per work item; memory is about threads × this. Fixed: reproducible
+    /// file IDs hash the plaintext segment by segment (FORMAT.md §6).
+    let segmentBytes: Int = 4 << 20
     public var progress: Progress? = nil
 
     public init() {}
