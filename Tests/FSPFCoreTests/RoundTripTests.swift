@@ -68,7 +68,7 @@ import Testing
         let r = try VolumeReader(path: t.sub("vol"), keys: keys)
         let leaf = String(deep.dropFirst(t.sub("in").count + 1)) + "/leaf.txt"
         #expect(try r.read(leaf) == Array("deep".utf8))
-        #expect(try r.entry("empty/dir")?.isDirectory == true)
+        #expect(try r.stat("empty/dir")?.isDirectory == true)
         #expect(try r.list("empty/dir").isEmpty)
         try Exporter.decrypt(r, to: t.sub("out"))
         #expect(FileSystem.isDirectory(t.sub("out/empty/dir")))

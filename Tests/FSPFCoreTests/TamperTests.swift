@@ -57,7 +57,7 @@ import Testing
         expectDetected(t.sub("vol"), keys, original: original)
         // Swapping the tags along with the data breaks the tree instead.
         let p = try VolumeReader(path: t.sub("vol"), keys: keys)
-        guard case .file(_, _, let prot?, _) = try p.entry("a.bin")!.content else { Issue.record("no protection"); return }
+        guard case .file(_, _, let prot?, _) = try p.stat("a.bin")!.content else { Issue.record("no protection"); return }
         let tags = Int(prot.treeOffset)
         let t0 = Array(b[tags..<(tags + 16)]), t1 = Array(b[(tags + 16)..<(tags + 32)])
         b.replaceSubrange(tags..<(tags + 16), with: t1)

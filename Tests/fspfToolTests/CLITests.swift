@@ -130,6 +130,8 @@ final class Sandbox {
         let lines = keyOut.out.split(separator: "\n")
         #expect(lines.count == 2 && !lines[0].contains("key:") && lines[1] == "600")
         #expect(s.sh("fspf verify v3 --key-file k.hex --quiet").status == 0)
+        #expect(s.sh("fspf verify v3 --key-stdin --quiet < k.hex").status == 0)
+        #expect(s.sh("fspf verify v3 --key-file k.hex --key-stdin").status == 64, "one key source at a time")
         // A given key is used as is.
         #expect(s.sh("fspf encrypt in --out v4 --key-file k.hex | awk '{print $11}' | diff - k.hex").status == 0)
     }

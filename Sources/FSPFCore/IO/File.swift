@@ -152,6 +152,20 @@ public enum FileSystem {
         }
     }
 
+    /// Calls `body` with the path and status of every non-directory below `dir` (no links followed).
+    public static func forEachFile(below dir: String, _ body: (String, stat) -> Void) {
+        for raw in (try? list(dir)) ?? [] {
+            let path = Paths.join(dir, String(decoding: raw, as: UTF8.self))
+            guard let st = try? lstatus(path) else { continue }
+            if st.st_mode & S_IFMT == S_IFDIR { forEachFile(below: path, body) } else { body(path, st) }
+        }
+    }
+
+    /// A temporary sibling of `output` for building it before an atomic rename.
+    static func stagingPath(for output: String) -> String {
+        Paths.join(Paths.parent(output), ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
+    }
+
     public static func syncDirectory(_ path: String) throws {
         let d = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY)
         try d.sync()

@@ -12,7 +12,7 @@ public enum Exporter {
         guard FileSystem.isDirectory(parent) else {
             throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
         }
-        let staging = Paths.join(parent, ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
+        let staging = FileSystem.stagingPath(for: output)
         FileSystem.removeTree(staging)
         do {
             try FileSystem.makeDirectory(staging, mode: 0o700)
@@ -93,14 +93,10 @@ public struct VolumeInfo: Sendable {
         metadataBytes = file.count
         var files = 0
         var bytes: UInt64 = 0
-        func walk(_ dir: String) {
-            for raw in (try? FileSystem.list(dir)) ?? [] {
-                let p = Paths.join(dir, String(decoding: raw, as: UTF8.self))
-                guard let st = try? FileSystem.lstatus(p) else { continue }
-                if st.st_mode & S_IFMT == S_IFDIR { walk(p) } else { files += 1; bytes += UInt64(st.st_size) }
-            }
+        FileSystem.forEachFile(below: Paths.join(Paths.parent(metadataPath), VolumeWriter.objectsDirectory)) { _, st in
+            files += 1
+            bytes += UInt64(st.st_size)
         }
-        walk(Paths.join(Paths.parent(metadataPath), VolumeWriter.objectsDirectory))
         objectFiles = files
         objectBytes = bytes
     }

@@ -62,7 +62,8 @@ public final class VolumeReader: Sendable {
         return i
     }
 
-    public func entry(_ path: String) throws -> Entry? {
+    /// The entry at a volume path: type, mode, size, modification time (nil for the root).
+    public func stat(_ path: String) throws -> Entry? {
         try entryIndex(path).map { metadata.entries[$0] }
     }
 
@@ -201,7 +202,7 @@ public final class VolumeReader: Sendable {
 
     /// Plain data of an authenticated file; the object handle is cached under the entry, the
     /// plain file under its negative twin.
-    private func plainHandle(_ i: Int, _ plain: String, size: UInt64) throws -> FileDescriptor {
+    func plainHandle(_ i: Int, _ plain: String, size: UInt64) throws -> FileDescriptor {
         let path = metadata.entries[i].path
         return try handle(-2 - i) {
             let fd: FileDescriptor

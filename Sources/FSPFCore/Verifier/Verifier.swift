@@ -60,11 +60,6 @@ public enum Verifier {
             return ([], 0, 0)
         }
         var problems: [Problem] = []
-        do {
-            _ = try reader.objectHandle(i, p)
-        } catch {
-            return ([Problem(path: e.path, message: describe(error))], 0, 0)
-        }
         let cs = UInt64(p.chunkSize)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(cs), alignment: 4096)
         defer { Sodium.zero(buffer); buffer.deallocate() }
@@ -75,7 +70,8 @@ public enum Verifier {
         let cipher = ChunkCipher.forCurrentThread()
         let dataFD: FileDescriptor
         do {
-            dataFD = p.kind == .encrypted ? try reader.objectHandle(i, p) : try openPlain(reader, e.path, plain!, size: size)
+            let object = try reader.objectHandle(i, p)
+            dataFD = p.kind == .encrypted ? object : try reader.plainHandle(i, plain!, size: size)
         } catch {
             return ([Problem(path: e.path, message: describe(error))], 0, 0)
         }
@@ -113,16 +109,6 @@ public enum Verifier {
         return (problems, chunks, p.storedSize)
     }
 
-    private static func openPlain(_ reader: VolumeReader, _ path: String, _ plain: String, size: UInt64) throws -> FileDescriptor {
-        let fd: FileDescriptor
-        do { fd = try FileDescriptor.openForReading(reader.location(plain)) } catch {
-            throw FSPFError.integrity(path: path, reason: "\(plain) is missing or unreadable")
-        }
-        let actual = UInt64(try fd.status().st_size)
-        guard actual == size else { throw FSPFError.integrity(path: path, reason: "\(plain) is \(actual) bytes, expected \(size)") }
-        return fd
-    }
-
     private static func describe(_ error: any Error) -> String {
         if case .integrity(_, let reason)? = error as? FSPFError { return reason }
         return "\(error)"
@@ -146,17 +132,13 @@ public enum Verifier {
         let roots = Paths.lastComponent(reader.metadataPath) == SealedMetadata.fileName
             ? [reader.directory] : objectDirs.sorted()
         var stray: [Problem] = []
-        func walk(_ dir: String) {
-            for raw in (try? FileSystem.list(dir)) ?? [] {
-                let path = Paths.join(dir, String(decoding: raw, as: UTF8.self))
-                guard let st = try? FileSystem.lstatus(path) else { continue }
-                if st.st_mode & S_IFMT == S_IFDIR { walk(path); continue }
+        for root in roots {
+            FileSystem.forEachFile(below: root) { path, _ in
                 if !expected.contains(path) {
                     stray.append(Problem(path: path, message: "unexpected file: not part of this volume"))
                 }
             }
         }
-        roots.forEach(walk)
         return stray.sorted { $0.path < $1.path }
     }
 }

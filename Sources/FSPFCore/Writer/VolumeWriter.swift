@@ -66,7 +66,7 @@ public enum VolumeWriter {
             guard FileSystem.isDirectory(parent) else {
                 throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
             }
-            staging = Paths.join(parent, ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
+            staging = FileSystem.stagingPath(for: output)
             FileSystem.removeTree(staging)
             try FileSystem.makeDirectory(staging, mode: 0o755)
             renameAtEnd = true
