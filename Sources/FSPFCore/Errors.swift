@@ -29,7 +29,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .badInput(let p, let r): return "\(p): \(r)"
         case .outputExists(let p): return "\(p): output exists and is not an empty directory"
         case .io(let p, let op, let e): return "\(p): \(op) failed: \(Errno.describe(e))"
-        case .wrongKey(let p): return "\(p): wrong key (the key does not open this volume)"
+        case .wrongKey(let p): return "\(p): wrong key (the key does not open this volume, or its header was altered)"
         case .integrity(let p, let r): return "\(p): integrity check failed: \(r)"
         case .interrupted: return "interrupted; partial output removed"
         }

@@ -113,6 +113,9 @@ import Testing
         expectError({ if case .outputExists = $0 { return true } else { return false } }) {
             try encrypt(t.sub("in"), t.sub("busy"), testKeys())
         }
+        expectError({ if case .usage = $0 { return true } else { return false } }) {
+            try encrypt(t.sub("in"), t.sub("in/vol"), testKeys())
+        }
         try FileSystem.makeDirectory(t.sub("empty"))
         try encrypt(t.sub("in"), t.sub("empty"), testKeys())
         #expect(FileSystem.exists(t.sub("empty/volume.fspf")))

@@ -54,6 +54,10 @@ public enum VolumeWriter {
     /// Encrypts one directory into a new volume directory `output`. `output` must not exist
     /// or be an empty directory; a new one is built under a temporary name and renamed.
     public static func encrypt(input: String, output: String, keys: VolumeKeys, options: WriterOptions) throws -> WriteResult {
+        let absoluteInput = Plan.absolute(input)
+        if absoluteInput == "/" || Paths.isWithin(Plan.absolute(output), absoluteInput) {
+            throw FSPFError.usage("\(output): the output must not lie inside the input \(input)")
+        }
         let staging: String
         var renameAtEnd = false
         if let st = FileSystem.status(output) {
