@@ -151,6 +151,29 @@ final class Sandbox {
         #expect(r.out.hasSuffix(tag))
     }
 
+    /// Step-built volumes: several sources and regions, shared directories merged, conflicts refused.
+    @Test func stepCommandsWithSeveralSourcesAndRegions() {
+        let s = Sandbox()
+        s.write("code/job.py", "print(1)\n")
+        s.write("data/rows.csv", "1,2\n")
+        s.write("conf/app.conf", "x=1\n")
+        let r = s.sh("""
+            fspf create v.pb && fspf addr v.pb / --encrypted --kernel out --chunk-length 4096 &&
+            fspf addr v.pb /app/conf --authenticated --kernel out &&
+            fspf addf v.pb /app code out && fspf addf v.pb /app/data data out && fspf addf v.pb /app/conf conf out &&
+            fspf show v.pb && fspf encrypt v.pb --key-out k > line && fspf ls -lR v.pb --key-file k &&
+            fspf verify v.pb --key-file k --tag $(awk '{print $9}' line) --quiet && cat out/app.conf
+            """)
+        #expect(r.status == 0, "\(r.err)")
+        let rows = r.out.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.contains(["e", "0644", "9", "app/job.py"]) && rows.contains(["e", "0644", "4", "app/data/rows.csv"]))
+        #expect(rows.contains(["a", "0644", "4", "app/conf/app.conf"]) && r.out.hasSuffix("x=1\n"))
+        let conflict = s.sh("fspf create c.pb && fspf addf c.pb / code o && fspf addf c.pb /job.py data o && fspf encrypt c.pb")
+        #expect(conflict.status == 65 && conflict.err.contains("two inputs map to the volume path 'job.py'"), "\(conflict.err)")
+        #expect(s.sh("fspf addr v2.pb / --encrypted --kernel o").status == 66, "addr needs a draft from create")
+        #expect(s.sh("fspf create e.pb && fspf addr e.pb / --encrypted --ephemeral").status == 64)
+    }
+
     @Test func readCommands() {
         let s = Sandbox()
         s.makeInput()

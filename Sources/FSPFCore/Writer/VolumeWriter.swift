@@ -211,15 +211,17 @@ final class Plan: @unchecked Sendable {
         var sourceOf: [Int: WriterSource] = [:]
         var idx = 0
         for (s, n) in counts { for i in idx..<(idx + n) { sourceOf[i] = s }; idx += n }
-        var seen: Set<[UInt8]> = []
+        var previous: (path: [UInt8], isDirectory: Bool)? = nil
         for i in order {
             let item = items[i]
             let source = sourceOf[i]!
-            let isPrefixDir = item.relative.isEmpty
-            if !seen.insert(keysBytes[i]).inserted {
-                if isPrefixDir { continue }
+            let isDirectory = if case .directory = item.kind { true } else { false }
+            if let p = previous, p.path == keysBytes[i] {
+                // Two sources may share directories (prefixes); anything else is a conflict.
+                if p.isDirectory && isDirectory { continue }
                 throw FSPFError.badInput(path: item.source, reason: "two inputs map to the volume path '\(item.path)'")
             }
+            previous = (keysBytes[i], isDirectory)
             let region = Region.of(item.path, in: regions)
             let mtime = options.reproducible ? (options.reproducibleTime, UInt32(0)) : (item.mtimeSeconds, item.mtimeNanoseconds)
             var mode = item.mode
