@@ -27,6 +27,7 @@ final class Engine: @unchecked Sendable {
         lock.withLock { $0 = Cursor() }
         for job in plan.jobs { job.remaining.store(job.segmentCount, ordering: .relaxed) }
         let workers = max(1, min(options.threads, plan.jobs.reduce(0) { $0 + $1.segmentCount }))
+        let maxSegmentBytes = Int(plan.jobs.map(\.segmentBytes).max() ?? 1)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: maxSegmentBytes, alignment: 4096)
             let tags = UnsafeMutableRawBufferPointer.allocate(byteCount: maxSegmentBytes / Int(ChunkSize.minimum) * 16 + 16, alignment: 16)
@@ -53,8 +54,6 @@ final class Engine: @unchecked Sendable {
         for job in plan.jobs { closeAll(job) }
         if let e = failure.withLock({ $0 }) { throw e }
     }
-
-    private var maxSegmentBytes: Int { Int(plan.jobs.map(\.segmentBytes).max() ?? 1) }
 
     private func record(_ error: any Error) {
         let e = error as? FSPFError ?? FSPFError.badInput(path: "", reason: "\(error)")
