@@ -58,11 +58,6 @@ public final class FileDescriptor: @unchecked Sendable {
     public func sync() throws {
         try syscall("fsync", path: path) { fsync(fd) }
     }
-
-    /// Flushes the whole file system holding this file (one call instead of an fsync per object).
-    public func syncFileSystem() {
-        Glibc.sync()
-    }
 }
 
 /// Path-level operations, each reporting the path on failure.
@@ -164,6 +159,12 @@ public enum FileSystem {
     /// A temporary sibling of `output` for building it before an atomic rename.
     static func stagingPath(for output: String) -> String {
         Paths.join(Paths.parent(output), ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
+    }
+
+    /// sync(2): every written object reaches the disk before the metadata naming them is
+    /// committed (one call instead of an fsync per object).
+    public static func flushAll() {
+        Glibc.sync()
     }
 
     public static func syncDirectory(_ path: String) throws {

@@ -118,9 +118,7 @@ public enum VolumeWriter {
         try plan.prepareOutputs()
         try engine.run(pass: .protect)
         let metadata = plan.metadata(reproducible: options.reproducible, regions: regions)
-        if let anyOutput = sources.first?.output {
-            try FileDescriptor.open(anyOutput, O_RDONLY | O_DIRECTORY).syncFileSystem()
-        }
+        FileSystem.flushAll()
         let sealed = SealedMetadata.seal(metadata, keys: keys)
         if Interrupt.requested { throw FSPFError.interrupted }
         try FileSystem.writeAtomically(metadataPath, sealed.file)
