@@ -22,6 +22,13 @@ public final class FileDescriptor: @unchecked Sendable {
         try open(path, O_RDONLY | O_NOFOLLOW)
     }
 
+    /// Opens `path` relative to this directory descriptor (absolute paths ignore it). Lets a
+    /// reader keep using a directory after something is mounted over it.
+    public func openForReading(relative path: String) throws -> FileDescriptor {
+        let fd = try syscall("open", path: path) { openat(self.fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        return FileDescriptor(fd: fd, path: path)
+    }
+
     /// Reads until `buffer` is full or end of file; returns the bytes read.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         var done = 0
@@ -43,6 +50,15 @@ public final class FileDescriptor: @unchecked Sendable {
             }
             done += n
         }
+    }
+
+    /// The whole file, refusing more than `limit` bytes.
+    public func readAll(limit: Int = 1 << 31) throws -> [UInt8] {
+        let size = Int(try status().st_size)
+        guard size <= limit else { throw FSPFError.badInput(path: path, reason: "file too large (\(size) bytes)") }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let n = try bytes.withUnsafeMutableBytes { try read(into: $0, at: 0) }
+        return Array(bytes[0..<n])
     }
 
     public func status() throws -> stat {
@@ -188,12 +204,6 @@ public enum FileSystem {
     }
 
     public static func readAll(_ path: String, limit: Int = 1 << 31) throws -> [UInt8] {
-        let f = try FileDescriptor.open(path, O_RDONLY)
-        let st = try f.status()
-        let size = Int(st.st_size)
-        guard size <= limit else { throw FSPFError.badInput(path: path, reason: "file too large (\(size) bytes)") }
-        var bytes = [UInt8](repeating: 0, count: size)
-        let n = try bytes.withUnsafeMutableBytes { (b) throws in try f.read(into: b, at: 0) }
-        return Array(bytes[0..<n])
+        try FileDescriptor.open(path, O_RDONLY).readAll(limit: limit)
     }
 }

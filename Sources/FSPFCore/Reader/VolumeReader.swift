@@ -8,6 +8,9 @@ public final class VolumeReader: Sendable {
     public let metadataPath: String
     /// Directory the metadata's locations are relative to.
     public let directory: String
+    /// That directory, opened once: every later open is relative to it, so the volume stays
+    /// readable when a mount covers its path (fspf-mount's mount-over).
+    private let directoryFD: FileDescriptor
     public let tag: [UInt8]
     public let metadata: VolumeMetadata
     let keys: VolumeKeys
@@ -21,12 +24,14 @@ public final class VolumeReader: Sendable {
     /// Opens the volume at `path` (a volume directory or its metadata file). With
     /// `expectedTag`, any other version of the volume is refused before anything is read.
     public init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, cacheBytes: Int = 32 << 20) throws {
-        let metadataPath = FileSystem.isDirectory(path) ? Paths.join(path, SealedMetadata.fileName) : path
+        let isDirectory = FileSystem.isDirectory(path)
+        let metadataPath = isDirectory ? Paths.join(path, SealedMetadata.fileName) : path
         guard FileSystem.exists(metadataPath) else {
-            throw FSPFError.noInput(path: metadataPath, reason: FileSystem.isDirectory(path)
+            throw FSPFError.noInput(path: metadataPath, reason: isDirectory
                 ? "not a volume (no \(SealedMetadata.fileName))" : "no such volume")
         }
-        let file = try FileSystem.readAll(metadataPath, limit: 1 << 30)
+        directoryFD = try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY)
+        let file = try directoryFD.openForReading(relative: Paths.lastComponent(metadataPath)).readAll(limit: 1 << 30)
         let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, path: metadataPath)
         self.metadataPath = metadataPath
         self.directory = Paths.parent(metadataPath)
@@ -105,7 +110,7 @@ public final class VolumeReader: Sendable {
         }
         guard let p = protection else {
             // Not-protected region: served as stored, by definition unverified.
-            let fd = try handle(i) { try FileDescriptor.openForReading(self.location(plain!)) }
+            let fd = try handle(i) { try self.directoryFD.openForReading(relative: plain!) }
             return try fd.read(into: buffer, at: offset)
         }
         guard offset < size, buffer.count > 0 else { return 0 }
@@ -184,7 +189,7 @@ public final class VolumeReader: Sendable {
         let path = metadata.entries[i].path
         return try handle(i) {
             let fd: FileDescriptor
-            do { fd = try FileDescriptor.openForReading(location(p.object)) } catch {
+            do { fd = try directoryFD.openForReading(relative: p.object) } catch {
                 throw FSPFError.integrity(path: path, reason: "object \(p.object) is missing or unreadable")
             }
             var header = [UInt8](repeating: 0, count: ObjectHeader.size)
@@ -206,7 +211,7 @@ public final class VolumeReader: Sendable {
         let path = metadata.entries[i].path
         return try handle(-2 - i) {
             let fd: FileDescriptor
-            do { fd = try FileDescriptor.openForReading(location(plain)) } catch {
+            do { fd = try directoryFD.openForReading(relative: plain) } catch {
                 throw FSPFError.integrity(path: path, reason: "\(plain) is missing or unreadable")
             }
             let actual = UInt64(try fd.status().st_size)
