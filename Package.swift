@@ -21,16 +21,18 @@ let package = Package(
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
                        providers: [.apt(["libsodium-dev"])]),
         .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
+        // How keys reach a process: files, environment, descriptors, a local agent's URL.
+        .target(name: "FSPFProvisioning", dependencies: ["FSPFCore"], swiftSettings: strict),
         .executableTarget(
             name: "fspf-tool",
             dependencies: [
-                "FSPFCore",
+                "FSPFCore", "FSPFProvisioning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         // Library-level measurements behind the chunk-size default (`make bench`).
         .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore"], swiftSettings: strict),
-        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore"], swiftSettings: strict),
+        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
         .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -21,6 +21,12 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
     case integrity(path: String, reason: String)
     /// The run was interrupted (SIGINT/SIGTERM); nothing usable was left behind.
     case interrupted
+    /// A key source could not deliver a key (unset variable, agent down, bad answer).
+    case keyUnavailable(source: String, reason: String)
+    /// /dev/fuse is missing or cannot be opened.
+    case fuseUnavailable(reason: String)
+    /// The mount itself failed (mount point missing, busy, not permitted).
+    case mountFailed(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -32,6 +38,9 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .wrongKey(let p): return "\(p): wrong key (the key does not open this volume, or its header was altered)"
         case .integrity(let p, let r): return "\(p): integrity check failed: \(r)"
         case .interrupted: return "interrupted; partial output removed"
+        case .keyUnavailable(let s, let r): return "\(s): no key: \(r)"
+        case .fuseUnavailable(let r): return "/dev/fuse: \(r)"
+        case .mountFailed(let p, let r): return "\(p): mount failed: \(r)"
         }
     }
 
@@ -46,6 +55,9 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .wrongKey: return ExitStatus.wrongKey
         case .integrity: return ExitStatus.integrity
         case .interrupted: return ExitStatus.interrupted
+        case .keyUnavailable: return ExitStatus.keyUnavailable
+        case .fuseUnavailable: return ExitStatus.fuseUnavailable
+        case .mountFailed: return ExitStatus.mountFailed
         }
     }
 }
@@ -55,6 +67,9 @@ public enum ExitStatus {
     public static let success: Int32 = 0
     public static let integrity: Int32 = 10
     public static let wrongKey: Int32 = 11
+    public static let keyUnavailable: Int32 = 12
+    public static let mountFailed: Int32 = 20
+    public static let fuseUnavailable: Int32 = 21
     public static let usage: Int32 = 64       // EX_USAGE
     public static let badInput: Int32 = 65    // EX_DATAERR
     public static let noInput: Int32 = 66     // EX_NOINPUT

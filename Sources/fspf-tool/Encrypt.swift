@@ -1,5 +1,6 @@
 import ArgumentParser
 import FSPFCore
+import FSPFProvisioning
 import Glibc
 
 struct Encrypt: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FSPFCore
+import FSPFProvisioning
 
 // SCONE's step-by-step commands, same arguments and meaning, so `scone fspf` in a build
 // script can be replaced by `fspf`.

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import FSPFCore
+import FSPFProvisioning
 
 @Suite struct FormatTests {
     static let referenceTag = "08fdf179ffbce29be38f13fca44f2e15"

@@ -15,7 +15,7 @@ enum Errno {
 /// `FSPFError.io` naming the path and the operation (swift-nio's `syscall` pattern).
 @inline(__always)
 @discardableResult
-func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, path: @autoclosure () -> String,
+public func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, path: @autoclosure () -> String,
                                    _ body: () -> T) throws -> T {
     while true {
         let r = body()

@@ -1,0 +1,167 @@
+import FSPFCore
+import Glibc
+
+/// Where a key comes from. The key itself is never accepted on a command line, where any
+/// user could read it in /proc/<pid>/cmdline.
+public enum KeySource: Sendable, Equatable {
+    case file(String)
+    case environment(String)
+    case standardInput
+    case descriptor(Int32)
+    /// HTTP GET to a local attestation agent (e.g. the confidential-containers data hub at
+    /// http://127.0.0.1:8006/cdh/resource/<repo>/<type>/<tag>).
+    case url(String)
+
+    /// The key and, when the source carries one (a JSON key resource), the expected tag.
+    public struct Material: Sendable {
+        public var keys: VolumeKeys
+        public var tag: [UInt8]?
+    }
+
+    public var name: String {
+        switch self {
+        case .file(let p): return p
+        case .environment(let n): return "$" + n
+        case .standardInput: return "standard input"
+        case .descriptor(let fd): return "descriptor \(fd)"
+        case .url(let u): return u
+        }
+    }
+
+    public func load(timeout: Double = 10) throws -> VolumeKeys { try loadMaterial(timeout: timeout).keys }
+
+    /// Loads and parses the key. An environment variable is removed once read; the raw
+    /// bytes are wiped after parsing.
+    public func loadMaterial(timeout: Double = 10) throws -> Material {
+        var bytes: [UInt8]
+        switch self {
+        case .file(let path):
+            guard FileSystem.exists(path) else { throw FSPFError.noInput(path: path, reason: "key file does not exist") }
+            bytes = try FileSystem.readAll(path, limit: 64 << 10)
+        case .environment(let name):
+            guard let value = getenv(name) else {
+                throw FSPFError.keyUnavailable(source: name, reason: "environment variable is not set")
+            }
+            bytes = Array(String(cString: value).utf8)
+            // Overwrite the value in place before removing it, so no copy stays in the environment block.
+            memset(value, 0, strlen(value))
+            unsetenv(name)
+        case .standardInput:
+            bytes = try KeySource.readAll(fd: 0, name: name)
+        case .descriptor(let fd):
+            bytes = try KeySource.readAll(fd: fd, name: name)
+            close(fd)
+        case .url(let url):
+            bytes = try HTTPClient.get(url, timeout: timeout, limit: 64 << 10)
+        }
+        defer { bytes.withUnsafeMutableBytes { Sodium.zero($0) } }
+        return try KeyResource.parse(&bytes, source: name)
+    }
+
+    private static func readAll(fd: Int32, name: String) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 512)
+        defer { buf.withUnsafeMutableBytes { Sodium.zero($0) } }
+        while out.count <= 64 << 10 {
+            let n = try syscall("read", path: name) { buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            if n == 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+}
+
+/// Parses what a key source delivers: 32 raw bytes, 64 hex digits, or a JSON object with the
+/// key (and optionally the tag) in hex: {"key": "…", "tag": "…"} (also fspf_key/fspf_tag as in
+/// SCONE policies, and SCONE_FSPF_KEY/SCONE_FSPF_TAG).
+public enum KeyResource {
+    static let keyNames = ["key", "fspf_key", "SCONE_FSPF_KEY"]
+    static let tagNames = ["tag", "fspf_tag", "SCONE_FSPF_TAG"]
+
+    public static func parse(_ bytes: inout [UInt8], source: String) throws -> KeySource.Material {
+        let trimmed = bytes.drop { $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }
+        if trimmed.first == UInt8(ascii: "{") {
+            var fields = try JSONObject.parseStrings(Array(trimmed), source: source)
+            defer { for k in fields.keys { fields[k] = nil } }
+            guard let keyHex = keyNames.lazy.compactMap({ fields[$0] }).first else {
+                throw FSPFError.keyUnavailable(source: source, reason: "JSON key resource has no \"key\" field")
+            }
+            var keyBytes = Array(keyHex.utf8)
+            let keys = try VolumeKeys.parse(&keyBytes, source: source)
+            let tag = try tagNames.lazy.compactMap({ fields[$0] }).first.map { try parseTag($0, source: source + " tag") }
+            return KeySource.Material(keys: keys, tag: tag)
+        }
+        return KeySource.Material(keys: try VolumeKeys.parse(&bytes, source: source), tag: nil)
+    }
+}
+
+/// A deliberately small JSON reader for flat objects of string values (key resources):
+/// strict, bounded, and it never echoes input in errors.
+enum JSONObject {
+    static func parseStrings(_ bytes: [UInt8], source: String) throws -> [String: String] {
+        var i = 0
+        func bad() -> FSPFError { .keyUnavailable(source: source, reason: "malformed JSON key resource") }
+        func skip() { while i < bytes.count, [0x20, 0x0a, 0x0d, 0x09].contains(bytes[i]) { i += 1 } }
+        func expect(_ c: UInt8) throws { skip(); guard i < bytes.count, bytes[i] == c else { throw bad() }; i += 1 }
+        func string() throws -> String {
+            try expect(UInt8(ascii: "\""))
+            var out: [UInt8] = []
+            while i < bytes.count, bytes[i] != UInt8(ascii: "\"") {
+                if bytes[i] == UInt8(ascii: "\\") {
+                    i += 1
+                    guard i < bytes.count else { throw bad() }
+                    switch bytes[i] {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(bytes[i])
+                    case UInt8(ascii: "n"): out.append(0x0a)
+                    default: throw bad()
+                    }
+                } else {
+                    guard bytes[i] >= 0x20 else { throw bad() }
+                    out.append(bytes[i])
+                }
+                i += 1
+            }
+            guard i < bytes.count else { throw bad() }
+            i += 1
+            guard let s = String(validating: out, as: UTF8.self) else { throw bad() }
+            return s
+        }
+        func skipValue() throws {
+            skip()
+            guard i < bytes.count else { throw bad() }
+            if bytes[i] == UInt8(ascii: "\"") { _ = try string(); return }
+            // Numbers, true/false/null: skip to the next delimiter. Nested values are refused.
+            guard bytes[i] != UInt8(ascii: "{"), bytes[i] != UInt8(ascii: "[") else { throw bad() }
+            while i < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "}")].contains(bytes[i]) { i += 1 }
+        }
+        var result: [String: String] = [:]
+        try expect(UInt8(ascii: "{"))
+        skip()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1 } else {
+            while true {
+                let k = try string()
+                try expect(UInt8(ascii: ":"))
+                skip()
+                if i < bytes.count, bytes[i] == UInt8(ascii: "\"") { result[k] = try string() } else { try skipValue() }
+                skip()
+                guard i < bytes.count else { throw bad() }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; break }
+                throw bad()
+            }
+        }
+        skip()
+        guard i == bytes.count else { throw bad() }
+        return result
+    }
+}
+
+/// Writes a key to a new file readable by its owner only.
+public func writeKeyFile(_ path: String, _ keys: VolumeKeys) throws {
+    var text = Array((keys.key.hex + "\n").utf8)
+    defer { text.withUnsafeMutableBytes { Sodium.zero($0) } }
+    unlink(path)
+    let f = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+    try text.withUnsafeBytes { try f.write($0, at: 0) }
+    try f.sync()
+}
