@@ -9,10 +9,12 @@ let package = Package(
     products: [
         .library(name: "FSPFCore", targets: ["FSPFCore"]),
         .executable(name: "fspf", targets: ["fspf-tool"]),
+        .executable(name: "fspf-mount", targets: ["fspf-mount"]),
         .executable(name: "fspf-bench", targets: ["fspf-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C shims: they only expose the system libraries to Swift.
@@ -20,6 +22,8 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
                        providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3",
+                       providers: [.apt(["libfuse3-dev"])]),
         .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
         // How keys reach a process: files, environment, descriptors, a local agent's URL.
         .target(name: "FSPFProvisioning", dependencies: ["FSPFCore"], swiftSettings: strict),
@@ -28,6 +32,18 @@ let package = Package(
             dependencies: [
                 "FSPFCore", "FSPFProvisioning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        // The FUSE front end: callbacks, daemon life cycle, hardening.
+        .target(name: "FSPFMount",
+                dependencies: ["FSPFCore", "FSPFProvisioning", "CFuse3", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strict),
+        .executableTarget(
+            name: "fspf-mount",
+            dependencies: [
+                "FSPFMount", "FSPFCore", "FSPFProvisioning",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         // Library-level measurements behind the chunk-size default (`make bench`).

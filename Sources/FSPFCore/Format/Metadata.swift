@@ -254,7 +254,7 @@ public enum ChunkSize {
 
 extension Paths {
     /// Parent inside a volume ("a/b" -> "a", "a" -> "").
-    static func parentInVolume(_ path: String) -> String {
+    public static func parentInVolume(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "" }
         return String(path[..<slash])
     }

@@ -77,6 +77,18 @@ public final class VolumeReader: Sendable {
         childIndices[directory ?? -1] ?? []
     }
 
+    /// The child called `name` (raw bytes) of a directory (nil = root), if any.
+    public func child(of directory: Int?, named name: UnsafeBufferPointer<UInt8>) -> Int? {
+        var key: [UInt8] = []
+        if let d = directory {
+            key.reserveCapacity(metadata.entries[d].path.utf8.count + 1 + name.count)
+            key += metadata.entries[d].path.utf8
+            key.append(UInt8(ascii: "/"))
+        }
+        key += name
+        return index[key]
+    }
+
     public func list(_ path: String) throws -> [Entry] {
         let i = try entryIndex(path)
         if let i, !metadata.entries[i].isDirectory {

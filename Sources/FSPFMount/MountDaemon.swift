@@ -1,0 +1,213 @@
+import CFuse3
+import FSPFCore
+import FSPFProvisioning
+import Glibc
+import Logging
+
+public struct MountConfiguration: Sendable {
+    public var volume: String
+    public var mountpoint: String
+    public var key: KeySource
+    /// Expected tag; nil only with `skipTagCheck`.
+    public var tag: [UInt8]?
+    public var tagFromKeySource = false
+    public var skipTagCheck = false
+    public var foreground = false
+    public var allowOther = false
+    /// Run as this user (name or name:group) once mounted.
+    public var user: String?
+    public var threads: UInt32 = 8
+    public var cacheBytes = 32 << 20
+    public var keyTimeout: Double = 10
+    public var logLevel: Logger.Level = .info
+
+    public init(volume: String, mountpoint: String, key: KeySource) {
+        self.volume = volume
+        self.mountpoint = mountpoint
+        self.key = key
+    }
+}
+
+/// fspf-mount's life: harden, get the key, open and check the volume, mount, go to the
+/// background (the parent exits 0 only once the kernel has initialised the mount), serve,
+/// and unmount on SIGTERM/SIGINT.
+public enum MountDaemon {
+    /// Returns the process exit status. Errors before the mount is live are thrown, so the
+    /// caller prints one line and exits with the error's status.
+    public static func run(_ config: MountConfiguration, logger: Logger) throws -> Int32 {
+        Hardening.apply(logger: logger)
+
+        let material = try config.key.loadMaterial(timeout: config.keyTimeout)
+        var expected = config.tag
+        if expected == nil, config.tagFromKeySource { expected = material.tag }
+        if let fromSource = material.tag, let given = config.tag, !Sodium.equal(fromSource, given) {
+            throw FSPFError.integrity(path: config.key.name, reason: "the tag from the key source differs from --tag")
+        }
+        if expected == nil {
+            guard config.skipTagCheck else {
+                throw FSPFError.usage("an expected tag is needed (--tag, --tag-env, or a key resource with a tag); "
+                                      + "--no-tag-check mounts without rollback protection")
+            }
+            logger.warning("mounting without an expected tag: an older version of the volume would be accepted (--no-tag-check)")
+        }
+
+        // Open the volume before mounting: with mount-over, its directory is the mount point.
+        let reader = try VolumeReader(path: config.volume, keys: material.keys, expectedTag: expected,
+                                      cacheBytes: config.cacheBytes)
+        let mountpoint = try checkMountpoint(config.mountpoint)
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else {
+            throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
+        }
+
+        let readiness = Readiness(foreground: config.foreground)
+        let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace) {
+            readiness.signal()
+        }
+        var options = "ro,default_permissions,fsname=fspf,subtype=fspf"
+        if config.allowOther { options += ",allow_other" }
+        var argv: [UnsafeMutablePointer<CChar>?] = ["fspf-mount", "-o", options].map { (s: String) in strdup(s) }
+        defer { argv.forEach { free($0) } }
+        var args = fuse_args(argc: Int32(argv.count), argv: nil, allocated: 0)
+        var ops = Operations.table()
+        let userdata = Unmanaged.passRetained(volume).toOpaque()
+        let session: OpaquePointer? = argv.withUnsafeMutableBufferPointer { buf in
+            args.argv = buf.baseAddress
+            return fspf_fuse_session_new(&args, &ops, userdata)
+        }
+        fuse_opt_free_args(&args)
+        guard let session else { throw FSPFError.mountFailed(path: mountpoint, reason: "could not create the FUSE session") }
+        defer { fuse_session_destroy(session) }
+
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            throw FSPFError.mountFailed(path: mountpoint, reason: "the kernel refused the mount (see the line above)")
+        }
+        logger.info("mounted", metadata: ["volume": "\(reader.metadataPath)", "mountpoint": "\(mountpoint)",
+                                          "tag": "\(Hex.encode(reader.tag))", "files": "\(reader.entries.count)"])
+
+        if !config.foreground {
+            // Parent: wait until the child reports the mount initialised, then exit 0.
+            if let parentStatus = readiness.forkAndWait() {
+                return parentStatus
+            }
+            setsid()
+        }
+        _ = chdir("/")
+        if let user = config.user {
+            do { try Hardening.dropPrivileges(to: user) } catch {
+                fuse_session_unmount(session)
+                throw error
+            }
+            logger.info("running as \(user)")
+        }
+        Hardening.lockMemory(logger: logger)
+
+        guard fuse_set_signal_handlers(session) == 0 else {
+            fuse_session_unmount(session)
+            throw FSPFError.mountFailed(path: mountpoint, reason: "cannot install signal handlers")
+        }
+        let status = fspf_fuse_session_loop_mt(session, config.threads)
+        fuse_session_unmount(session)
+        fuse_remove_signal_handlers(session)
+        logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)"])
+        Unmanaged<MountedVolume>.fromOpaque(userdata).release()
+        return status == 0 ? 0 : ExitStatus.mountFailed
+    }
+
+    /// Absolute path of an existing directory that is not already an FSPF mount.
+    static func checkMountpoint(_ path: String) throws -> String {
+        guard let resolved = realpath(path, nil) else {
+            throw FSPFError.mountFailed(path: path, reason: "mount point does not exist")
+        }
+        defer { free(resolved) }
+        let absolute = String(cString: resolved)
+        guard FileSystem.isDirectory(absolute) else { throw FSPFError.mountFailed(path: path, reason: "mount point is not a directory") }
+        if let mounts = try? FileSystem.readAll("/proc/self/mountinfo") {
+            for line in String(decoding: mounts, as: UTF8.self).split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                guard fields.count > 8, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
+                if unescapeMountPath(fields[4]) == absolute && fields[dash + 1].hasPrefix("fuse") {
+                    throw FSPFError.mountFailed(path: path, reason: "mount point busy: a FUSE file system is already mounted there")
+                }
+            }
+        }
+        return absolute
+    }
+
+    /// mountinfo escapes space, tab, newline and backslash as \ooo.
+    static func unescapeMountPath(_ s: Substring) -> String {
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let c = bytes.popFirst() {
+            if c == UInt8(ascii: "\\"), bytes.count >= 3, let v = UInt8(String(decoding: bytes.prefix(3), as: UTF8.self), radix: 8) {
+                out.append(v)
+                bytes = bytes.dropFirst(3)
+            } else {
+                out.append(c)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Tells whoever waits that the mount is live: the parent of a backgrounded daemon (over a
+/// pipe) and a service manager (sd_notify protocol, when NOTIFY_SOCKET is set).
+final class Readiness: @unchecked Sendable {
+    private var pipeWrite: Int32 = -1
+    private let foreground: Bool
+
+    init(foreground: Bool) { self.foreground = foreground }
+
+    /// Forks. In the parent, waits for the child's report and returns the exit status to use;
+    /// in the child, returns nil.
+    func forkAndWait() -> Int32? {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        let pid = fork()
+        if pid < 0 { return ExitStatus.mountFailed }
+        if pid == 0 {
+            close(fds[0])
+            pipeWrite = fds[1]
+            _ = fcntl(pipeWrite, F_SETFD, FD_CLOEXEC)
+            return nil
+        }
+        close(fds[1])
+        var byte: UInt8 = 1
+        let n = read(fds[0], &byte, 1)
+        close(fds[0])
+        if n == 1 && byte == 0 { return 0 }
+        // The child died before the mount went live; its stderr has the reason.
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        let code = (status >> 8) & 0xff
+        return status & 0x7f == 0 && code != 0 ? code : ExitStatus.mountFailed
+    }
+
+    func signal() {
+        if pipeWrite >= 0 {
+            var zero: UInt8 = 0
+            _ = write(pipeWrite, &zero, 1)
+            close(pipeWrite)
+            pipeWrite = -1
+        }
+        notifyServiceManager("READY=1\nMAINPID=\(getpid())")
+    }
+
+    private func notifyServiceManager(_ message: String) {
+        guard let raw = getenv("NOTIFY_SOCKET") else { return }
+        var path = Array(String(cString: raw).utf8)
+        guard !path.isEmpty, path.count < 108 else { return }
+        if path[0] == UInt8(ascii: "@") { path[0] = 0 }  // abstract socket
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { dst in path.withUnsafeBytes { dst.copyMemory(from: $0) } }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count)
+        _ = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                message.withCString { sendto(fd, $0, strlen($0), Int32(MSG_NOSIGNAL), sa, length) }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import FSPFCore
+import FSPFMount
+import FSPFProvisioning
+import Glibc
+import Logging
+
+@main
+struct FSPFMountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fspf-mount",
+        abstract: "Mount a protected volume read-only; every byte served is verified.",
+        discussion: """
+        The key never comes from the command line: use --key-file, --key-env, --key-fd, --key-stdin or --key-url.
+        The expected tag (--tag, --tag-env, or the key resource's) pins the exact volume version.
+        Without MOUNTPOINT the volume directory itself is the mount point (mount-over).
+        Exit codes: 0 mounted (or, in the foreground, cleanly unmounted), 10 tag mismatch or integrity failure,
+        11 wrong key, 12 key source failed, 20 mount failed (mount point missing or busy), 21 no usable /dev/fuse,
+        64 usage, 65 not a volume, 66 volume missing.
+        """,
+        version: "0.1.0")
+
+    @Argument(help: "Volume directory (or its metadata file).") var volume: String
+    @Argument(help: "Where to mount it (default: over the volume directory itself).") var mountpoint: String?
+
+    @Option(name: .long, help: "Key file: 32 raw bytes or 64 hex digits (e.g. /dev/attestation/keys/<name>).") var keyFile: String?
+    @Option(name: .long, help: "Environment variable holding the key; removed once read (e.g. SCONE_FSPF_KEY).") var keyEnv: String?
+    @Option(name: .long, help: "Read the key from this open file descriptor.") var keyFd: Int32?
+    @Flag(name: .long, help: "Read the key from standard input.") var keyStdin = false
+    @Option(name: .long, help: "GET the key from a local attestation agent (raw, hex, or JSON with key and tag).") var keyUrl: String?
+    @Option(name: .long, help: "Seconds to wait for --key-url.") var keyTimeout: Double = 10
+
+    @Option(name: .long, help: "Expected volume tag (32 hex digits).") var tag: String?
+    @Option(name: .long, help: "Environment variable holding the expected tag (e.g. SCONE_FSPF_TAG).") var tagEnv: String?
+    @Flag(name: .long, help: "Mount without an expected tag (no rollback protection; logs a warning).") var noTagCheck = false
+
+    @Flag(name: .long, help: "Stay in the foreground.") var foreground = false
+    @Option(name: .customShort("o"), help: "Mount option: only allow_other is accepted.") var mountOptions: [String] = []
+    @Option(name: .long, help: "After mounting, run as this user (user or user:group).") var user: String?
+    @Option(name: .long, help: "FUSE worker threads.") var threads: UInt32 = 8
+    @Flag(name: .long, help: "Log every request.") var verbose = false
+
+    func run() throws {
+        let level: Logger.Level = verbose ? .trace : .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "fspf-mount")
+        do {
+            var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try keySource())
+            config.keyTimeout = keyTimeout
+            config.foreground = foreground
+            config.user = user
+            config.threads = max(1, threads)
+            config.logLevel = level
+            config.skipTagCheck = noTagCheck
+            for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
+                guard o == "allow_other" else { throw FSPFError.usage("-o \(o): only allow_other is supported (the mount is always ro)") }
+                config.allowOther = true
+            }
+            if tag != nil && tagEnv != nil { throw FSPFError.usage("give at most one of --tag, --tag-env") }
+            if let t = tag { config.tag = try parseTag(t, source: "--tag") }
+            if let name = tagEnv {
+                guard let v = getenv(name) else { throw FSPFError.usage("environment variable \(name) is not set") }
+                config.tag = try parseTag(String(cString: v), source: "$\(name)")
+                unsetenv(name)
+            }
+            config.tagFromKeySource = config.tag == nil
+            throw ExitCode(try MountDaemon.run(config, logger: logger))
+        } catch let e as FSPFError {
+            let line = "fspf-mount: \(e.description)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+            throw ExitCode(e.exitStatus)
+        }
+    }
+
+    func keySource() throws -> KeySource {
+        let given = [keyFile.map(KeySource.file), keyEnv.map(KeySource.environment), keyFd.map(KeySource.descriptor),
+                     keyStdin ? KeySource.standardInput : nil, keyUrl.map(KeySource.url)].compactMap { $0 }
+        guard given.count == 1 else {
+            throw FSPFError.usage(given.isEmpty ? "a key source is needed: --key-file, --key-env, --key-fd, --key-stdin or --key-url"
+                                                : "give exactly one key source")
+        }
+        return given[0]
+    }
+}
