@@ -49,7 +49,12 @@ let package = Package(
         // Library-level measurements behind the chunk-size default (`make bench`).
         .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore"], swiftSettings: strict),
         .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
-        .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore"], swiftSettings: strict),
+        // Runs the built executables as scripts do; shared by the tests of both tools.
+        .target(name: "FSPFTestSupport", dependencies: ["FSPFCore"], path: "Tests/FSPFTestSupport", swiftSettings: strict),
+        .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFTestSupport"], swiftSettings: strict),
+        .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
+        .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFProvisioning", "FSPFTestSupport"],
+                    swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -105,12 +105,17 @@ public enum MountDaemon {
             fuse_session_unmount(session)
             throw FSPFError.mountFailed(path: mountpoint, reason: "cannot install signal handlers")
         }
+        // The loop returns 0 on unmount, the signal number on SIGTERM/SIGINT/SIGHUP, < 0 on error.
         let status = fspf_fuse_session_loop_mt(session, config.threads)
         fuse_session_unmount(session)
         fuse_remove_signal_handlers(session)
-        logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)"])
         Unmanaged<MountedVolume>.fromOpaque(userdata).release()
-        return status == 0 ? 0 : ExitStatus.mountFailed
+        if status < 0 {
+            logger.error("FUSE loop failed: \(String(cString: strerror(-status)))")
+            return ExitStatus.mountFailed
+        }
+        logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)"])
+        return 0
     }
 
     /// Absolute path of an existing directory that is not already an FSPF mount.

@@ -43,9 +43,7 @@ public enum KeySource: Sendable, Equatable {
                 throw FSPFError.keyUnavailable(source: name, reason: "environment variable is not set")
             }
             bytes = Array(String(cString: value).utf8)
-            // Overwrite the value in place before removing it, so no copy stays in the environment block.
-            memset(value, 0, strlen(value))
-            unsetenv(name)
+            KeySource.erase(name, value: value)
         case .standardInput:
             bytes = try KeySource.readAll(fd: 0, name: name)
         case .descriptor(let fd):
@@ -55,7 +53,26 @@ public enum KeySource: Sendable, Equatable {
             bytes = try HTTPClient.get(url, timeout: timeout, limit: 64 << 10)
         }
         defer { bytes.withUnsafeMutableBytes { Sodium.zero($0) } }
-        return try KeyResource.parse(&bytes, source: name)
+        do {
+            return try KeyResource.parse(&bytes, source: name)
+        } catch let e as FSPFError {
+            // An agent that answers something other than a key is a key-source failure.
+            if case .url = self, case .usage(let why) = e {
+                throw FSPFError.keyUnavailable(source: name, reason: String(why.dropFirst(name.count + 2)))
+            }
+            throw e
+        }
+    }
+
+    /// Removes NAME from the environment and wipes "NAME=value" where it lay, so neither the key
+    /// nor the variable shows in /proc/<pid>/environ (which shows the original block).
+    static func erase(_ name: String, value: UnsafeMutablePointer<CChar>) {
+        let valueLength = strlen(value)
+        let prefix = Array((name + "=").utf8)
+        let start = UnsafeMutableRawPointer(value) - prefix.count
+        let framed = prefix.withUnsafeBytes { memcmp(start, $0.baseAddress!, prefix.count) == 0 }
+        unsetenv(name)
+        if framed { memset(start, 0, prefix.count + valueLength) } else { memset(value, 0, valueLength) }
     }
 
     private static func readAll(fd: Int32, name: String) throws -> [UInt8] {

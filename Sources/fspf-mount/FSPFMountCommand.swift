@@ -65,7 +65,6 @@ struct FSPFMountCommand: ParsableCommand {
             if let name = tagEnv {
                 guard let v = getenv(name) else { throw FSPFError.usage("environment variable \(name) is not set") }
                 config.tag = try parseTag(String(cString: v), source: "$\(name)")
-                unsetenv(name)
             }
             config.tagFromKeySource = config.tag == nil
             throw ExitCode(try MountDaemon.run(config, logger: logger))

@@ -53,12 +53,23 @@ public final class FileDescriptor: @unchecked Sendable {
     }
 
     /// The whole file, refusing more than `limit` bytes.
+    /// Reads until end of file, so files whose size is not known in advance (/proc) work too.
     public func readAll(limit: Int = 1 << 31) throws -> [UInt8] {
         let size = Int(try status().st_size)
         guard size <= limit else { throw FSPFError.badInput(path: path, reason: "file too large (\(size) bytes)") }
-        var bytes = [UInt8](repeating: 0, count: size)
-        let n = try bytes.withUnsafeMutableBytes { try read(into: $0, at: 0) }
-        return Array(bytes[0..<n])
+        var bytes = [UInt8](repeating: 0, count: max(size + 1, 4096))
+        var count = 0
+        while true {
+            if count == bytes.count {
+                guard count <= limit else { throw FSPFError.badInput(path: path, reason: "file larger than \(limit) bytes") }
+                bytes += [UInt8](repeating: 0, count: bytes.count)
+            }
+            let n = try bytes.withUnsafeMutableBytes { try read(into: UnsafeMutableRawBufferPointer(rebasing: $0[count...]), at: UInt64(count)) }
+            if n == 0 { break }
+            count += n
+        }
+        guard count <= limit else { throw FSPFError.badInput(path: path, reason: "file larger than \(limit) bytes") }
+        return Array(bytes[0..<count])
     }
 
     public func status() throws -> stat {

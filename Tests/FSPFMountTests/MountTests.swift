@@ -1,0 +1,316 @@
+import Dispatch
+import Foundation
+import Glibc
+import Testing
+import FSPFCore
+import FSPFTestSupport
+
+/// Real mounts through /dev/fuse, as root, in CI too.
+@Suite struct MountTests {
+    /// A source tree with what a mount must render exactly: nested directories, modes, times,
+    /// a symlink, an empty file and sizes around 4 KiB chunk boundaries.
+    static func makeTree(_ s: Sandbox) -> [String: [UInt8]] {
+        var rng = SystemRandomNumberGenerator()
+        var files: [String: [UInt8]] = [:]
+        for (i, size) in [0, 1, 4095, 4096, 4097, 3 * 4096, 200_000, 1_000_003].enumerated() {
+            let name = i % 2 == 0 ? "data/part-\(i).bin" : "data/nested/deeper/part-\(i).bin"
+            files[name] = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        }
+        files["job.py"] = Array("print('from the mount')\n".utf8)
+        files["ünïcødé name.txt"] = Array("names are sealed\n".utf8)
+        for (p, b) in files {
+            s.write("in/" + p, "")
+            _ = FileManager.default.createFile(atPath: s.path + "/in/" + p, contents: Data(b))
+        }
+        _ = s.sh("mkdir -p in/empty-dir && ln -s job.py in/link && chmod 0755 in/job.py && chmod 0600 'in/ünïcødé name.txt' "
+                 + "&& touch -d '2021-03-04 05:06:07.123456789' in/data/part-0.bin")
+        return files
+    }
+
+    /// Encrypts in/ (4 KiB chunks) with a new key; returns the tag.
+    static func encrypt(_ s: Sandbox, _ input: String = "in", _ out: String = "vol") -> String {
+        let r = s.sh("fspf keygen > key 2>/dev/null || true; fspf encrypt \(input) --out \(out) --key-file key --chunk-size 4K | awk '{print $9}'")
+        #expect(r.status == 0, "\(r.err)")
+        return r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func mount(_ s: Sandbox, _ args: String) -> Tool.Result {
+        s.sh("mkdir -p mnt && '\(Tool.mountBinary)' \(args)")
+    }
+
+    @Test func mountServesTheTreeExactly() throws {
+        let s = Sandbox()
+        let files = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        let m = MountTests.mount(s, "vol mnt --key-file key --tag \(tag)")
+        #expect(m.status == 0, "\(m.err)")
+        // Parent exited 0 only once live: the mount answers at once.
+        let src = s.path + "/in", mnt = s.path + "/mnt"
+        func walk(_ root: String) -> [String] {
+            (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).sorted()
+        }
+        #expect(walk(mnt) == walk(src))
+        for rel in walk(src) {
+            var a = stat(), b = stat()
+            #expect(lstat(src + "/" + rel, &a) == 0 && lstat(mnt + "/" + rel, &b) == 0)
+            #expect(a.st_mode & S_IFMT == b.st_mode & S_IFMT, "\(rel) type")
+            if a.st_mode & S_IFMT != S_IFLNK {
+                #expect(a.st_mode & 0o7777 == b.st_mode & 0o7777, "\(rel) mode")
+                #expect(a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec, "\(rel) mtime")
+            }
+            if a.st_mode & S_IFMT == S_IFREG {
+                #expect(a.st_size == b.st_size, "\(rel) size")
+                #expect(FileManager.default.contents(atPath: mnt + "/" + rel) == Data(files[rel] ?? []), "\(rel) content")
+            }
+        }
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: mnt + "/link") == "job.py")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mnt + "/empty-dir").isEmpty)
+        // Random offsets at and around chunk boundaries.
+        let big = files["data/nested/deeper/part-7.bin"]!
+        let fd = open(mnt + "/data/nested/deeper/part-7.bin", O_RDONLY)
+        #expect(fd >= 0)
+        var buffer = [UInt8](repeating: 0, count: 70_000)
+        for _ in 0..<300 {
+            let boundary = 4096 * Int.random(in: 0...(big.count / 4096))
+            let off = max(0, min(big.count, boundary + Int.random(in: -3...3)))
+            let len = [1, 2, 4095, 4096, 4097, 65_536, 70_000].randomElement()!
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, len, off_t(off)) }
+            #expect(Array(buffer[0..<max(0, n)]) == Array(big[off..<min(big.count, off + len)]), "at \(off)+\(len)")
+        }
+        close(fd)
+        #expect(s.sh("umount mnt").status == 0)
+        #expect(Sandbox.mounts(below: mnt).isEmpty)
+    }
+
+    @Test func jobRunsFromTheMount() {
+        let s = Sandbox()
+        let r = s.sh("""
+            fspf encrypt '\(Tool.packageRoot)/fixtures/job' --out vol --key-out key --reproducible > line &&
+            mkdir mnt && '\(Tool.mountBinary)' vol mnt --key-file key --tag $(awk '{print $9}' line) &&
+            python3 mnt/job.py mnt/data | grep -v seconds > through-mount &&
+            python3 '\(Tool.packageRoot)/fixtures/job/job.py' '\(Tool.packageRoot)/fixtures/job/data' | grep -v seconds > plain &&
+            cmp through-mount plain && head -1 through-mount; umount mnt
+            """)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out == "rows: 3000\n")
+    }
+
+    /// A tampered chunk answers EIO for exactly its range; the rest of the file and other files keep working.
+    @Test func tamperedChunkGivesEIOExactlyThere() {
+        let s = Sandbox()
+        s.write("in/other.txt", "still fine\n")
+        _ = s.sh("head -c 1000000 /dev/urandom > in/big")
+        _ = MountTests.encrypt(s)
+        // bash for process substitution.
+        let b = s.sh("bash -c \"$(cat <<'EOS'\n" + """
+            mkdir mnt
+            obj=$(for f in vol/.fspf-objects/*/*; do [ $(stat -c %s $f) -gt 100000 ] && echo $f; done)
+            printf 'X' | dd of=$obj bs=1 seek=$((64 + 100 * 4096 + 7)) conv=notrunc status=none
+            '\(Tool.mountBinary)' vol mnt --key-file key --no-tag-check 2>/dev/null || exit 99
+            for c in 98 99 100 101 102 200; do
+              if cmp -s <(dd if=mnt/big bs=4096 skip=$c count=1 status=none 2>/dev/null) <(dd if=in/big bs=4096 skip=$c count=1 status=none)
+              then echo "$c ok"; else echo "$c EIO"; fi
+            done
+            dd if=mnt/big bs=4096 skip=100 count=1 2>&1 >/dev/null | grep -o 'Input/output error' | head -1
+            cat mnt/other.txt; umount mnt
+            """ + "\nEOS\n)\"")
+        #expect(b.status == 0, "\(b.err)")
+        #expect(b.out == "98 ok\n99 ok\n100 EIO\n101 ok\n102 ok\n200 ok\nInput/output error\nstill fine\n", "\(b.out)")
+    }
+
+    @Test func wrongKeyOrTagIsRefusedBeforeMounting() {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        let wrongKey = MountTests.mount(s, "vol mnt --key-file /dev/null --tag \(tag)")
+        #expect(wrongKey.status == 64, "empty key file: \(wrongKey.err)")
+        let k2 = s.sh("fspf keygen > key2 && '\(Tool.mountBinary)' vol mnt --key-file key2 --tag \(tag)")
+        #expect(k2.status == 11 && k2.err.contains("wrong key"), "\(k2.err)")
+        let badTag = MountTests.mount(s, "vol mnt --key-file key --tag 0123456789abcdef0123456789abcdef")
+        #expect(badTag.status == 10 && badTag.err.contains("not the expected"), "\(badTag.err)")
+        let noTag = MountTests.mount(s, "vol mnt --key-file key")
+        #expect(noTag.status == 64 && noTag.err.contains("--no-tag-check"))
+        let missing = MountTests.mount(s, "nothing mnt --key-file key --tag \(tag)")
+        #expect(missing.status == 66)
+        let argvKey = MountTests.mount(s, "vol mnt --key $(cat key) --tag \(tag)")
+        #expect(argvKey.status == 64, "there is no option taking the key itself")
+        #expect(Sandbox.mounts(below: s.path).isEmpty, "nothing was mounted")
+    }
+
+    @Test func everyModificationGetsEROFS() {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        #expect(MountTests.mount(s, "vol mnt --key-file key --tag \(tag)").status == 0)
+        let attempts = ["touch mnt/new", "echo x >> mnt/job.py", "echo x > mnt/job.py", "mkdir mnt/d", "rm mnt/job.py",
+                        "rmdir mnt/empty-dir", "mv mnt/job.py mnt/j2", "chmod 777 mnt/job.py", "truncate -s 0 mnt/job.py",
+                        "ln -s x mnt/l2", "ln mnt/job.py mnt/h", "setfattr -n user.x -v 1 mnt/job.py 2>&1 | grep -q 'Read-only' && false",
+                        "touch -d 2000-01-01 mnt/job.py"]
+        for a in attempts {
+            let r = s.sh(a)
+            #expect(r.status != 0, "\(a) succeeded")
+            #expect(r.err.contains("Read-only file system") || a.contains("setfattr"), "\(a): \(r.err)")
+        }
+        let fd = open(s.path + "/mnt/job.py", O_RDWR)
+        #expect(fd == -1 && errno == EROFS)
+        #expect(s.sh("grep \" $(pwd)/mnt \" /proc/mounts").out.contains(" ro,"))
+        _ = s.sh("umount mnt")
+    }
+
+    /// 32 parallel readers at random offsets, every byte compared with the plaintext.
+    @Test func parallelReaders() throws {
+        let s = Sandbox()
+        _ = s.sh("mkdir in && head -c 3000000 /dev/urandom > in/a && head -c 700001 /dev/urandom > in/b")
+        let tag = MountTests.encrypt(s)
+        #expect(MountTests.mount(s, "vol mnt --key-file key --tag \(tag)").status == 0)
+        let plain = ["a": try Data(contentsOf: URL(fileURLWithPath: s.path + "/in/a")),
+                     "b": try Data(contentsOf: URL(fileURLWithPath: s.path + "/in/b"))]
+        let failures = Counter()
+        let group = DispatchGroup()
+        let root = s.path
+        for t in 0..<32 {
+            group.enter()
+            let thread = Thread {
+                defer { group.leave() }
+                let name = t % 2 == 0 ? "a" : "b"
+                let data = plain[name]!
+                let fd = open(root + "/mnt/" + name, O_RDONLY)
+                defer { close(fd) }
+                var buffer = [UInt8](repeating: 0, count: 200_000)
+                for _ in 0..<150 {
+                    let off = Int.random(in: 0..<data.count)
+                    let len = Int.random(in: 1...200_000)
+                    let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, len, off_t(off)) }
+                    if n < 0 || Data(buffer[0..<n]) != data[off..<min(data.count, off + len)] { failures.add() }
+                }
+            }
+            thread.start()
+        }
+        group.wait()
+        #expect(failures.value == 0)
+        _ = s.sh("umount mnt")
+    }
+
+    @Test func sigtermUnmountsCleanly() throws {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        _ = s.sh("mkdir mnt")
+        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"], cwd: s.path)
+        #expect(waitForMount(s.path + "/mnt"))
+        #expect(FileManager.default.fileExists(atPath: s.path + "/mnt/job.py"))
+        kill(pid, SIGTERM)
+        let r = Tool.wait(pid, cwd: s.path)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.err.contains("unmounted"))
+        #expect(Sandbox.mounts(below: s.path).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: s.path + "/mnt/job.py"))
+    }
+
+    /// The volume stored in the directory it is mounted on, as SCONE images expect.
+    @Test func mountOverTheVolumeDirectory() {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s, "in", "encrypted-files")
+        let r = s.sh("""
+            '\(Tool.mountBinary)' encrypted-files --key-file key --tag \(tag) && cmp encrypted-files/job.py in/job.py &&
+            ls encrypted-files | sort | tr '\\n' ' ' && umount encrypted-files && ls -A encrypted-files | sort | tr '\\n' ' '
+            """)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out == "data empty-dir job.py link ünïcødé name.txt .fspf-objects volume.fspf ")
+    }
+
+    @Test func busyMountpointIsRefused() {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        #expect(MountTests.mount(s, "vol mnt --key-file key --tag \(tag)").status == 0)
+        let again = MountTests.mount(s, "vol mnt --key-file key --tag \(tag)")
+        #expect(again.status == 20 && again.err.contains("busy"), "\(again.err)")
+        _ = s.sh("umount mnt")
+    }
+
+    /// The key from a local agent over HTTP, with the tag in the same JSON resource.
+    @Test func keyFromURL() throws {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        let key = s.sh("cat key").out.trimmingCharacters(in: .whitespacesAndNewlines)
+        s.write("server.py", """
+            import http.server, sys
+            routes = {"/cdh/resource/default/fspf/volume": b'{"key": "\(key)", "tag": "\(tag)"}',
+                      "/raw": b"\(key)\\n", "/garbage": b"not a key"}
+            class H(http.server.BaseHTTPRequestHandler):
+                def do_GET(self):
+                    body = routes.get(self.path)
+                    if body is None:
+                        self.send_error(404); return
+                    self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+                    self.wfile.write(body)
+                def log_message(self, *a): pass
+            srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+            open("port", "w").write(str(srv.server_address[1]))
+            srv.serve_forever()
+            """)
+        let server = Tool.spawn(["/usr/bin/env", "python3", "server.py"], cwd: s.path)
+        defer { kill(server, SIGTERM); _ = Tool.wait(server, cwd: s.path) }
+        var port = ""
+        for _ in 0..<100 where port.isEmpty {
+            usleep(50_000)
+            port = (try? String(contentsOfFile: s.path + "/port", encoding: .utf8)) ?? ""
+        }
+        let base = "http://127.0.0.1:\(port)"
+        let ok = MountTests.mount(s, "vol mnt --key-url \(base)/cdh/resource/default/fspf/volume")
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(FileManager.default.fileExists(atPath: s.path + "/mnt/job.py"))
+        _ = s.sh("umount mnt")
+        let raw = MountTests.mount(s, "vol mnt --key-url \(base)/raw --tag \(tag)")
+        #expect(raw.status == 0, "\(raw.err)")
+        _ = s.sh("umount mnt")
+        let wrongTag = MountTests.mount(s, "vol mnt --key-url \(base)/cdh/resource/default/fspf/volume --tag 0123456789abcdef0123456789abcdef")
+        #expect(wrongTag.status == 10)
+        for (path, reason) in [("/missing", "404"), ("/garbage", "not a volume key")] {
+            let r = MountTests.mount(s, "vol mnt --key-url \(base)\(path) --tag \(tag)")
+            #expect(r.status == 12 && r.err.contains(reason), "\(path): \(r.err)")
+        }
+        let down = MountTests.mount(s, "vol mnt --key-url http://127.0.0.1:1/x --tag \(tag) --key-timeout 2")
+        #expect(down.status == 12 && down.err.contains("cannot connect"), "\(down.err)")
+        #expect(Sandbox.mounts(below: s.path).isEmpty)
+    }
+
+    /// The key is in neither the command line nor the environment of the running daemon.
+    @Test func keyLeavesNoTraceInProc() throws {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        let key = s.sh("cat key").out.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = s.sh("mkdir mnt")
+        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-env", "SCONE_FSPF_KEY", "--tag-env", "SCONE_FSPF_TAG", "--foreground"],
+                             cwd: s.path, env: ["SCONE_FSPF_KEY": key, "SCONE_FSPF_TAG": tag])
+        #expect(waitForMount(s.path + "/mnt"))
+        let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
+        let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+        #expect(!environ.isEmpty && !cmdline.isEmpty)
+        #expect(environ.range(of: Data(key.utf8)) == nil && environ.range(of: Data("SCONE_FSPF_KEY".utf8)) == nil)
+        #expect(cmdline.range(of: Data(key.utf8)) == nil)
+        kill(pid, SIGTERM)
+        let r = Tool.wait(pid, cwd: s.path)
+        #expect(r.status == 0 && !r.err.contains(key))
+    }
+}
+
+func waitForMount(_ path: String, seconds: Double = 10) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if !Sandbox.mounts(below: path).isEmpty, FileManager.default.fileExists(atPath: path + "/job.py") { return true }
+        usleep(20_000)
+    }
+    return false
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add() { lock.lock(); n += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+}

@@ -1,0 +1,68 @@
+import Glibc
+import Testing
+import FSPFCore
+@testable import FSPFProvisioning
+
+@Suite struct ProvisioningTests {
+    let keyHex = String(repeating: "ab", count: 32)
+    let tagHex = String(repeating: "cd", count: 16)
+
+    @Test func keyResourceBodies() throws {
+        var raw = [UInt8](repeating: 0xab, count: 32)
+        #expect(try KeyResource.parse(&raw, source: "t").keys.key.hex == keyHex)
+        var hex = Array((keyHex + "\n").utf8)
+        #expect(try KeyResource.parse(&hex, source: "t").tag == nil)
+        var json = Array(#" {"key": "\#(keyHex)", "tag": "\#(tagHex)", "version": 3, "note": null}"#.utf8)
+        let m = try KeyResource.parse(&json, source: "t")
+        #expect(m.keys.key.hex == keyHex && m.tag.map { Hex.encode($0) } == tagHex)
+        var scone = Array(#"{"SCONE_FSPF_KEY":"\#(keyHex)"}"#.utf8)
+        #expect(try KeyResource.parse(&scone, source: "t").keys.key.hex == keyHex)
+        for bad in [#"{"tag": "\#(tagHex)"}"#, #"{"key": "\#(keyHex)""#, #"{"key": {"nested": 1}}"#, #"{"key": "zz"}"#, "{}", "{", "not a key"] {
+            var b = Array(bad.utf8)
+            #expect(throws: FSPFError.self) { _ = try KeyResource.parse(&b, source: "t") }
+        }
+    }
+
+    @Test func environmentKeyIsErased() throws {
+        setenv("FSPF_TEST_KEY_ERASE", keyHex, 1)
+        let keys = try KeySource.environment("FSPF_TEST_KEY_ERASE").load()
+        #expect(keys.key.hex == keyHex)
+        #expect(getenv("FSPF_TEST_KEY_ERASE") == nil)
+        expectKeyUnavailable { _ = try KeySource.environment("FSPF_TEST_KEY_ERASE").load() }
+    }
+
+    @Test func httpURLParsing() throws {
+        let t = try HTTPClient.parse("http://127.0.0.1:8006/cdh/resource/default/fspf/key")
+        #expect(t.host == "127.0.0.1" && t.port == "8006" && t.path == "/cdh/resource/default/fspf/key")
+        let v6 = try HTTPClient.parse("http://[::1]:9/x")
+        #expect(v6.host == "::1" && v6.port == "9")
+        #expect(try HTTPClient.parse("http://localhost").path == "/")
+        for bad in ["https://127.0.0.1/x", "ftp://x", "http://:80/x", "http://h:99999/x", "http://h/a b"] {
+            #expect(throws: FSPFError.self) { _ = try HTTPClient.parse(bad) }
+        }
+    }
+
+    @Test func httpBodies() throws {
+        func body(_ s: String) throws -> [UInt8] { try HTTPClient.body(of: Array(s.utf8), limit: 1024, url: "u") }
+        #expect(try body("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef") == Array("abc".utf8))
+        #expect(try body("HTTP/1.0 200 OK\r\n\r\nuntil close") == Array("until close".utf8))
+        #expect(try body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n") == Array("abcde".utf8))
+        for bad in ["HTTP/1.1 404 Not Found\r\n\r\n", "garbage", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nshort",
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc"] {
+            expectKeyUnavailable { _ = try body(bad) }
+        }
+        let big = "HTTP/1.1 200 OK\r\n\r\n" + String(repeating: "x", count: 2000)
+        expectKeyUnavailable { _ = try body(big) }
+    }
+
+    func expectKeyUnavailable(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            try body()
+            Issue.record("expected an error", sourceLocation: sourceLocation)
+        } catch let e as FSPFError {
+            if case .keyUnavailable = e {} else { Issue.record("unexpected \(e)", sourceLocation: sourceLocation) }
+        } catch {
+            Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Glibc
+import FSPFCore
+
+/// The built `fspf` binary, run as build scripts run it.
+public struct Tool {
+    public static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    public static let binary: String = ProcessInfo.processInfo.environment["FSPF_BIN"] ?? packageRoot + "/.build/debug/fspf"
+    public static let mountBinary: String = Paths.parent(binary) + "/fspf-mount"
+
+    public struct Result {
+        public var status: Int32
+        public var out: String
+        public var err: String
+        public var maxRSSKiB: Int
+    }
+
+    /// Runs `script` with /bin/sh in `cwd`, `fspf` first on PATH; returns status, output and peak RSS.
+    public static func sh(_ script: String, cwd: String, env: [String: String] = [:]) -> Result {
+        let pid = spawn(["/bin/sh", "-c", script], cwd: cwd, env: env)
+        return wait(pid, cwd: cwd)
+    }
+
+    public static func spawn(_ argv: [String], cwd: String, env: [String: String] = [:]) -> pid_t {
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = Paths.parent(binary) + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        for (k, v) in env { environment[k] = v }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, cwd + "/.stdout", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, cwd + "/.stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // `cd` then exec, so the pid is the program's own.
+        let argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd] + argv
+        let cargs = argv.map { strdup($0) } + [nil]
+        let cenv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cargs + cenv).forEach { free($0) } }
+        // Test-runner threads block signals; the child must start with a clean mask.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGTERM)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, cenv)
+        precondition(rc == 0, "posix_spawn failed: \(rc)")
+        return pid
+    }
+
+    public static func wait(_ pid: pid_t, cwd: String) -> Result {
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        func text(_ name: String) -> String { (try? String(contentsOfFile: cwd + "/" + name, encoding: .utf8)) ?? "" }
+        return Result(status: code, out: text(".stdout"), err: text(".stderr"), maxRSSKiB: usage.ru_maxrss)
+    }
+}
+
+public final class Sandbox {
+    public let path: String
+    public init() {
+        var template = Array("/tmp/fspf-cli-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+    }
+    deinit {
+        // A failed test may leave mounts behind: detach them before removing anything.
+        for m in Sandbox.mounts(below: path).reversed() { umount2(m, Int32(MNT_DETACH)) }
+        FileSystem.removeTree(path)
+    }
+
+    /// Mount points at or below `dir`, from /proc/self/mountinfo.
+    public static func mounts(below dir: String) -> [String] {
+        let text = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            guard f.count > 4 else { return nil }
+            let p = String(f[4]).replacingOccurrences(of: "\\040", with: " ")
+            return p == dir || p.hasPrefix(dir + "/") ? p : nil
+        }
+    }
+
+    public func write(_ rel: String, _ text: String) {
+        let p = path + "/" + rel
+        try? FileSystem.makeDirectories(Paths.parent(p))
+        _ = FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
+    }
+
+    public func sh(_ script: String, env: [String: String] = [:]) -> Tool.Result { Tool.sh(script, cwd: path, env: env) }
+
+    /// A small input tree.
+    public func makeInput(_ dir: String = "in") {
+        write("\(dir)/job.py", "print('hello')\n")
+        write("\(dir)/data/rows.csv", String(repeating: "1,2,3\n", count: 20_000))
+        write("\(dir)/docs/readme.md", "public\n")
+    }
+}
+
