@@ -12,8 +12,9 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release --product fspf
+	$(SWIFT) build -c release --product fspf-mount
 
-# Every test: library tests and CLI tests against the built binary.
+# Every test: library tests, CLI tests against the built binary, real FUSE mounts.
 test: deps
 	$(SWIFT) build
 	$(SWIFT) test
@@ -21,9 +22,9 @@ test: deps
 demo: release
 	scripts/demo.sh $(RELEASE_BIN)
 
-# Encryption throughput next to `openssl speed` x cores; writes docs/BENCHMARKS.md.
+# Every measurement in one run (encryption, chunk sizes, reads through fspf-mount); writes docs/BENCHMARKS.md.
 bench: release
-	scripts/bench-encrypt.sh $(RELEASE_BIN)
+	scripts/bench.sh $(RELEASE_BIN)
 
 clean:
 	rm -rf .build

@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# make bench (encryption part): `fspf encrypt` throughput on a 1 GiB tree next to
-# `openssl speed -evp aes-256-gcm` x cores, measured in one run, plus the per-chunk-size
-# library measurements behind the default chunk size. Writes docs/BENCHMARKS.md.
+# Part of `make bench`: `fspf encrypt` throughput on a 1 GiB tree next to
+# `openssl speed -evp aes-256-gcm` x cores and `cp -r`, measured in one run, plus the
+# per-chunk-size library measurements behind the default chunk size. Prints markdown.
 set -euo pipefail
 FSPF=$(realpath "${1:-.build/release/fspf}")
 BENCH=$(dirname "$FSPF")/fspf-bench
 RUNS=${RUNS:-5}
-OUT=${OUT:-docs/BENCHMARKS.md}
-swift build -c release --product fspf-bench >/dev/null
 work=$(mktemp -d /dev/shm/fspf-bench-XXXXXX)   # tmpfs: measure crypto and the tool, not the disk
 trap 'rm -rf "$work"' EXIT
 cores=$(nproc)
@@ -49,18 +47,10 @@ rm -rf "$work/vol" "$work/tree"
 echo "chunk-size sweep (library level)" >&2
 sweep=$("$BENCH" "$work" 256)
 
-cpu=$(awk -F: '/model name/ {sub(/^ /,"",$2); print $2; exit}' /proc/cpuinfo)
-mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
-cat > "$OUT" <<MD
-# Benchmarks
-
-Produced by \`make bench\` (scripts/bench-encrypt.sh) on $(date -u +%Y-%m-%d). Every figure in a
-table comes from the same run; ratios, not absolute times, are what carries over between machines.
-
-Machine: $cpu, $cores cores, $mem, $(uname -sr), $(openssl version | cut -d' ' -f1-2).
-Data lives on tmpfs (/dev/shm) so that the disk does not hide the cost of the tool.
-
+cat <<MD
 ## \`fspf encrypt\` next to \`openssl speed -evp aes-256-gcm\`
+
+Data on tmpfs (/dev/shm) so that the disk does not hide the cost of the tool.
 
 A 1 GiB tree of 16 random 64 MiB files, default options (64 KiB chunks, all cores), median of $RUNS runs.
 \`openssl speed\` runs with 64 KiB blocks for 3 s.
@@ -98,5 +88,3 @@ random 4 KiB reads, where a 4 KiB chunk avoids decrypting 60 KiB that are not wa
 read that way can be built with \`--chunk-size 4K\`. Sizes above 64 KiB buy no sequential speed
 and cost random reads dearly.
 MD
-echo "wrote $OUT" >&2
-cat "$OUT"

@@ -1,5 +1,6 @@
 import CFuse3
 import FSPFCore
+import Foundation
 import FSPFProvisioning
 import Glibc
 import Logging
@@ -17,6 +18,8 @@ public struct MountConfiguration: Sendable {
     /// Run as this user (name or name:group) once mounted.
     public var user: String?
     public var threads: UInt32 = 8
+    /// Kernel readahead for the mount in KiB (0: leave the kernel's 128 KiB).
+    public var readaheadKiB = 4096
     public var cacheBytes = 32 << 20
     public var keyTimeout: Double = 10
     public var logLevel: Logger.Level = .info
@@ -60,8 +63,16 @@ public enum MountDaemon {
         }
 
         let readiness = Readiness(foreground: config.foreground)
+        let readahead = config.readaheadKiB
         let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace) {
-            readiness.signal()
+            // INIT is answered only after this callback returns: confirm from another thread
+            // that the mount serves requests, then tune it and report it live.
+            Thread.detachNewThread {
+                var s = statvfs()
+                _ = statvfs(mountpoint, &s)
+                if readahead > 0 { Tuning.setReadahead(mountpoint: mountpoint, kib: readahead, logger: logger) }
+                readiness.signal()
+            }
         }
         var options = "ro,default_permissions,fsname=fspf,subtype=fspf"
         if config.allowOther { options += ",allow_other" }
@@ -151,6 +162,29 @@ public enum MountDaemon {
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+enum Tuning {
+    /// Raises the mount's readahead window through its backing-device entry in sysfs. The
+    /// FUSE handshake caps readahead at the kernel's default (128 KiB), which starves large
+    /// sequential reads; root can raise it once the mount is initialised.
+    static func setReadahead(mountpoint: String, kib: Int, logger: Logger) {
+        guard let info = try? FileSystem.readAll("/proc/self/mountinfo") else { return }
+        var device: Substring?
+        for line in String(decoding: info, as: UTF8.self).split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count > 4, MountDaemon.unescapeMountPath(f[4]) == mountpoint { device = f[2] }  // the last (topmost) mount
+        }
+        guard let device else { return }
+        let path = "/sys/class/bdi/\(device)/read_ahead_kb"
+        do {
+            let f = try FileDescriptor.open(path, O_WRONLY | O_TRUNC)
+            try Array("\(kib)\n".utf8).withUnsafeBytes { try f.write($0, at: 0) }
+            logger.debug("readahead set", metadata: ["KiB": "\(kib)"])
+        } catch {
+            logger.debug("readahead left at the kernel default: \(error)")
+        }
     }
 }
 

@@ -38,6 +38,7 @@ struct FSPFMountCommand: ParsableCommand {
     @Option(name: .customShort("o"), help: "Mount option: only allow_other is accepted.") var mountOptions: [String] = []
     @Option(name: .long, help: "After mounting, run as this user (user or user:group).") var user: String?
     @Option(name: .long, help: "FUSE worker threads.") var threads: UInt32 = 8
+    @Option(name: .long, help: "Kernel readahead for the mount, KiB (0: kernel default).") var readaheadKb = 4096
     @Flag(name: .long, help: "Log every request.") var verbose = false
 
     func run() throws {
@@ -54,6 +55,7 @@ struct FSPFMountCommand: ParsableCommand {
             config.foreground = foreground
             config.user = user
             config.threads = max(1, threads)
+            config.readaheadKiB = max(0, readaheadKb)
             config.logLevel = level
             config.skipTagCheck = noTagCheck
             for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
