@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# make demo: encrypt the bundled job, print key and tag, verify, run the job from the
-# verified plaintext, then show a flipped byte being caught.
+# make demo: encrypt the bundled job, print key and tag, verify, mount the volume with the key
+# from a key source, run the job from the mount, show tampering refused and caught, unmount.
 set -euo pipefail
 FSPF=${1:-.build/release/fspf}
 FSPF=$(cd "$(dirname "$FSPF")" && pwd)/$(basename "$FSPF")
+MOUNT=$(dirname "$FSPF")/fspf-mount
 work=$(mktemp -d /tmp/fspf-demo-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+cleanup() { umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "fspf encrypt fixtures/job --out $work/encrypted-files --reproducible"
@@ -24,12 +26,36 @@ step "fspf ls -lR (with the key)"
 step "fspf verify"
 "$FSPF" verify "$work/encrypted-files" --key-env DEMO_KEY --tag "$TAG"
 
-step "run the job from the verified plaintext"
-"$FSPF" decrypt "$work/encrypted-files" --key-env DEMO_KEY --tag "$TAG" --out "$work/plain"
-python3 "$work/plain/job.py" "$work/plain/data"
+step "fspf-mount: key from a key file (as an attestation runtime drops it), tag pinned"
+(umask 077; echo "$DEMO_KEY" > "$work/volume.key")
+mkdir "$work/mnt"
+echo "\$ fspf-mount encrypted-files mnt --key-file volume.key --tag $TAG"
+"$MOUNT" "$work/encrypted-files" "$work/mnt" --key-file "$work/volume.key" --tag "$TAG"
+grep " $work/mnt " /proc/mounts
+
+step "run the job from the mount"
+python3 "$work/mnt/job.py" "$work/mnt/data"
+
+step "the mount is read-only"
+touch "$work/mnt/new-file" 2>&1 || true
+
+step "unmount"
+umount "$work/mnt"
+echo "unmounted"
+
+step "a tampered copy is refused"
+cp -a "$work/encrypted-files" "$work/tampered"
+printf '\x01' | dd of="$work/tampered/volume.fspf" bs=1 seek=100 conv=notrunc status=none
+echo "flipped byte 100 of the copy's volume.fspf"
+set +e
+"$MOUNT" "$work/tampered" "$work/mnt" --key-file "$work/volume.key" --tag "$TAG"
+rc=$?
+set -e
+if [ $rc -ne 10 ]; then echo "demo: expected fspf-mount to refuse with exit 10, got $rc" >&2; exit 1; fi
+echo "fspf-mount exit code: $rc (integrity failure) - nothing was mounted"
 
 step "flip one byte of one object on disk"
-object=$(find "$work/encrypted-files/.fspf-objects" -type f | sort | head -1)
+object=$(ls -S $(find "$work/encrypted-files/.fspf-objects" -type f) | head -1)
 printf '\x01' | dd of="$object" bs=1 seek=5000 conv=notrunc status=none
 echo "flipped byte 5000 of ${object#$work/}"
 set +e

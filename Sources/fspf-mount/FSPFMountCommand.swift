@@ -43,11 +43,7 @@ struct FSPFMountCommand: ParsableCommand {
 
     func run() throws {
         let level: Logger.Level = verbose ? .trace : .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
         let logger = Logger(label: "fspf-mount")
         do {
             var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try keySource())
