@@ -27,6 +27,7 @@ enum Operations {
                 let found = name!.withMemoryRebound(to: UInt8.self, capacity: len) {
                     v.reader.child(of: dir, named: UnsafeBufferPointer(start: $0, count: len))
                 }
+                if v.trace { v.logger.trace("lookup parent \(parent) \(String(cString: name!)) -> \(found.map { "\($0 + 2)" } ?? "ENOENT")") }
                 guard let i = found else { throw Errno(ENOENT) }
                 var e = Operations.entryParam(v, i)
                 fuse_reply_entry(req, &e)
@@ -57,6 +58,8 @@ enum Operations {
                 }
                 let flags = fspf_fi_flags(fi)
                 if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND | O_CREAT) != 0 { throw Errno(EROFS) }
+                if v.trace { v.logger.trace("open \(v.reader.entries[i].path)") }
+                if v.trace { v.logger.trace("open \(v.reader.entries[i].path)") }
                 fspf_fi_set_cached(fi)
                 fuse_reply_open(req, fi)
             }
@@ -151,6 +154,7 @@ enum Operations {
                                       _ off: off_t, plus: Bool) throws {
         let dir = try v.index(ino)
         if let d = dir, !v.reader.entries[d].isDirectory { throw Errno(ENOTDIR) }
+        if v.trace { v.logger.trace("readdir\(plus ? "plus" : "") /\(dir.map { v.reader.entries[$0].path } ?? "") offset \(off)") }
         let children = v.reader.children(of: dir)
         let buffer = ReplyBuffer.current(size)
         let base = buffer.baseAddress!.assumingMemoryBound(to: CChar.self)

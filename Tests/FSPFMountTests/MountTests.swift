@@ -299,6 +299,39 @@ import FSPFTestSupport
     }
 }
 
+extension MountTests {
+    /// Other users see nothing unless -o allow_other; --user drops root once mounted.
+    @Test func allowOtherAndUnprivilegedDaemon() throws {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+        #expect(s.sh("chmod 755 . && mkdir mnt").status == 0)
+        #expect(MountTests.mount(s, "vol mnt --key-file key --tag \(tag)").status == 0)
+        let denied = s.sh("\(nobody) cat mnt/job.py")
+        #expect(denied.status != 0 && denied.err.contains("Permission denied"), "\(denied.err)")
+        _ = s.sh("umount mnt")
+        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "-o", "allow_other",
+                              "--user", "nobody", "--foreground"], cwd: s.path)
+        #expect(waitForMount(s.path + "/mnt"))
+        let allowed = s.sh("\(nobody) cat mnt/job.py && grep '^Uid:' /proc/\(pid)/status")
+        #expect(allowed.status == 0, "\(allowed.err)")
+        #expect(allowed.out.hasPrefix("print('from the mount')\nUid:\t65534\t65534\t65534\t65534"), "\(allowed.out)")
+        #expect(s.sh("cmp mnt/data/nested/deeper/part-7.bin in/data/nested/deeper/part-7.bin").status == 0, "the unprivileged daemon still reads the volume")
+        kill(pid, SIGTERM)
+        #expect(Tool.wait(pid, cwd: s.path).status == 0)
+    }
+
+    @Test func missingDevFuseIsReported() {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        // A private mount namespace whose /dev lacks fuse.
+        let r = s.sh("mkdir mnt && unshare -m sh -c \"mount -t tmpfs none /dev && '\(Tool.mountBinary)' vol mnt --key-file key --tag \(tag)\"")
+        #expect(r.status == 21 && r.err.contains("/dev/fuse"), "\(r.err)")
+    }
+}
+
 func waitForMount(_ path: String, seconds: Double = 10) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
