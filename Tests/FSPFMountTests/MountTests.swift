@@ -5,7 +5,8 @@ import Testing
 import FSPFCore
 import FSPFTestSupport
 
-/// Real mounts through /dev/fuse, as root, in CI too.
+/// Real mounts through /dev/fuse, as root, in CI too. Files opened here use O_CLOEXEC: a
+/// descriptor on a mount inherited by another test's child process would keep the mount busy.
 @Suite struct MountTests {
     /// A source tree with what a mount must render exactly: nested directories, modes, times,
     /// a symlink, an empty file and sizes around 4 KiB chunk boundaries.
@@ -60,14 +61,14 @@ import FSPFTestSupport
             }
             if a.st_mode & S_IFMT == S_IFREG {
                 #expect(a.st_size == b.st_size, "\(rel) size")
-                #expect(FileManager.default.contents(atPath: mnt + "/" + rel) == Data(files[rel] ?? []), "\(rel) content")
+                #expect((try? FileSystem.readAll(mnt + "/" + rel)) == files[rel], "\(rel) content")
             }
         }
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: mnt + "/link") == "job.py")
         #expect(try FileManager.default.contentsOfDirectory(atPath: mnt + "/empty-dir").isEmpty)
         // Random offsets at and around chunk boundaries.
         let big = files["data/nested/deeper/part-7.bin"]!
-        let fd = open(mnt + "/data/nested/deeper/part-7.bin", O_RDONLY)
+        let fd = open(mnt + "/data/nested/deeper/part-7.bin", O_RDONLY | O_CLOEXEC)
         #expect(fd >= 0)
         var buffer = [UInt8](repeating: 0, count: 70_000)
         for _ in 0..<300 {
@@ -151,7 +152,7 @@ import FSPFTestSupport
             #expect(r.status != 0, "\(a) succeeded")
             #expect(r.err.contains("Read-only file system") || a.contains("setfattr"), "\(a): \(r.err)")
         }
-        let fd = open(s.path + "/mnt/job.py", O_RDWR)
+        let fd = open(s.path + "/mnt/job.py", O_RDWR | O_CLOEXEC)
         #expect(fd == -1 && errno == EROFS)
         #expect(s.sh("grep \" $(pwd)/mnt \" /proc/mounts").out.contains(" ro,"))
         _ = s.sh("umount mnt")
@@ -174,7 +175,7 @@ import FSPFTestSupport
                 defer { group.leave() }
                 let name = t % 2 == 0 ? "a" : "b"
                 let data = plain[name]!
-                let fd = open(root + "/mnt/" + name, O_RDONLY)
+                let fd = open(root + "/mnt/" + name, O_RDONLY | O_CLOEXEC)
                 defer { close(fd) }
                 var buffer = [UInt8](repeating: 0, count: 200_000)
                 for _ in 0..<150 {
@@ -252,8 +253,8 @@ import FSPFTestSupport
             open("port", "w").write(str(srv.server_address[1]))
             srv.serve_forever()
             """)
-        let server = Tool.spawn(["/usr/bin/env", "python3", "server.py"], cwd: s.path)
-        defer { kill(server, SIGTERM); _ = Tool.wait(server, cwd: s.path) }
+        let server = Tool.spawn(["/usr/bin/env", "python3", "server.py"], cwd: s.path, name: "-server")
+        defer { kill(server, SIGTERM); _ = Tool.wait(server, cwd: s.path, name: "-server") }
         var port = ""
         for _ in 0..<100 where port.isEmpty {
             usleep(50_000)
@@ -288,8 +289,8 @@ import FSPFTestSupport
         let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-env", "SCONE_FSPF_KEY", "--tag-env", "SCONE_FSPF_TAG", "--foreground"],
                              cwd: s.path, env: ["SCONE_FSPF_KEY": key, "SCONE_FSPF_TAG": tag])
         #expect(waitForMount(s.path + "/mnt"))
-        let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
-        let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+        let environ = Data((try? FileSystem.readAll("/proc/\(pid)/environ")) ?? [])
+        let cmdline = Data((try? FileSystem.readAll("/proc/\(pid)/cmdline")) ?? [])
         #expect(!environ.isEmpty && !cmdline.isEmpty)
         #expect(environ.range(of: Data(key.utf8)) == nil && environ.range(of: Data("SCONE_FSPF_KEY".utf8)) == nil)
         #expect(cmdline.range(of: Data(key.utf8)) == nil)
@@ -320,6 +321,30 @@ extension MountTests {
         #expect(s.sh("cmp mnt/data/nested/deeper/part-7.bin in/data/nested/deeper/part-7.bin").status == 0, "the unprivileged daemon still reads the volume")
         kill(pid, SIGTERM)
         #expect(Tool.wait(pid, cwd: s.path).status == 0)
+    }
+
+    /// Readiness for service managers: READY=1 on NOTIFY_SOCKET once the mount serves.
+    @Test func notifiesServiceManager() {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        s.write("listen.py", """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(sys.argv[1]); open("listening", "w").close()
+            s.settimeout(20)
+            print(s.recv(4096).decode())
+            """)
+        let listener = Tool.spawn(["/usr/bin/env", "python3", "listen.py", s.path + "/notify"], cwd: s.path, name: "-listener")
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: s.path + "/listening") { usleep(20_000) }
+        _ = s.sh("mkdir mnt")
+        let daemon = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"],
+                                cwd: s.path, env: ["NOTIFY_SOCKET": s.path + "/notify"])
+        let heard = Tool.wait(listener, cwd: s.path, name: "-listener")
+        #expect(heard.out.hasPrefix("READY=1\nMAINPID=\(daemon)"), "\(heard.out) \(heard.err)")
+        #expect(FileManager.default.fileExists(atPath: s.path + "/mnt/job.py"), "ready means mounted")
+        kill(daemon, SIGTERM)
+        _ = Tool.wait(daemon, cwd: s.path)
     }
 
     @Test func missingDevFuseIsReported() {

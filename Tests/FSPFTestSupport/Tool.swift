@@ -26,7 +26,9 @@ public struct Tool {
         return wait(pid, cwd: cwd)
     }
 
-    public static func spawn(_ argv: [String], cwd: String, env: [String: String] = [:]) -> pid_t {
+    /// Starts `argv` in `cwd`; its output goes to `.stdout<name>` / `.stderr<name>` there, so
+    /// several processes of one test keep theirs apart.
+    public static func spawn(_ argv: [String], cwd: String, env: [String: String] = [:], name: String = "") -> pid_t {
         var environment = ProcessInfo.processInfo.environment
         environment["PATH"] = Paths.parent(binary) + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
         for (k, v) in env { environment[k] = v }
@@ -34,8 +36,8 @@ public struct Tool {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, cwd + "/.stdout", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, cwd + "/.stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 1, cwd + "/.stdout" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, cwd + "/.stderr" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         // `cd` then exec, so the pid is the program's own.
         let argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd] + argv
         let cargs = argv.map { strdup($0) } + [nil]
@@ -60,13 +62,13 @@ public struct Tool {
         return pid
     }
 
-    public static func wait(_ pid: pid_t, cwd: String) -> Result {
+    public static func wait(_ pid: pid_t, cwd: String, name: String = "") -> Result {
         var status: Int32 = 0
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
         let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         func text(_ name: String) -> String { (try? String(contentsOfFile: cwd + "/" + name, encoding: .utf8)) ?? "" }
-        return Result(status: code, out: text(".stdout"), err: text(".stderr"), maxRSSKiB: usage.ru_maxrss)
+        return Result(status: code, out: text(".stdout" + name), err: text(".stderr" + name), maxRSSKiB: usage.ru_maxrss)
     }
 }
 
