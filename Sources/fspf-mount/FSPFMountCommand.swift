@@ -58,12 +58,7 @@ struct FSPFMountCommand: ParsableCommand {
                 guard o == "allow_other" else { throw FSPFError.usage("-o \(o): only allow_other is supported (the mount is always ro)") }
                 config.allowOther = true
             }
-            if tag != nil && tagEnv != nil { throw FSPFError.usage("give at most one of --tag, --tag-env") }
-            if let t = tag { config.tag = try parseTag(t, source: "--tag") }
-            if let name = tagEnv {
-                guard let v = getenv(name) else { throw FSPFError.usage("environment variable \(name) is not set") }
-                config.tag = try parseTag(String(cString: v), source: "$\(name)")
-            }
+            config.tag = try expectedTag(hex: tag, environment: tagEnv)
             config.tagFromKeySource = config.tag == nil
             throw ExitCode(try MountDaemon.run(config, logger: logger))
         } catch let e as FSPFError {
@@ -74,12 +69,13 @@ struct FSPFMountCommand: ParsableCommand {
     }
 
     func keySource() throws -> KeySource {
-        let given = [keyFile.map(KeySource.file), keyEnv.map(KeySource.environment), keyFd.map(KeySource.descriptor),
-                     keyStdin ? KeySource.standardInput : nil, keyUrl.map(KeySource.url)].compactMap { $0 }
-        guard given.count == 1 else {
-            throw FSPFError.usage(given.isEmpty ? "a key source is needed: --key-file, --key-env, --key-fd, --key-stdin or --key-url"
-                                                : "give exactly one key source")
+        let chosen = try KeySource.choose([
+            ("--key-file", keyFile.map(KeySource.file)), ("--key-env", keyEnv.map(KeySource.environment)),
+            ("--key-fd", keyFd.map(KeySource.descriptor)), ("--key-stdin", keyStdin ? .standardInput : nil),
+            ("--key-url", keyUrl.map(KeySource.url))])
+        guard let chosen else {
+            throw FSPFError.usage("a key source is needed: --key-file, --key-env, --key-fd, --key-stdin or --key-url")
         }
-        return given[0]
+        return chosen
     }
 }

@@ -15,10 +15,8 @@ struct KeyOptions: ParsableArguments {
 
     var source: KeySource? {
         get throws {
-            let given = [keyFile.map(KeySource.file), keyEnv.map(KeySource.environment),
-                         keyStdin ? KeySource.standardInput : nil].compactMap { $0 }
-            guard given.count <= 1 else { throw FSPFError.usage("give at most one of --key-file, --key-env, --key-stdin") }
-            return given.first
+            try KeySource.choose([("--key-file", keyFile.map(KeySource.file)), ("--key-env", keyEnv.map(KeySource.environment)),
+                                  ("--key-stdin", keyStdin ? .standardInput : nil)])
         }
     }
 
@@ -37,15 +35,7 @@ struct TagOptions: ParsableArguments {
     @Option(name: .long, help: "Read the expected tag from this environment variable.")
     var tagEnv: String?
 
-    func expected() throws -> [UInt8]? {
-        if tag != nil && tagEnv != nil { throw FSPFError.usage("give at most one of --tag, --tag-env") }
-        if let t = tag { return try parseTag(t, source: "--tag") }
-        if let name = tagEnv {
-            guard let v = getenv(name) else { throw FSPFError.usage("environment variable \(name) is not set") }
-            return try parseTag(String(cString: v), source: "$\(name)")
-        }
-        return nil
-    }
+    func expected() throws -> [UInt8]? { try expectedTag(hex: tag, environment: tagEnv) }
 }
 
 struct ReportOptions: ParsableArguments {
