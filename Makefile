@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN := .build/release/fspf
 
-.PHONY: deps build release test demo bench clean
+.PHONY: deps build release test test-security demo bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -18,6 +18,12 @@ release: deps
 test: deps
 	$(SWIFT) build
 	$(SWIFT) test
+	.build/debug/fspf-tamper --quick --mount .build/debug/fspf-mount
+
+# The adversarial suite with its counts (docs/SECURITY.md).
+test-security: deps
+	$(SWIFT) build
+	.build/debug/fspf-tamper --mount .build/debug/fspf-mount
 
 demo: release
 	scripts/demo.sh $(RELEASE_BIN)

@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "fspf", targets: ["fspf-tool"]),
         .executable(name: "fspf-mount", targets: ["fspf-mount"]),
         .executable(name: "fspf-bench", targets: ["fspf-bench"]),
+        .executable(name: "fspf-tamper", targets: ["fspf-tamper"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -48,6 +49,10 @@ let package = Package(
             swiftSettings: strict),
         // Library-level measurements behind the chunk-size default (`make bench`).
         .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore"], swiftSettings: strict),
+        // The tamper matrix with its counts (`make test-security`).
+        .executableTarget(name: "fspf-tamper", dependencies: ["FSPFCore"], swiftSettings: strict),
+        // libFuzzer targets for the parsers (`make fuzz`).
+        .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
         .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
         // Runs the built executables as scripts do; shared by the tests of both tools.
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore"], path: "Tests/FSPFTestSupport", swiftSettings: strict),

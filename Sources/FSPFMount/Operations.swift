@@ -59,7 +59,21 @@ enum Operations {
                 let flags = fspf_fi_flags(fi)
                 if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND | O_CREAT) != 0 { throw Errno(EROFS) }
                 if v.trace { v.logger.trace("open \(v.reader.entries[i].path)") }
+                if v.reader.entries[i].size == 0 {
+                    // The kernel never reads an empty file: authenticate it here.
+                    do { _ = try v.reader.read(entry: i, offset: 0, into: ReplyBuffer.current(0)) } catch let e as FSPFError {
+                        v.logger.error("\(e.description)")
+                        throw Errno(EIO)
+                    }
+                }
                 if v.trace { v.logger.trace("open \(v.reader.entries[i].path)") }
+                if v.reader.entries[i].size == 0 {
+                    // The kernel never reads an empty file: authenticate it here.
+                    do { _ = try v.reader.read(entry: i, offset: 0, into: ReplyBuffer.current(0)) } catch let e as FSPFError {
+                        v.logger.error("\(e.description)")
+                        throw Errno(EIO)
+                    }
+                }
                 fspf_fi_set_cached(fi)
                 fuse_reply_open(req, fi)
             }

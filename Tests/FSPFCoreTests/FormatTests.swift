@@ -91,6 +91,18 @@ import FSPFProvisioning
         }
     }
 
+    /// Every input that ever crashed a fuzz target (fixtures/fuzz/regressions/<target>/) is
+    /// rejected cleanly. First: huge sizes overflowed the padding computation.
+    @Test func fuzzRegressionsAreRejectedCleanly() throws {
+        let dir = packageRoot + "/fixtures/fuzz/regressions/metadata"
+        let inputs = try FileSystem.list(dir)
+        #expect(!inputs.isEmpty)
+        for name in inputs {
+            let bytes = try FileSystem.readAll(dir + "/" + String(decoding: name, as: UTF8.self))
+            #expect(throws: FSPFError.self) { _ = try VolumeMetadata.decode(bytes, context: "regression") }
+        }
+    }
+
     @Test func regionsUseLongestComponentPrefix() {
         let regions = [Region(path: "", kind: .encrypted, chunkSize: 4096),
                        Region(path: "a", kind: .authenticated, chunkSize: 4096),

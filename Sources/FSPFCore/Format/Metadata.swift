@@ -199,6 +199,7 @@ public struct VolumeMetadata: Equatable, Sendable {
             case 2:
                 guard let region = RegionKind(rawValue: try r.get(UInt8.self, "region")) else { throw bad("region of '\(path)'") }
                 let size = try r.get(UInt64.self, "size")
+                guard size <= Padding.maximumSize else { throw bad("size of '\(path)'") }
                 var protection: ProtectedFile? = nil
                 if region != .notProtected {
                     let cs = try r.get(UInt32.self, "chunk size")

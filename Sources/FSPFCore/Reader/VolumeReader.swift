@@ -125,14 +125,18 @@ public final class VolumeReader: Sendable {
             let fd = try handle(i) { try self.directoryFD.openForReading(relative: plain!) }
             return try fd.read(into: buffer, at: offset)
         }
+        let data = try dataHandle(i, p)
+        let cipher = ChunkCipher.forCurrentThread()
+        cipher.select(keys, fileID: p.fileID)
+        if size == 0 {
+            // Nothing to return, but the file's one chunk (padding) is still authenticated, so
+            // a tampered empty file fails like any other (kernels do not even ask to read it).
+            if offset == 0 { try authenticate(i, p, chunk: 0, data: data, into: cipher.scratch(Int(p.storedSize)), cipher) }
+            return 0
+        }
         guard offset < size, buffer.count > 0 else { return 0 }
         let end = min(offset + UInt64(buffer.count), size)
         let cs = UInt64(p.chunkSize)
-        let object = try objectHandle(i, p)
-        let data = p.kind == .encrypted ? object : try plainHandle(i, plain!, size: size)
-        let dataBase: UInt64 = p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0
-        let cipher = ChunkCipher.forCurrentThread()
-        cipher.select(keys, fileID: p.fileID)
         var chunk = offset / cs
         var written = 0
         while chunk * cs < end {
@@ -140,24 +144,11 @@ public final class VolumeReader: Sendable {
             let chunkLength = Int(min(cs, p.storedSize - chunkStart))
             let from = Int(max(offset, chunkStart) - chunkStart)
             let to = Int(min(end, chunkStart + UInt64(chunkLength)) - chunkStart)
-            let tag = try chunkTag(i, p, chunk)
             // Whole chunk wanted: authenticate it in the caller's buffer, no copy.
             let direct = from == 0 && to == chunkLength
             let work = direct ? UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + chunkLength)])
                               : cipher.scratch(chunkLength)
-            let got = try data.read(into: work, at: dataBase + chunkStart)
-            guard got == chunkLength else {
-                throw integrity(e.path, chunk: chunk, cs: cs, size: size, "data truncated on disk")
-            }
-            let ok = tag.withUnsafeBytes { t in
-                p.kind == .encrypted
-                    ? cipher.open(index: chunk, final: chunk == p.chunkCount - 1, data: work, tag: t)
-                    : cipher.verifyMAC(index: chunk, final: chunk == p.chunkCount - 1, data: UnsafeRawBufferPointer(work), tag: t)
-            }
-            guard ok else {
-                Sodium.zero(work)
-                throw integrity(e.path, chunk: chunk, cs: cs, size: size, "authentication failed")
-            }
+            try authenticate(i, p, chunk: chunk, data: data, into: work, cipher)
             if !direct {
                 UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + to - from)])
                     .copyMemory(from: UnsafeRawBufferPointer(rebasing: work[from..<to]))
@@ -166,6 +157,41 @@ public final class VolumeReader: Sendable {
             chunk += 1
         }
         return written
+    }
+
+    enum ChunkCheck: String { case authentic, truncated = "data truncated on disk", forged = "authentication failed" }
+
+    /// Reads chunk `chunk` into `work` (exactly its length) and authenticates it against its
+    /// verified tag: decrypted in place for encrypted files, MAC-checked for authenticated ones.
+    /// A tag-tree failure throws; a bad chunk is reported (and scrubbed), for the caller to word.
+    func check(_ i: Int, _ p: ProtectedFile, chunk: UInt64, data: FileDescriptor,
+               into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws -> ChunkCheck {
+        let tag = try chunkTag(i, p, chunk)
+        let base: UInt64 = p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0
+        guard try data.read(into: work, at: base + chunk * UInt64(p.chunkSize)) == work.count else { return .truncated }
+        let final = chunk == p.chunkCount - 1
+        let ok = tag.withUnsafeBytes { t in
+            p.kind == .encrypted ? cipher.open(index: chunk, final: final, data: work, tag: t)
+                                 : cipher.verifyMAC(index: chunk, final: final, data: UnsafeRawBufferPointer(work), tag: t)
+        }
+        if !ok { Sodium.zero(work) }
+        return ok ? .authentic : .forged
+    }
+
+    private func authenticate(_ i: Int, _ p: ProtectedFile, chunk: UInt64, data: FileDescriptor,
+                              into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws {
+        let result = try check(i, p, chunk: chunk, data: data, into: work, cipher)
+        guard result == .authentic else {
+            let e = metadata.entries[i]
+            throw integrity(e.path, chunk: chunk, cs: UInt64(p.chunkSize), size: e.size, result.rawValue)
+        }
+    }
+
+    /// The on-disk data of a protected file: its object (encrypted) or its plaintext (authenticated).
+    func dataHandle(_ i: Int, _ p: ProtectedFile) throws -> FileDescriptor {
+        let object = try objectHandle(i, p)
+        guard case .file(let size, _, _, let plain) = metadata.entries[i].content, p.kind == .authenticated else { return object }
+        return try plainHandle(i, plain!, size: size)
     }
 
     /// Target of a symlink entry.

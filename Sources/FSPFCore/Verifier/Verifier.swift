@@ -51,7 +51,7 @@ public enum Verifier {
 
     private static func checkEntry(_ reader: VolumeReader, _ i: Int) -> (problems: [Problem], chunks: UInt64, bytes: UInt64) {
         let e = reader.metadata.entries[i]
-        guard case .file(let size, _, let protection, let plain) = e.content else { return ([], 0, 0) }
+        guard case .file(_, _, let protection, let plain) = e.content else { return ([], 0, 0) }
         guard let p = protection else {
             // Not-protected content is unverified by design; only its presence is checked.
             if let plain, !FileSystem.exists(reader.location(plain)) {
@@ -63,37 +63,23 @@ public enum Verifier {
         let cs = UInt64(p.chunkSize)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(cs), alignment: 4096)
         defer { Sodium.zero(buffer); buffer.deallocate() }
-        var chunks: UInt64 = 0
-        var chunk: UInt64 = 0
-        // Reads go chunk by chunk over the whole stored size (padding included) so that every
-        // stored byte is authenticated, not only those below the file size.
         let cipher = ChunkCipher.forCurrentThread()
-        let dataFD: FileDescriptor
-        do {
-            let object = try reader.objectHandle(i, p)
-            dataFD = p.kind == .encrypted ? object : try reader.plainHandle(i, plain!, size: size)
-        } catch {
+        let data: FileDescriptor
+        do { data = try reader.dataHandle(i, p) } catch {
             return ([Problem(path: e.path, message: describe(error))], 0, 0)
         }
-        let base: UInt64 = p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0
+        var chunks: UInt64 = 0
+        var chunk: UInt64 = 0
+        // Every chunk over the whole stored size (padding included), so every stored byte is checked.
         while chunk < p.chunkCount {
             let start = chunk * cs
             let length = Int(min(cs, p.storedSize - start))
             let range = start...max(start, start + UInt64(max(length, 1)) - 1)
             do {
-                let tag = try reader.chunkTag(i, p, chunk)
-                let work = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
-                let n = try dataFD.read(into: work, at: base + start)
                 cipher.select(reader.keys, fileID: p.fileID)
-                let final = chunk == p.chunkCount - 1
-                let ok = n == length && tag.withUnsafeBytes { t in
-                    p.kind == .encrypted ? cipher.open(index: chunk, final: final, data: work, tag: t)
-                                         : cipher.verifyMAC(index: chunk, final: final, data: UnsafeRawBufferPointer(work), tag: t)
-                }
-                if !ok {
-                    problems.append(Problem(path: e.path, chunk: chunk, bytes: range,
-                                            message: n == length ? "authentication failed" : "data truncated on disk"))
-                }
+                let result = try reader.check(i, p, chunk: chunk, data: data,
+                                              into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]), cipher)
+                if result != .authentic { problems.append(Problem(path: e.path, chunk: chunk, bytes: range, message: result.rawValue)) }
             } catch {
                 // A bad tree block leaves every chunk below it unverifiable: report the span once.
                 let perBlock = UInt64(TreeGeometry.tagsPerBlock)

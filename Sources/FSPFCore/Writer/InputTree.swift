@@ -45,6 +45,9 @@ enum InputTree {
             }
             let rel = Paths.join(relative, name)
             let st = try FileSystem.lstatus(source)
+            guard UInt64(st.st_size) <= Padding.maximumSize else {
+                throw FSPFError.badInput(path: source, reason: "larger than the format's limit of 1 EiB")
+            }
             let kind: InputItem.Kind
             switch st.st_mode & S_IFMT {
             case S_IFDIR: kind = .directory
