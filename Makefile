@@ -2,7 +2,9 @@
 SWIFT ?= swift
 RELEASE_BIN := .build/release/fspf
 
-.PHONY: deps build release test test-security demo bench clean
+.PHONY: deps build release test test-security fuzz demo bench clean
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker --export-dynamic
 
 deps:
 	@scripts/install-deps.sh
@@ -25,6 +27,11 @@ test-security: deps
 	$(SWIFT) build
 	.build/debug/fspf-tamper --mount .build/debug/fspf-mount
 
+# libFuzzer on every parser, FUZZ_SECONDS per target, with AddressSanitizer.
+fuzz: deps
+	$(SWIFT) build $(FUZZ_FLAGS) --product fspf-fuzz
+	scripts/fuzz.sh .build-fuzz/debug/fspf-fuzz $(FUZZ_SECONDS)
+
 demo: release
 	scripts/demo.sh $(RELEASE_BIN)
 
@@ -33,4 +40,4 @@ bench: release
 	scripts/bench.sh $(RELEASE_BIN)
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz fuzz-artifacts

@@ -92,14 +92,19 @@ import FSPFProvisioning
     }
 
     /// Every input that ever crashed a fuzz target (fixtures/fuzz/regressions/<target>/) is
-    /// rejected cleanly. First: huge sizes overflowed the padding computation.
-    @Test func fuzzRegressionsAreRejectedCleanly() throws {
-        let dir = packageRoot + "/fixtures/fuzz/regressions/metadata"
+    /// rejected cleanly: huge sizes overflowed the padding (metadata), a huge announced length
+    /// overflowed an error message (header).
+    @Test(arguments: ["metadata", "header"])
+    func fuzzRegressionsAreRejectedCleanly(target: String) throws {
+        let dir = packageRoot + "/fixtures/fuzz/regressions/" + target
         let inputs = try FileSystem.list(dir)
         #expect(!inputs.isEmpty)
         for name in inputs {
             let bytes = try FileSystem.readAll(dir + "/" + String(decoding: name, as: UTF8.self))
-            #expect(throws: FSPFError.self) { _ = try VolumeMetadata.decode(bytes, context: "regression") }
+            #expect(throws: FSPFError.self) {
+                if target == "metadata" { _ = try VolumeMetadata.decode(bytes, context: "regression") }
+                else { _ = try SealedMetadata.parseHeader(bytes, path: "regression") }
+            }
         }
     }
 

@@ -197,11 +197,11 @@ import FSPFTestSupport
         _ = MountTests.makeTree(s)
         let tag = MountTests.encrypt(s)
         _ = s.sh("mkdir mnt")
-        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"], cwd: s.path)
+        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"], cwd: s.path, name: "-daemon")
         #expect(waitForMount(s.path + "/mnt"))
         #expect(FileManager.default.fileExists(atPath: s.path + "/mnt/job.py"))
         kill(pid, SIGTERM)
-        let r = Tool.wait(pid, cwd: s.path)
+        let r = Tool.wait(pid, cwd: s.path, name: "-daemon")
         #expect(r.status == 0, "\(r.err)")
         #expect(r.err.contains("unmounted"))
         #expect(Sandbox.mounts(below: s.path).isEmpty)
@@ -287,7 +287,7 @@ import FSPFTestSupport
         let key = s.sh("cat key").out.trimmingCharacters(in: .whitespacesAndNewlines)
         _ = s.sh("mkdir mnt")
         let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-env", "SCONE_FSPF_KEY", "--tag-env", "SCONE_FSPF_TAG", "--foreground"],
-                             cwd: s.path, env: ["SCONE_FSPF_KEY": key, "SCONE_FSPF_TAG": tag])
+                             cwd: s.path, env: ["SCONE_FSPF_KEY": key, "SCONE_FSPF_TAG": tag], name: "-daemon")
         #expect(waitForMount(s.path + "/mnt"))
         let environ = Data((try? FileSystem.readAll("/proc/\(pid)/environ")) ?? [])
         let cmdline = Data((try? FileSystem.readAll("/proc/\(pid)/cmdline")) ?? [])
@@ -295,7 +295,7 @@ import FSPFTestSupport
         #expect(environ.range(of: Data(key.utf8)) == nil && environ.range(of: Data("SCONE_FSPF_KEY".utf8)) == nil)
         #expect(cmdline.range(of: Data(key.utf8)) == nil)
         kill(pid, SIGTERM)
-        let r = Tool.wait(pid, cwd: s.path)
+        let r = Tool.wait(pid, cwd: s.path, name: "-daemon")
         #expect(r.status == 0 && !r.err.contains(key))
     }
 }
@@ -313,14 +313,14 @@ extension MountTests {
         #expect(denied.status != 0 && denied.err.contains("Permission denied"), "\(denied.err)")
         _ = s.sh("umount mnt")
         let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "-o", "allow_other",
-                              "--user", "nobody", "--foreground"], cwd: s.path)
+                              "--user", "nobody", "--foreground"], cwd: s.path, name: "-daemon")
         #expect(waitForMount(s.path + "/mnt"))
         let allowed = s.sh("\(nobody) cat mnt/job.py && grep '^Uid:' /proc/\(pid)/status")
         #expect(allowed.status == 0, "\(allowed.err)")
         #expect(allowed.out.hasPrefix("print('from the mount')\nUid:\t65534\t65534\t65534\t65534"), "\(allowed.out)")
         #expect(s.sh("cmp mnt/data/nested/deeper/part-7.bin in/data/nested/deeper/part-7.bin").status == 0, "the unprivileged daemon still reads the volume")
         kill(pid, SIGTERM)
-        #expect(Tool.wait(pid, cwd: s.path).status == 0)
+        #expect(Tool.wait(pid, cwd: s.path, name: "-daemon").status == 0)
     }
 
     /// Readiness for service managers: READY=1 on NOTIFY_SOCKET once the mount serves.
@@ -339,12 +339,12 @@ extension MountTests {
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: s.path + "/listening") { usleep(20_000) }
         _ = s.sh("mkdir mnt")
         let daemon = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"],
-                                cwd: s.path, env: ["NOTIFY_SOCKET": s.path + "/notify"])
+                                cwd: s.path, env: ["NOTIFY_SOCKET": s.path + "/notify"], name: "-daemon")
         let heard = Tool.wait(listener, cwd: s.path, name: "-listener")
         #expect(heard.out.hasPrefix("READY=1\nMAINPID=\(daemon)"), "\(heard.out) \(heard.err)")
         #expect(FileManager.default.fileExists(atPath: s.path + "/mnt/job.py"), "ready means mounted")
         kill(daemon, SIGTERM)
-        _ = Tool.wait(daemon, cwd: s.path)
+        _ = Tool.wait(daemon, cwd: s.path, name: "-daemon")
     }
 
     @Test func missingDevFuseIsReported() {
@@ -357,10 +357,10 @@ extension MountTests {
     }
 }
 
-func waitForMount(_ path: String, seconds: Double = 10) -> Bool {
+func waitForMount(_ path: String, file: String = "job.py", seconds: Double = 10) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
-        if !Sandbox.mounts(below: path).isEmpty, FileManager.default.fileExists(atPath: path + "/job.py") { return true }
+        if !Sandbox.mounts(below: path).isEmpty, FileManager.default.fileExists(atPath: path + "/" + file) { return true }
         usleep(20_000)
     }
     return false

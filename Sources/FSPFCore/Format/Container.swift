@@ -70,7 +70,7 @@ public enum SealedMetadata {
         _ = try r.get(count: 32, "commitment")
         let length = try r.get(UInt64.self, "length")
         guard length == UInt64(file.count - headerSize - 16) else {
-            throw FSPFError.integrity(path: path, reason: "metadata is \(file.count) bytes, header says \(length + UInt64(headerSize) + 16)")
+            throw FSPFError.integrity(path: path, reason: "metadata is \(file.count) bytes, its header announces \(length) bytes of ciphertext")
         }
         return PublicHeader(version: version, reproducible: flags & 1 != 0, ciphertextLength: length,
                             tag: Array(file[(file.count - 16)...]))
