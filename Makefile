@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN := .build/release/fspf
 
-.PHONY: deps build release test test-security fuzz demo bench clean
+.PHONY: deps build release test test-security test-asan test-tsan fuzz demo bench clean
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker --export-dynamic
 
@@ -26,6 +26,20 @@ test: deps
 test-security: deps
 	$(SWIFT) build
 	.build/debug/fspf-tamper --mount .build/debug/fspf-mount
+
+# The whole suite under AddressSanitizer (the spawned tools too). Leak reports are off: the
+# daemon's parent exits by design with its allocations live once the child serves the mount.
+test-asan: deps
+	$(SWIFT) build --build-tests --scratch-path .build-asan -Xswiftc -sanitize=address
+	ASAN_OPTIONS=detect_leaks=0 FSPF_SANITIZED=1 FSPF_BIN=$(CURDIR)/.build-asan/debug/fspf \
+	  $(SWIFT) test --skip-build --scratch-path .build-asan -Xswiftc -sanitize=address
+
+# The library suites under ThreadSanitizer: the writer's workers, the concurrent reader and
+# verifier. (The FUSE daemon forks, which ThreadSanitizer does not support; docs/SECURITY.md.)
+test-tsan: deps
+	$(SWIFT) build --build-tests --scratch-path .build-tsan -Xswiftc -sanitize=thread
+	FSPF_SANITIZED=1 $(SWIFT) test --skip-build --scratch-path .build-tsan -Xswiftc -sanitize=thread \
+	  --filter 'FSPFCoreTests|FSPFProvisioningTests'
 
 # libFuzzer on every parser, FUZZ_SECONDS per target, with AddressSanitizer.
 fuzz: deps

@@ -187,7 +187,10 @@ import FSPFTestSupport
         }
         let small = peakKiB("small", "v1"), large = peakKiB("large", "v2")
         #expect(small > 0 && large > 0)
-        #expect(large < 64 * 1024, "peak RSS \(large) KiB")
+        // Sanitizer builds (make test-asan) carry shadow memory: only the growth is bounded there.
+        if ProcessInfo.processInfo.environment["FSPF_SANITIZED"] == nil {
+            #expect(large < 64 * 1024, "peak RSS \(large) KiB")
+        }
         #expect(large - small < 8 * 1024, "\(small) vs \(large) KiB")
     }
 }
