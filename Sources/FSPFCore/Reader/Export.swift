@@ -19,7 +19,7 @@ public enum Exporter {
             let entries = reader.metadata.entries
             for e in entries where e.isDirectory { try FileSystem.makeDirectory(Paths.join(staging, e.path), mode: 0o700) }
             let next = Atomic<Int>(0)
-            let failure = Mutex<(any Error)?>(nil)
+            let failure = Locked<(any Error)?>(nil)
             DispatchQueue.concurrentPerform(iterations: max(1, min(threads, entries.count))) { _ in
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
                 defer { Sodium.zero(buffer); buffer.deallocate() }

@@ -13,7 +13,7 @@ final class TreeCache: Sendable {
         var bytes = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     let capacity: Int
 
     init(capacityBytes: Int) { capacity = capacityBytes }

@@ -17,7 +17,7 @@ public final class VolumeReader: Sendable {
     private let index: [[UInt8]: Int]
     private let childIndices: [Int: [Int]]  // -1 is the root
     private let geometries: [TreeGeometry?]
-    private let handles = Mutex<[Int: FileDescriptor]>([:])
+    private let handles = Locked<[Int: FileDescriptor]>([:])
     let cache: TreeCache
     private static let maxOpenFiles = 512
 

@@ -33,7 +33,7 @@ public enum Verifier {
     public static func verify(_ reader: VolumeReader, threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) -> VerifyReport {
         let entries = reader.metadata.entries
         let next = Atomic<Int>(0)
-        let results = Mutex<(problems: [Problem], chunks: UInt64, bytes: UInt64)>(([], 0, 0))
+        let results = Locked<(problems: [Problem], chunks: UInt64, bytes: UInt64)>(([], 0, 0))
         DispatchQueue.concurrentPerform(iterations: max(1, min(threads, entries.count))) { _ in
             while true {
                 let i = next.add(1, ordering: .relaxed).oldValue

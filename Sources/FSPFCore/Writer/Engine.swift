@@ -10,8 +10,8 @@ final class Engine: @unchecked Sendable {
     let keys: VolumeKeys
     let options: WriterOptions
     let progress: Progress?
-    private let lock = Mutex<Cursor>(Cursor())
-    private let failure = Mutex<FSPFError?>(nil)
+    private let lock = Locked<Cursor>(Cursor())
+    private let failure = Locked<FSPFError?>(nil)
     private let stop = AtomicFlag()
 
     struct Cursor { var job = 0; var segment = 0 }
