@@ -22,10 +22,12 @@ test: deps
 	$(SWIFT) test
 	.build/debug/fspf-tamper --quick --mount .build/debug/fspf-mount
 
-# The adversarial suite with its counts (docs/SECURITY.md).
+# The adversarial suite with its counts (docs/SECURITY.md): the full tamper matrix, then the
+# fuzzers for FUZZ_SECONDS each. The fault, load and secret tests run in `make test`.
 test-security: deps
 	$(SWIFT) build
 	.build/debug/fspf-tamper --mount .build/debug/fspf-mount
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # The whole suite under AddressSanitizer (the spawned tools too). Leak reports are off: the
 # daemon's parent exits by design with its allocations live once the child serves the mount.
