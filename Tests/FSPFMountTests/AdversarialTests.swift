@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import FSPFCore
+import FSPFProvisioning
 import FSPFTestSupport
 
 /// Faults, load and secret hygiene of the running daemon (issue: adversarial suite).
@@ -18,9 +19,8 @@ import FSPFTestSupport
         }
         let tag = MountTests.encrypt(s)
         #expect(s.sh("chmod 755 . && mkdir mnt").status == 0)
-        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--user", "nobody", "--foreground"], cwd: s.path, name: "-daemon")
+        let pid = MountTests.startForeground(s, tag: tag, ["--user", "nobody"], file: "intact")
         defer { kill(pid, SIGTERM); _ = Tool.wait(pid, cwd: s.path, name: "-daemon") }
-        #expect(waitForMount(s.path + "/mnt", file: "intact"))
         let objects = try objectsByName(s)
         let donor = try FileSystem.readAll(objects["donor"]!)
         unlink(objects["deleted"]!)
@@ -42,9 +42,7 @@ import FSPFTestSupport
         let s = Sandbox()
         _ = MountTests.makeTree(s)
         let tag = MountTests.encrypt(s)
-        _ = s.sh("mkdir mnt")
-        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"], cwd: s.path, name: "-daemon")
-        #expect(waitForMount(s.path + "/mnt"))
+        let pid = MountTests.startForeground(s, tag: tag)
         kill(pid, SIGKILL)
         _ = Tool.wait(pid, cwd: s.path, name: "-daemon")
         // Cached attributes may still answer stat; anything that reaches the daemon fails.
@@ -84,10 +82,8 @@ import FSPFTestSupport
         let s = Sandbox()
         _ = s.sh("mkdir in && for i in 1 2 3 4; do head -c $((i * 3000000)) /dev/urandom > in/f$i; done")
         let tag = MountTests.encrypt(s)
-        _ = s.sh("mkdir mnt")
-        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"], cwd: s.path, name: "-daemon")
+        let pid = MountTests.startForeground(s, tag: tag, file: "f1")
         defer { kill(pid, SIGTERM); _ = Tool.wait(pid, cwd: s.path, name: "-daemon") }
-        #expect(waitForMount(s.path + "/mnt", file: "f1"))
         let root = s.path
         let plain = try (1...4).map { try FileSystem.readAll(root + "/in/f\($0)") }
         let failures = Counter(), reads = Counter()
@@ -132,9 +128,7 @@ import FSPFTestSupport
         let tag = MountTests.encrypt(s)
         let key = s.sh("cat key").out.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(s.sh("chmod 755 . && mkdir mnt && touch since").status == 0)
-        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--user", "nobody", "--foreground", "--verbose"],
-                             cwd: s.path, name: "-daemon")
-        #expect(waitForMount(s.path + "/mnt", file: "secret.txt"))
+        let pid = MountTests.startForeground(s, tag: tag, ["--user", "nobody", "--verbose"], file: "secret.txt")
         #expect(s.sh("cat mnt/secret.txt | grep -c \(marker)").out == "1000\n")
         let limits = (try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)) ?? ""
         #expect(limits.split(separator: "\n").contains { $0.hasPrefix("Max core file size") && $0.split(separator: " ").contains("0") })
@@ -153,23 +147,10 @@ import FSPFTestSupport
 }
 
 func objectsByName(_ s: Sandbox) throws -> [String: String] {
-    let listing = s.sh("fspf ls vol --key-file key").out.split(separator: "\n").map(String.init)
+    let reader = try VolumeReader(path: s.path + "/vol", keys: try KeySource.file(s.path + "/key").load())
     var out: [String: String] = [:]
-    let keys = try FSPFProvisioningShim.keys(s.path + "/key")
-    let reader = try VolumeReader(path: s.path + "/vol", keys: keys)
-    for name in listing {
-        if let i = try reader.entryIndex(name), case .file(_, _, let p?, _) = reader.entries[i].content {
-            out[name] = s.path + "/vol/" + p.object
-        }
-    }
+    for e in reader.entries { if case .file(_, _, let p?, _) = e.content { out[e.path] = s.path + "/vol/" + p.object } }
     return out
-}
-
-enum FSPFProvisioningShim {
-    static func keys(_ path: String) throws -> VolumeKeys {
-        var bytes = try FileSystem.readAll(path)
-        return try VolumeKeys.parse(&bytes, source: path)
-    }
 }
 
 func readThroughMount(_ path: String) -> (bytes: [UInt8], errno: Int32) {

@@ -35,6 +35,16 @@ import FSPFTestSupport
         return r.out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Starts fspf-mount in the foreground on vol → mnt and waits until `file` shows there.
+    static func startForeground(_ s: Sandbox, tag: String, _ extra: [String] = [], env: [String: String] = [:],
+                                file: String = "job.py") -> pid_t {
+        _ = s.sh("mkdir -p mnt")
+        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"] + extra,
+                             cwd: s.path, env: env, name: "-daemon")
+        #expect(waitForMount(s.path + "/mnt", file: file))
+        return pid
+    }
+
     static func mount(_ s: Sandbox, _ args: String) -> Tool.Result {
         s.sh("mkdir -p mnt && '\(Tool.mountBinary)' \(args)")
     }
@@ -196,9 +206,7 @@ import FSPFTestSupport
         let s = Sandbox()
         _ = MountTests.makeTree(s)
         let tag = MountTests.encrypt(s)
-        _ = s.sh("mkdir mnt")
-        let pid = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag", tag, "--foreground"], cwd: s.path, name: "-daemon")
-        #expect(waitForMount(s.path + "/mnt"))
+        let pid = MountTests.startForeground(s, tag: tag)
         #expect(FileManager.default.fileExists(atPath: s.path + "/mnt/job.py"))
         kill(pid, SIGTERM)
         let r = Tool.wait(pid, cwd: s.path, name: "-daemon")
