@@ -37,7 +37,7 @@ import FSPFTestSupport
     }
 
     /// SIGKILL leaves a dead mount ("Transport endpoint is not connected"); a lazy unmount
-    /// clears it and the volume mounts again (the recovery docs/DEPLOY.md describes).
+    /// clears it and the volume mounts again (the recovery the README describes).
     @Test func recoveryAfterSIGKILL() throws {
         let s = Sandbox()
         _ = MountTests.makeTree(s)
