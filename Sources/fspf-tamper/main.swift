@@ -260,4 +260,5 @@ print("wrong bytes served: \(wrong)")
 // Only stray pieces may leave a mount unaffected: nothing references them.
 let mountMissed = mountResult.unaffectedBy.filter { !$0.hasPrefix("stray") }
 if !mountMissed.isEmpty { print("fspf-mount served a tampered volume without error after: \(mountMissed)") }
+FileSystem.removeTree(work)  // exit() below skips the defer
 exit(undetected == 0 && wrong == 0 && mountMissed.isEmpty ? 0 : 1)
