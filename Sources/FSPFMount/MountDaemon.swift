@@ -62,7 +62,7 @@ public enum MountDaemon {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
         }
 
-        let readiness = Readiness(foreground: config.foreground)
+        let readiness = Readiness()
         let readahead = config.readaheadKiB
         let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace) {
             // INIT is answered only after this callback returns: confirm from another thread
@@ -192,9 +192,6 @@ enum Tuning {
 /// pipe) and a service manager (sd_notify protocol, when NOTIFY_SOCKET is set).
 final class Readiness: @unchecked Sendable {
     private var pipeWrite: Int32 = -1
-    private let foreground: Bool
-
-    init(foreground: Bool) { self.foreground = foreground }
 
     /// Forks. In the parent, waits for the child's report and returns the exit status to use;
     /// in the child, returns nil.
