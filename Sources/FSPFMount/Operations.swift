@@ -66,14 +66,6 @@ enum Operations {
                         throw Errno(EIO)
                     }
                 }
-                if v.trace { v.logger.trace("open \(v.reader.entries[i].path)") }
-                if v.reader.entries[i].size == 0 {
-                    // The kernel never reads an empty file: authenticate it here.
-                    do { _ = try v.reader.read(entry: i, offset: 0, into: ReplyBuffer.current(0)) } catch let e as FSPFError {
-                        v.logger.error("\(e.description)")
-                        throw Errno(EIO)
-                    }
-                }
                 fspf_fi_set_cached(fi)
                 fuse_reply_open(req, fi)
             }
@@ -119,10 +111,9 @@ enum Operations {
                 fuse_reply_err(req, 0)
             }
         }
-        ops.getxattr = { req, _, _, _ in fuse_reply_err(req, ENODATA) }
-        ops.listxattr = { req, _, size in
-            if size == 0 { fuse_reply_xattr(req, 0) } else { fuse_reply_buf(req, nil, 0) }
-        }
+        // getxattr and listxattr stay unimplemented: volumes carry no extended attributes, and
+        // the kernel remembers ENOSYS and stops asking, where an ENODATA answer would cost a
+        // round trip per file for every `ls -l` (which asks for ACLs and security labels).
         // Read-only in every way, even if the kernel's `ro` were bypassed.
         ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
         ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }

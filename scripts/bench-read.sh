@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Part of `make bench`: reading the same data through the plain directory, libfuse's
+# passthrough_ll, gocryptfs -ro, securefs (read-only) and fspf-mount, interleaved round by
+# round in one run, page cache dropped before every measurement. Prints markdown.
+set -euo pipefail
+FSPF=$(realpath "${1:-.build/release/fspf}")
+MOUNT=$(dirname "$FSPF")/fspf-mount
+RUNS=${RUNS:-3}
+FIO_SECONDS=${FIO_SECONDS:-5}
+here=$(dirname "$0")
+. "$here/bench-lib.sh"
+work=$(mktemp -d /var/tmp/fspf-bench-read-XXXXXX)   # a real disk: dropping the page cache means something
+systems=(plain passthrough_ll gocryptfs securefs fspf)
+cleanup() { for s in "${systems[@]}"; do unmount "$work/mnt/$s" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "preparing a 1 GiB file and 10,000 small files in $work" >&2
+mkdir -p "$work/plain/small"
+head -c 1G /dev/urandom > "$work/plain/big.bin"
+python3 - "$work/plain/small" <<'PY'
+import os, random, sys
+random.seed(1)
+root = sys.argv[1]
+for d in range(100):
+    os.mkdir(f"{root}/d{d:02}")
+    for f in range(100):
+        with open(f"{root}/d{d:02}/f{f:03}.dat", "wb") as out:
+            out.write(os.urandom(random.randint(1, 16384)))
+PY
+echo "preparing the volumes" >&2
+for s in "${systems[@]}"; do mkdir -p "$work/mnt/$s"; done
+"$FSPF" encrypt "$work/plain" --out "$work/fspf" --key-out "$work/fspf.key" --quiet > "$work/fspf.line"
+prepare_gocryptfs "$work/plain" "$work/gocryptfs" "$work/mnt/gocryptfs"
+prepare_securefs "$work/plain" "$work/securefs" "$work/mnt/securefs"
+build_passthrough "$work/passthrough_ll"
+
+echo "mounting" >&2
+rmdir "$work/mnt/plain"; ln -s "$work/plain" "$work/mnt/plain"
+"$work/passthrough_ll" -o source="$work/plain",ro "$work/mnt/passthrough_ll"; wait_mounted "$work/mnt/passthrough_ll"
+mount_gocryptfs "$work/plain" "$work/gocryptfs" "$work/mnt/gocryptfs"
+mount_securefs "$work/plain" "$work/securefs" "$work/mnt/securefs"
+"$MOUNT" "$work/fspf" "$work/mnt/fspf" --key-file "$work/fspf.key" --tag "$(awk '{print $9}' "$work/fspf.line")"
+for s in "${systems[@]}"; do
+  cmp -s "$work/plain/small/d42/f042.dat" "$work/mnt/$s/small/d42/f042.dat" || { echo "bench: $s serves wrong data" >&2; exit 1; }
+done
+
+# One measurement of one kind on one system, cold; prints a number.
+seq_read() {  # MB/s, dd's own timing
+  dd if="$1/big.bin" of=/dev/null bs=1M 2>&1 | awk '/copied/ {for(i=1;i<=NF;i++) if ($i ~ /^s,?$/) s=$(i-1); print 1073741824 / s / 1e6}'
+}
+fio_iops() {  # dir block-size
+  fio --name=bench --filename="$1/big.bin" --readonly --rw=randread --bs="$2" --ioengine=psync \
+      --numjobs=2 --group_reporting --time_based --runtime="$FIO_SECONDS" --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["iops"])'
+}
+timed() { local s; s=$(now); "$@" > /dev/null; awk -v t="$(elapsed "$s")" 'BEGIN {print t * 1000}'; }  # ms
+ls_tree() { ls -lR "$1/small"; }
+stat_tree() { find "$1/small" -type f -print0 | xargs -0 stat; }
+md5_tree() { find "$1/small" -type f -print0 | xargs -0 md5sum; }
+
+tests=(seq rand4k rand128k ls stat md5)
+declare -A results
+for r in $(seq 1 "$RUNS"); do
+  for t in "${tests[@]}"; do
+    echo "run $r/$RUNS: $t" >&2
+    for s in "${systems[@]}"; do
+      d="$work/mnt/$s"
+      drop
+      case $t in
+        seq) v=$(seq_read "$d") ;;
+        rand4k) v=$(fio_iops "$d" 4k) ;;
+        rand128k) v=$(fio_iops "$d" 128k) ;;
+        ls) v=$(timed ls_tree "$d") ;;
+        stat) v=$(timed stat_tree "$d") ;;
+        md5) v=$(timed md5_tree "$d") ;;
+      esac
+      results[$t.$s]="${results[$t.$s]:-} $v"
+    done
+  done
+done
+fspf_pid=$(pgrep -n -f "fspf-mount $work/fspf") && fspf_rss=$(peak_rss "$fspf_pid")
+
+med() { printf '%s\n' ${results[$1.$2]} | median; }
+# Ratios read "how much better fspf is": throughput fspf/peer, times peer/fspf.
+better() { local f p; f=$(med "$1" fspf); p=$(med "$1" "$2"); case $1 in seq|rand*) ratio "$f" "$p" ;; *) ratio "$p" "$f" ;; esac; }
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN {print (v >= t ? "met" : "**missed**")}'; }
+row() {  # test label format
+  local line="| $2 |" s
+  for s in "${systems[@]}"; do line+=" $(printf "$3" "$(med "$1" "$s")") |"; done
+  echo "$line $(better "$1" gocryptfs) | $(better "$1" passthrough_ll) | $(better "$1" plain) |"
+}
+runs_row() { local s line="| $2 |"; for s in "${systems[@]}"; do line+=" $(list ${results[$1.$s]}) |"; done; echo "$line"; }
+
+cat <<MD
+## Reading: fspf-mount next to the plain directory and the peers
+
+Same data for all: a 1 GiB random file and 10,000 files of 1 B–16 KiB in 100 directories, on
+the same disk ($(df --output=source "$work" | tail -1)). Each system is mounted once, with its defaults:
+libfuse's \`passthrough_ll\` (FUSE without crypto, $(pkg-config --modversion fuse3)), \`gocryptfs -ro\`
+($(gocryptfs -version | cut -d';' -f1 | cut -d' ' -f2)), \`securefs\` with \`-o ro\`, and \`fspf-mount\` on a volume made by
+\`fspf encrypt\` with default options. Measurements are interleaved (each round runs every test on
+every system in turn) and the page cache is dropped before each one. Medians of $RUNS rounds.
+Sequential: \`dd bs=1M\` of the 1 GiB file. Random: \`fio --rw=randread --ioengine=psync --numjobs=2\`,
+${FIO_SECONDS} s. Tree: \`ls -lR\`, \`stat\` of every file, \`md5sum\` of every file (find | xargs).
+
+Ratios say how much better fspf is: throughput fspf ÷ peer, times peer ÷ fspf (above 1: fspf wins).
+
+| test | plain | passthrough_ll | gocryptfs | securefs | **fspf-mount** | vs gocryptfs | vs passthrough_ll | vs plain |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+$(row seq "sequential read, MB/s" %.0f)
+$(row rand4k "random 4 KiB reads, IOPS" %.0f)
+$(row rand128k "random 128 KiB reads, IOPS" %.0f)
+$(row ls "ls -lR, ms" %.0f)
+$(row stat "stat every file, ms" %.0f)
+$(row md5 "md5sum every file, ms" %.0f)
+
+fspf-mount's peak resident memory over the whole run: ${fspf_rss:-?} MiB.
+
+### Targets
+
+| target | measured | |
+|---|---:|---|
+| sequential read ≥ 1.5 × gocryptfs | $(better seq gocryptfs) × | $(verdict "$(better seq gocryptfs)" 1.5) |
+| sequential read ≥ 1.0 × passthrough_ll | $(better seq passthrough_ll) × | $(verdict "$(better seq passthrough_ll)" 1.0) |
+| random 4 KiB ≥ 1.2 × gocryptfs IOPS | $(better rand4k gocryptfs) × | $(verdict "$(better rand4k gocryptfs)" 1.2) |
+| random 128 KiB ≥ 1.5 × gocryptfs IOPS | $(better rand128k gocryptfs) × | $(verdict "$(better rand128k gocryptfs)" 1.5) |
+| ls -lR no slower than gocryptfs | $(better ls gocryptfs) × | $(verdict "$(better ls gocryptfs)" 1.0) |
+| stat no slower than gocryptfs | $(better stat gocryptfs) × | $(verdict "$(better stat gocryptfs)" 1.0) |
+| md5sum no slower than gocryptfs | $(better md5 gocryptfs) × | $(verdict "$(better md5 gocryptfs)" 1.0) |
+
+<details><summary>Every run</summary>
+
+| test | plain | passthrough_ll | gocryptfs | securefs | fspf-mount |
+|---|---|---|---|---|---|
+$(runs_row seq "sequential MB/s")
+$(runs_row rand4k "random 4 KiB IOPS")
+$(runs_row rand128k "random 128 KiB IOPS")
+$(runs_row ls "ls -lR ms")
+$(runs_row stat "stat ms")
+$(runs_row md5 "md5sum ms")
+
+</details>
+MD
