@@ -51,8 +51,11 @@ fuzz: deps
 demo: release
 	scripts/demo.sh $(RELEASE_BIN)
 
-# Every measurement in one run (encryption, chunk sizes, reads through fspf-mount); writes docs/BENCHMARKS.md.
+# Every measurement in one run, side by side with plain files, passthrough_ll, gocryptfs and
+# securefs (reads, trees, random I/O, encryption, mount time and memory at scale, chunk
+# sizes); writes docs/BENCHMARKS.md. About 15 minutes; needs root and ~25 GB of free disk.
 bench: release
+	@scripts/install-deps.sh --bench
 	scripts/bench.sh $(RELEASE_BIN)
 
 clean:
