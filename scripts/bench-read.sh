@@ -5,7 +5,7 @@
 set -euo pipefail
 FSPF=$(realpath "${1:-.build/release/fspf}")
 MOUNT=$(dirname "$FSPF")/fspf-mount
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 FIO_SECONDS=${FIO_SECONDS:-5}
 here=$(dirname "$0")
 . "$here/bench-lib.sh"

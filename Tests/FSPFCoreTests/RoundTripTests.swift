@@ -57,6 +57,32 @@ import Testing
         #expect(treeContents(t.sub("out")) == files)
     }
 
+    /// The reader fetches chunks wanted whole with one pread into the caller's buffer and the
+    /// others through scratch; every mix of the two, with buffers of every relevant size (the
+    /// padded last chunk must never be counted or overrun a buffer that just fits).
+    @Test func readsAcrossWholeAndPartialChunks() throws {
+        let t = TempDir()
+        let cs = 4096
+        var rng = SplitMix64(seed: 77)
+        let files = ["a": randomBytes(3 * cs, &rng), "b": randomBytes(3 * cs + 5, &rng),
+                     "c": randomBytes(100, &rng), "d": randomBytes(cs - 1, &rng)]
+        for (p, b) in files { writeFile(t.sub("in/" + p), b) }
+        let keys = testKeys()
+        let result = try encrypt(t.sub("in"), t.sub("vol"), keys, options(chunk: UInt32(cs), reproducible: false))
+        let reader = try VolumeReader(path: t.sub("vol"), keys: keys, expectedTag: result.tag)
+        for (p, b) in files {
+            let i = try #require(try reader.entryIndex(p))
+            for off in Set([0, 1, cs - 1, cs, cs + 1, 2 * cs, b.count - 1, b.count].filter { $0 >= 0 }) {
+                for len in Set([1, cs - 1, cs, cs + 1, 2 * cs, 3 * cs, 4 * cs, b.count - off, b.count - off + 1].filter { $0 > 0 }) {
+                    var out = [UInt8](repeating: 0xAA, count: len)
+                    let n = try out.withUnsafeMutableBytes { try reader.read(entry: i, offset: UInt64(off), into: $0) }
+                    let want = off >= b.count ? [] : Array(b[off..<min(b.count, off + len)])
+                    #expect(n == want.count && Array(out[0..<n]) == want, "\(p) offset \(off) length \(len)")
+                }
+            }
+        }
+    }
+
     @Test func deepTreeAndEmptyDirectories() throws {
         let t = TempDir()
         var deep = t.sub("in")

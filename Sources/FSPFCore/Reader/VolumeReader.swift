@@ -137,22 +137,41 @@ public final class VolumeReader: Sendable {
         guard offset < size, buffer.count > 0 else { return 0 }
         let end = min(offset + UInt64(buffer.count), size)
         let cs = UInt64(p.chunkSize)
-        var chunk = offset / cs
+        let first = offset / cs
+        let last = (end - 1) / cs
+        // Chunks that start inside the request and whose stored bytes (padding included) fit
+        // in the caller's buffer are read with one pread straight into it and authenticated
+        // there; the at most two others go through scratch.
+        let limit = offset + UInt64(buffer.count)
+        let wholeFrom = offset % cs == 0 ? first : first + 1
+        let wholeTo = min(last + 1, p.storedSize <= limit ? last + 1 : limit / cs)  // exclusive
         var written = 0
-        while chunk * cs < end {
+        var chunk = first
+        while chunk <= last {
             let chunkStart = chunk * cs
             let chunkLength = Int(min(cs, p.storedSize - chunkStart))
+            if chunk >= wholeFrom && chunk < wholeTo {
+                let spanEnd = min(wholeTo * cs, p.storedSize)
+                let span = UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + Int(spanEnd - chunkStart))])
+                let got = try data.read(into: span, at: dataBase(p) + chunkStart)
+                var at = 0
+                while chunk < wholeTo {
+                    let length = Int(min(cs, p.storedSize - chunk * cs))
+                    let work = UnsafeMutableRawBufferPointer(rebasing: span[at..<(at + length)])
+                    try authenticate(i, p, chunk: chunk, loaded: min(max(got - at, 0), length), into: work, cipher)
+                    at += length
+                    chunk += 1
+                }
+                // The last whole chunk may be the padded final one: only its real bytes count.
+                written += Int(min(spanEnd, end) - chunkStart)
+                continue
+            }
             let from = Int(max(offset, chunkStart) - chunkStart)
             let to = Int(min(end, chunkStart + UInt64(chunkLength)) - chunkStart)
-            // Whole chunk wanted: authenticate it in the caller's buffer, no copy.
-            let direct = from == 0 && to == chunkLength
-            let work = direct ? UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + chunkLength)])
-                              : cipher.scratch(chunkLength)
+            let work = cipher.scratch(chunkLength)
             try authenticate(i, p, chunk: chunk, data: data, into: work, cipher)
-            if !direct {
-                UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + to - from)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: work[from..<to]))
-            }
+            UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + to - from)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: work[from..<to]))
             written += to - from
             chunk += 1
         }
@@ -166,9 +185,15 @@ public final class VolumeReader: Sendable {
     /// A tag-tree failure throws; a bad chunk is reported (and scrubbed), for the caller to word.
     func check(_ i: Int, _ p: ProtectedFile, chunk: UInt64, data: FileDescriptor,
                into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws -> ChunkCheck {
+        let got = try data.read(into: work, at: dataBase(p) + chunk * UInt64(p.chunkSize))
+        return try check(i, p, chunk: chunk, loaded: got, in: work, cipher)
+    }
+
+    /// Authenticates chunk `chunk`, of which `loaded` bytes were read into `work`.
+    func check(_ i: Int, _ p: ProtectedFile, chunk: UInt64, loaded: Int,
+               in work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws -> ChunkCheck {
         let tag = try chunkTag(i, p, chunk)
-        let base: UInt64 = p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0
-        guard try data.read(into: work, at: base + chunk * UInt64(p.chunkSize)) == work.count else { return .truncated }
+        guard loaded == work.count else { return .truncated }
         let final = chunk == p.chunkCount - 1
         let ok = tag.withUnsafeBytes { t in
             p.kind == .encrypted ? cipher.open(index: chunk, final: final, data: work, tag: t)
@@ -178,9 +203,20 @@ public final class VolumeReader: Sendable {
         return ok ? .authentic : .forged
     }
 
+    /// Where chunk data starts in the file `dataHandle` returns.
+    private func dataBase(_ p: ProtectedFile) -> UInt64 { p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0 }
+
     private func authenticate(_ i: Int, _ p: ProtectedFile, chunk: UInt64, data: FileDescriptor,
                               into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws {
-        let result = try check(i, p, chunk: chunk, data: data, into: work, cipher)
+        try authenticate(i, p, chunk: chunk, result: check(i, p, chunk: chunk, data: data, into: work, cipher))
+    }
+
+    private func authenticate(_ i: Int, _ p: ProtectedFile, chunk: UInt64, loaded: Int,
+                              into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws {
+        try authenticate(i, p, chunk: chunk, result: check(i, p, chunk: chunk, loaded: loaded, in: work, cipher))
+    }
+
+    private func authenticate(_ i: Int, _ p: ProtectedFile, chunk: UInt64, result: ChunkCheck) throws {
         guard result == .authentic else {
             let e = metadata.entries[i]
             throw integrity(e.path, chunk: chunk, cs: UInt64(p.chunkSize), size: e.size, result.rawValue)
