@@ -12,6 +12,19 @@ import FSPFProvisioning
     }
 
     /// Format stability: the checked-in volume must open, with this exact tag, in every later version.
+    /// The byte-level check metadata decoding uses agrees with `Paths.normalize` everywhere.
+    @Test func normalPathCheckAgreesWithNormalize() {
+        let parts = ["a", ".", "..", "", "é", "b.c", "...", ".x", "\0"]
+        var cases: [String] = ["", "/", "//"]
+        for x in parts { for y in parts { for sep in ["/", "//"] {
+            cases += [x, x + sep + y, sep + x, x + sep, x + sep + y + "/" + "z"]
+        } } }
+        for c in cases {
+            let normal = !c.utf8.contains(0) && (try? Paths.normalize(c)) == c
+            #expect(Paths.isNormalVolumePath(Array(c.utf8)) == normal, "\(c.debugDescription)")
+        }
+    }
+
     @Test func referenceVolumeOpensWithItsTag() throws {
         let keys = try referenceKeys()
         let tag = Hex.decode(FormatTests.referenceTag)!

@@ -226,15 +226,14 @@ public struct VolumeMetadata: Equatable, Sendable {
     }
 
     private static func decodePath(_ raw: [UInt8], context: String) throws -> String {
-        guard let s = String(validating: raw, as: UTF8.self), !s.contains("\0"),
-              (try? Paths.normalize(s)) == s else {
+        guard Paths.isNormalVolumePath(raw), let s = String(validating: raw, as: UTF8.self) else {
             throw FSPFError.badInput(path: context, reason: "invalid metadata: bad path")
         }
         return s
     }
 
     private static func decodeLocation(_ raw: [UInt8], context: String) throws -> String {
-        guard !raw.isEmpty, let s = String(validating: raw, as: UTF8.self), !s.contains("\0") else {
+        guard !raw.isEmpty, !raw.contains(0), let s = String(validating: raw, as: UTF8.self) else {
             throw FSPFError.badInput(path: context, reason: "invalid metadata: bad location")
         }
         return s
@@ -254,9 +253,29 @@ public enum ChunkSize {
 }
 
 extension Paths {
+    /// True when `raw` is what `normalize` returns for it, checked on the bytes (metadata
+    /// decoding runs this for every entry): no NUL, no empty, "." or ".." component, so no
+    /// leading, trailing or doubled "/".
+    static func isNormalVolumePath(_ raw: [UInt8]) -> Bool {
+        var start = 0
+        for i in 0...raw.count {
+            if i < raw.count {
+                if raw[i] == 0 { return false }
+                if raw[i] != UInt8(ascii: "/") { continue }
+            }
+            let n = i - start
+            let dot = UInt8(ascii: ".")
+            if raw.isEmpty { return true }
+            if n == 0 || (n == 1 && raw[start] == dot) || (n == 2 && raw[start] == dot && raw[start + 1] == dot) { return false }
+            start = i + 1
+        }
+        return true
+    }
+
     /// Parent inside a volume ("a/b" -> "a", "a" -> "").
     public static func parentInVolume(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "" }
-        return String(path[..<slash])
+        // On the UTF-8 view: '/' is one byte, and Character search costs a grapheme walk.
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "" }
+        return String(path.utf8[..<slash])!
     }
 }

@@ -41,6 +41,8 @@ public final class VolumeReader: Sendable {
         var index: [[UInt8]: Int] = [:]
         var children: [Int: [Int]] = [:]
         var geometries: [TreeGeometry?] = []
+        index.reserveCapacity(metadata.entries.count)
+        geometries.reserveCapacity(metadata.entries.count)
         for (i, e) in metadata.entries.enumerated() {
             index[Array(e.path.utf8)] = i
             let parent = Paths.parentInVolume(e.path)
