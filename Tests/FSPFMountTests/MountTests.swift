@@ -359,8 +359,9 @@ extension MountTests {
         let s = Sandbox()
         _ = MountTests.makeTree(s)
         let tag = MountTests.encrypt(s)
-        // A private mount namespace whose /dev lacks fuse.
-        let r = s.sh("mkdir mnt && unshare -m sh -c \"mount -t tmpfs none /dev && '\(Tool.mountBinary)' vol mnt --key-file key --tag \(tag)\"")
+        // A private mount namespace whose /dev lacks fuse; /dev/shm is put back, since the
+        // build (and so the binary) may live there.
+        let r = s.sh("mkdir mnt shm && unshare -m sh -c \"mount --rbind /dev/shm shm && mount -t tmpfs none /dev && mkdir /dev/shm && mount --move shm /dev/shm && '\(Tool.mountBinary)' vol mnt --key-file key --tag \(tag)\"")
         #expect(r.status == 21 && r.err.contains("/dev/fuse"), "\(r.err)")
     }
 }
