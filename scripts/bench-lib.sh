@@ -11,6 +11,21 @@ elapsed() { awk -v s="$1" -v e="$(now)" 'BEGIN {print e - s}'; }
 # Peak resident set (VmHWM) of a process, in MiB.
 peak_rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
+# A tree of random files: make_tree ROOT DIRECTORIES MAX_SIZE SEED writes DIRECTORIES
+# directories of 100 files each, of 1 B to MAX_SIZE bytes, as ROOT/dNNNN/fNNN.dat.
+make_tree() {
+  python3 - "$@" <<'PY'
+import os, random, sys
+root, dirs, largest = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+random.seed(int(sys.argv[4]))
+for d in range(dirs):
+    os.makedirs(f"{root}/d{d:04}")
+    for f in range(100):
+        with open(f"{root}/d{d:04}/f{f:03}.dat", "wb") as out:
+            out.write(os.urandom(random.randint(1, largest)))
+PY
+}
+
 # Waits until a FUSE mount answers at $1.
 wait_mounted() {
   for _ in $(seq 1 200); do

@@ -15,18 +15,9 @@ cleanup() { for s in "${systems[@]}"; do unmount "$work/mnt/$s" 2>/dev/null || t
 trap cleanup EXIT
 
 echo "preparing a 1 GiB file and 10,000 small files in $work" >&2
-mkdir -p "$work/plain/small"
+mkdir -p "$work/plain"
 head -c 1G /dev/urandom > "$work/plain/big.bin"
-python3 - "$work/plain/small" <<'PY'
-import os, random, sys
-random.seed(1)
-root = sys.argv[1]
-for d in range(100):
-    os.mkdir(f"{root}/d{d:02}")
-    for f in range(100):
-        with open(f"{root}/d{d:02}/f{f:03}.dat", "wb") as out:
-            out.write(os.urandom(random.randint(1, 16384)))
-PY
+make_tree "$work/plain/small" 100 16384 1
 echo "preparing the volumes" >&2
 for s in "${systems[@]}"; do mkdir -p "$work/mnt/$s"; done
 "$FSPF" encrypt "$work/plain" --out "$work/fspf" --key-out "$work/fspf.key" --quiet > "$work/fspf.line"
@@ -41,7 +32,7 @@ mount_gocryptfs "$work/plain" "$work/gocryptfs" "$work/mnt/gocryptfs"
 mount_securefs "$work/plain" "$work/securefs" "$work/mnt/securefs"
 "$MOUNT" "$work/fspf" "$work/mnt/fspf" --key-file "$work/fspf.key" --tag "$(awk '{print $9}' "$work/fspf.line")"
 for s in "${systems[@]}"; do
-  cmp -s "$work/plain/small/d42/f042.dat" "$work/mnt/$s/small/d42/f042.dat" || { echo "bench: $s serves wrong data" >&2; exit 1; }
+  cmp -s "$work/plain/small/d0042/f042.dat" "$work/mnt/$s/small/d0042/f042.dat" || { echo "bench: $s serves wrong data" >&2; exit 1; }
 done
 
 # One measurement of one kind on one system, cold; prints a number.

@@ -19,16 +19,7 @@ mount_volume() {  # volume; leaves the daemon's pid in $pid
 }
 
 echo "preparing a volume of 100,000 files (1000 directories x 100, 1 B-4 KiB)" >&2
-python3 - "$work/many" <<'PY'
-import os, random, sys
-random.seed(2)
-root = sys.argv[1]
-for d in range(1000):
-    os.makedirs(f"{root}/dir{d:04}")
-    for f in range(100):
-        with open(f"{root}/dir{d:04}/file{f:03}.txt", "wb") as out:
-            out.write(os.urandom(random.randint(1, 4096)))
-PY
+make_tree "$work/many" 1000 4096 2
 "$FSPF" encrypt "$work/many" --out "$work/many.vol" --key-out "$work/many.vol.key" --quiet > "$work/many.vol.line"
 rm -rf "$work/many"
 metadata_size=$(stat -c %s "$work/many.vol/volume.fspf")
