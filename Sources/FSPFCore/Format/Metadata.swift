@@ -257,6 +257,8 @@ extension Paths {
     /// decoding runs this for every entry): no NUL, no empty, "." or ".." component, so no
     /// leading, trailing or doubled "/".
     static func isNormalVolumePath(_ raw: [UInt8]) -> Bool {
+        if raw.isEmpty { return true }
+        let dot = UInt8(ascii: ".")
         var start = 0
         for i in 0...raw.count {
             if i < raw.count {
@@ -264,8 +266,6 @@ extension Paths {
                 if raw[i] != UInt8(ascii: "/") { continue }
             }
             let n = i - start
-            let dot = UInt8(ascii: ".")
-            if raw.isEmpty { return true }
             if n == 0 || (n == 1 && raw[start] == dot) || (n == 2 && raw[start] == dot && raw[start + 1] == dot) { return false }
             start = i + 1
         }
