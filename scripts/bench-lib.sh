@@ -1,9 +1,18 @@
-# Shared by the make-bench scripts (sourced): statistics, cache dropping, and one way to
-# prepare, mount and unmount each file system compared. Each peer runs with its defaults.
+# Shared by the make-bench scripts, sourced with their arguments: the binaries under test
+# (from the fspf path given, default .build/release/fspf), statistics, cache dropping, and one
+# way to prepare, mount and unmount each file system compared. Each peer runs with its defaults.
+
+FSPF=$(realpath "${1:-.build/release/fspf}")
+MOUNT=$(dirname "$FSPF")/fspf-mount
+BENCH=$(dirname "$FSPF")/fspf-bench
+RUNS=${RUNS:-5}
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
 # "1, 2, 3" from whitespace-separated figures, rounded.
 list() { printf '%s ' "$@" | awk '{for(i=1;i<=NF;i++) printf "%.0f%s", $i, (i<NF?", ":"")}'; }
+# A target's verdict: at_least VALUE TARGET, below VALUE TARGET.
+at_least() { awk -v v="$1" -v t="$2" 'BEGIN {print (v >= t ? "met" : "**missed**")}'; }
+below() { awk -v v="$1" -v t="$2" 'BEGIN {print (v < t ? "met" : "**missed**")}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }

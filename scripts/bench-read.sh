@@ -3,12 +3,8 @@
 # passthrough_ll, gocryptfs -ro, securefs (read-only) and fspf-mount, interleaved round by
 # round in one run, page cache dropped before every measurement. Prints markdown.
 set -euo pipefail
-FSPF=$(realpath "${1:-.build/release/fspf}")
-MOUNT=$(dirname "$FSPF")/fspf-mount
-RUNS=${RUNS:-5}
 FIO_SECONDS=${FIO_SECONDS:-5}
-here=$(dirname "$0")
-. "$here/bench-lib.sh"
+. "$(dirname "$0")/bench-lib.sh" "$@"
 work=$(mktemp -d /var/tmp/fspf-bench-read-XXXXXX)   # a real disk: dropping the page cache means something
 systems=(plain passthrough_ll gocryptfs securefs fspf)
 cleanup() { for s in "${systems[@]}"; do unmount "$work/mnt/$s" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -74,7 +70,6 @@ fspf_pid=$(pgrep -n -f "fspf-mount $work/fspf") && fspf_rss=$(peak_rss "$fspf_pi
 med() { printf '%s\n' ${results[$1.$2]} | median; }
 # Ratios read "how much better fspf is": throughput fspf/peer, times peer/fspf.
 better() { local f p; f=$(med "$1" fspf); p=$(med "$1" "$2"); case $1 in seq|rand*) ratio "$f" "$p" ;; *) ratio "$p" "$f" ;; esac; }
-verdict() { awk -v v="$1" -v t="$2" 'BEGIN {print (v >= t ? "met" : "**missed**")}'; }
 row() {  # test label format
   local line="| $2 |" s
   for s in "${systems[@]}"; do line+=" $(printf "$3" "$(med "$1" "$s")") |"; done
@@ -111,13 +106,13 @@ fspf-mount's peak resident memory over the whole run: ${fspf_rss:-?} MiB.
 
 | target | measured | |
 |---|---:|---|
-| sequential read ≥ 1.5 × gocryptfs | $(better seq gocryptfs) × | $(verdict "$(better seq gocryptfs)" 1.5) |
-| sequential read ≥ 1.0 × passthrough_ll | $(better seq passthrough_ll) × | $(verdict "$(better seq passthrough_ll)" 1.0) |
-| random 4 KiB ≥ 1.2 × gocryptfs IOPS | $(better rand4k gocryptfs) × | $(verdict "$(better rand4k gocryptfs)" 1.2) |
-| random 128 KiB ≥ 1.5 × gocryptfs IOPS | $(better rand128k gocryptfs) × | $(verdict "$(better rand128k gocryptfs)" 1.5) |
-| ls -lR no slower than gocryptfs | $(better ls gocryptfs) × | $(verdict "$(better ls gocryptfs)" 1.0) |
-| stat no slower than gocryptfs | $(better stat gocryptfs) × | $(verdict "$(better stat gocryptfs)" 1.0) |
-| md5sum no slower than gocryptfs | $(better md5 gocryptfs) × | $(verdict "$(better md5 gocryptfs)" 1.0) |
+| sequential read ≥ 1.5 × gocryptfs | $(better seq gocryptfs) × | $(at_least "$(better seq gocryptfs)" 1.5) |
+| sequential read ≥ 1.0 × passthrough_ll | $(better seq passthrough_ll) × | $(at_least "$(better seq passthrough_ll)" 1.0) |
+| random 4 KiB ≥ 1.2 × gocryptfs IOPS | $(better rand4k gocryptfs) × | $(at_least "$(better rand4k gocryptfs)" 1.2) |
+| random 128 KiB ≥ 1.5 × gocryptfs IOPS | $(better rand128k gocryptfs) × | $(at_least "$(better rand128k gocryptfs)" 1.5) |
+| ls -lR no slower than gocryptfs | $(better ls gocryptfs) × | $(at_least "$(better ls gocryptfs)" 1.0) |
+| stat no slower than gocryptfs | $(better stat gocryptfs) × | $(at_least "$(better stat gocryptfs)" 1.0) |
+| md5sum no slower than gocryptfs | $(better md5 gocryptfs) × | $(at_least "$(better md5 gocryptfs)" 1.0) |
 
 <details><summary>Every run</summary>
 

@@ -3,11 +3,7 @@
 # the mount answers) and the daemon's peak resident memory for a volume of 100,000 files and
 # for a volume holding one 10 GiB file, read whole. Prints markdown.
 set -euo pipefail
-FSPF=$(realpath "${1:-.build/release/fspf}")
-MOUNT=$(dirname "$FSPF")/fspf-mount
-RUNS=${RUNS:-5}
-here=$(dirname "$0")
-. "$here/bench-lib.sh"
+. "$(dirname "$0")/bench-lib.sh" "$@"
 work=$(mktemp -d /var/tmp/fspf-bench-scale-XXXXXX)
 cleanup() { unmount "$work/mnt"; rm -rf "$work"; }
 trap cleanup EXIT
@@ -52,7 +48,6 @@ rss_big=$(peak_rss "$pid")
 unmount "$work/mnt"
 
 ms() { awk -v t="$1" 'BEGIN {printf "%.0f", t * 1000}'; }
-verdict() { awk -v v="$1" -v t="$2" 'BEGIN {print (v < t ? "met" : "**missed**")}'; }
 cat <<MD
 ## Scale: mount time and memory
 
@@ -67,6 +62,6 @@ VmHWM, which includes its locked (mlockall) pages.
 
 | target | measured | |
 |---|---:|---|
-| mounting a 100,000-file volume < 1 s | $(ms "$mount_many") ms | $(verdict "$mount_many" 1) |
-| daemon RSS < 64 MiB for the 10 GiB file | $rss_big MiB | $(verdict "$rss_big" 64) |
+| mounting a 100,000-file volume < 1 s | $(ms "$mount_many") ms | $(below "$mount_many" 1) |
+| daemon RSS < 64 MiB for the 10 GiB file | $rss_big MiB | $(below "$rss_big" 64) |
 MD

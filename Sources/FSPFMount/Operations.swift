@@ -61,10 +61,7 @@ enum Operations {
                 if v.trace { v.logger.trace("open \(v.reader.entries[i].path)") }
                 if v.reader.entries[i].size == 0 {
                     // The kernel never reads an empty file: authenticate it here.
-                    do { _ = try v.reader.read(entry: i, offset: 0, into: ReplyBuffer.current(0)) } catch let e as FSPFError {
-                        v.logger.error("\(e.description)")
-                        throw Errno(EIO)
-                    }
+                    _ = try Operations.verified(v) { try v.reader.read(entry: i, offset: 0, into: ReplyBuffer.current(0)) }
                 }
                 fspf_fi_set_cached(fi)
                 fuse_reply_open(req, fi)
@@ -74,15 +71,9 @@ enum Operations {
             Operations.reply(req) { v in
                 guard let i = try v.index(ino) else { throw Errno(EISDIR) }
                 let buffer = ReplyBuffer.current(size)
-                do {
-                    let n = try v.reader.read(entry: i, offset: UInt64(max(0, off)), into: buffer)
-                    if v.trace { v.logger.trace("read \(v.reader.entries[i].path) offset \(off) size \(size) -> \(n)") }
-                    fuse_reply_buf(req, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), n)
-                } catch let e as FSPFError {
-                    // One line per failed read, naming the file and chunk; the other files keep working.
-                    v.logger.error("\(e.description)")
-                    throw Errno(EIO)
-                }
+                let n = try Operations.verified(v) { try v.reader.read(entry: i, offset: UInt64(max(0, off)), into: buffer) }
+                if v.trace { v.logger.trace("read \(v.reader.entries[i].path) offset \(off) size \(size) -> \(n)") }
+                fuse_reply_buf(req, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), n)
             }
         }
         ops.opendir = { req, ino, fi in
@@ -130,6 +121,15 @@ enum Operations {
         ops.fallocate = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
         ops.copy_file_range = { req, _, _, _, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
         return ops
+    }
+
+    /// A read from the volume: a failed verification is logged (one line naming the file and
+    /// chunk) and answered EIO; the other files keep working.
+    private static func verified<T>(_ v: MountedVolume, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as FSPFError {
+            v.logger.error("\(e.description)")
+            throw Errno(EIO)
+        }
     }
 
     /// Runs a callback body; an Errno thrown becomes the reply.
