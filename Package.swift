@@ -28,6 +28,9 @@ let package = Package(
         .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
         // How keys reach a process: files, environment, descriptors, a local agent's URL.
         .target(name: "FSPFProvisioning", dependencies: ["FSPFCore"], swiftSettings: strict),
+        // Evidence verification (SGX DCAP quotes, Azure Attestation tokens, simulated evidence)
+        // and the release policy; pure functions of their inputs and a clock, no network.
+        .target(name: "FSPFAttestation", dependencies: ["FSPFCore", "COpenSSL", "CSodium"], swiftSettings: strict),
         .executableTarget(
             name: "fspf-tool",
             dependencies: [
@@ -57,6 +60,7 @@ let package = Package(
         // Runs the built executables as scripts do; shared by the tests of both tools.
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore"], path: "Tests/FSPFTestSupport", swiftSettings: strict),
         .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFTestSupport"], swiftSettings: strict),
+        .testTarget(name: "FSPFAttestationTests", dependencies: ["FSPFAttestation", "FSPFCore"], swiftSettings: strict),
         .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
         .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFProvisioning", "FSPFTestSupport"],
                     swiftSettings: strict),
