@@ -6,7 +6,7 @@ import Glibc
 public enum Sodium {
     private static let initialized: Bool = sodium_init() >= 0
 
-    static func ensureInitialized() {
+    public static func ensureInitialized() {
         precondition(initialized, "libsodium failed to initialise")
     }
 
