@@ -26,15 +26,20 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3",
                        providers: [.apt(["libfuse3-dev"])]),
         .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
-        // How keys reach a process: files, environment, descriptors, a local agent's URL.
-        .target(name: "FSPFProvisioning", dependencies: ["FSPFCore"], swiftSettings: strict),
         // Evidence verification (SGX DCAP quotes, Azure Attestation tokens, simulated evidence)
         // and the release policy; pure functions of their inputs and a clock, no network.
         .target(name: "FSPFAttestation", dependencies: ["FSPFCore", "COpenSSL", "CSodium"], swiftSettings: strict),
+        // How keys reach a process: files, environment, descriptors, a local agent's URL, the
+        // key broker (evidence from the runtime, sealed reply); HTTP(S) on OpenSSL.
+        .target(name: "FSPFProvisioning", dependencies: ["FSPFCore", "FSPFAttestation", "COpenSSL", "CSodium"],
+                swiftSettings: strict),
+        // The attested key broker: store (keys sealed under a master key), policies, audit log, HTTPS.
+        .target(name: "FSPFKeyBroker", dependencies: ["FSPFCore", "FSPFAttestation", "FSPFProvisioning", "COpenSSL", "CSodium"],
+                swiftSettings: strict),
         .executableTarget(
             name: "fspf-tool",
             dependencies: [
-                "FSPFCore", "FSPFProvisioning",
+                "FSPFCore", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

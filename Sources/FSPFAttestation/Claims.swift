@@ -33,3 +33,15 @@ public enum Binding {
         SHA256.hash(runtimeData(nonce: nonce, publicKey: publicKey)) + [UInt8](repeating: 0, count: 32)
     }
 }
+
+extension SGXQuote {
+    /// The application enclave's claims, with the TCB verdict of a DCAP verification.
+    public func claims(_ report: DCAPReport? = nil) -> EnclaveClaims {
+        var c = EnclaveClaims(kind: .sgx, mrEnclave: self.report.mrEnclave, mrSigner: self.report.mrSigner,
+                              productID: self.report.isvProdID, svn: self.report.isvSVN, debug: self.report.isDebug,
+                              reportData: self.report.reportData)
+        c.tcbStatus = report?.tcbStatus
+        c.advisoryIDs = report?.advisoryIDs ?? []
+        return c
+    }
+}

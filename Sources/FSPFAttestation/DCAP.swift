@@ -128,7 +128,7 @@ public enum DCAPVerifier {
             try chainOK(chain, crls: [collateral.pckCRL, collateral.rootCACRL])
             pck = chain[0]
             extensions = try PCKExtensions(chain[0])
-            return chain.map(\.subject).joined(separator: " ← ") + " (CRLs checked)"
+            return chain.map { String($0.subject.split(separator: ",")[0]) }.joined(separator: " ← ") + " (CRLs checked)"
         }
         record("QE report signature") {
             guard let pck else { throw AttestationError("no trusted PCK key") }

@@ -50,11 +50,7 @@ public struct Appraiser: Sendable {
                 let report = DCAPVerifier.verify(quote: quote, collateral: try Collateral(json: collateralBytes),
                                                  root: intelRoot, at: time)
                 checks += report.checks
-                claims = EnclaveClaims(kind: .sgx, mrEnclave: quote.report.mrEnclave, mrSigner: quote.report.mrSigner,
-                                       productID: quote.report.isvProdID, svn: quote.report.isvSVN,
-                                       debug: quote.report.isDebug, reportData: quote.report.reportData)
-                claims.tcbStatus = report.tcbStatus
-                claims.advisoryIDs = report.advisoryIDs
+                claims = quote.claims(report)
             case .maa(let token):
                 guard let issuer = policy.maaIssuer, let keys = policy.maaKeys else {
                     throw AttestationError("the policy accepts no Azure Attestation tokens")

@@ -109,7 +109,7 @@ public struct ReleasePolicy: Sendable, Equatable {
         if simulated { o["simulated"] = .bool(true) }
         if !simulatedAttesters.isEmpty { o["simulated_attesters"] = .array(simulatedAttesters.map { .string(Base64.encode($0)) }) }
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return [UInt8]((try? encoder.encode(JSONValue.object(o))) ?? Data())
     }
 

@@ -23,6 +23,8 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
     case interrupted
     /// A key source could not deliver a key (unset variable, agent down, bad answer).
     case keyUnavailable(source: String, reason: String)
+    /// Attestation evidence failed verification or the policy (fspf quote verify).
+    case evidenceRefused(source: String, reason: String)
     /// /dev/fuse is missing or cannot be opened.
     case fuseUnavailable(reason: String)
     /// The mount itself failed (mount point missing, busy, not permitted).
@@ -39,6 +41,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .integrity(let p, let r): return "\(p): integrity check failed: \(r)"
         case .interrupted: return "interrupted; partial output removed"
         case .keyUnavailable(let s, let r): return "\(s): no key: \(r)"
+        case .evidenceRefused(let s, let r): return "\(s): evidence refused: \(r)"
         case .fuseUnavailable(let r): return "/dev/fuse: \(r)"
         case .mountFailed(let p, let r): return "\(p): mount failed: \(r)"
         }
@@ -56,6 +59,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .integrity: return ExitStatus.integrity
         case .interrupted: return ExitStatus.interrupted
         case .keyUnavailable: return ExitStatus.keyUnavailable
+        case .evidenceRefused: return ExitStatus.evidenceRefused
         case .fuseUnavailable: return ExitStatus.fuseUnavailable
         case .mountFailed: return ExitStatus.mountFailed
         }
@@ -68,6 +72,7 @@ public enum ExitStatus {
     public static let integrity: Int32 = 10
     public static let wrongKey: Int32 = 11
     public static let keyUnavailable: Int32 = 12
+    public static let evidenceRefused: Int32 = 13
     public static let mountFailed: Int32 = 20
     public static let fuseUnavailable: Int32 = 21
     public static let usage: Int32 = 64       // EX_USAGE

@@ -11,6 +11,8 @@ public enum KeySource: Sendable, Equatable {
     /// HTTP GET to a local attestation agent (e.g. the confidential-containers data hub at
     /// http://127.0.0.1:8006/cdh/resource/<repo>/<type>/<tag>).
     case url(String)
+    /// An attested release from the key broker (https), with evidence from the runtime.
+    case broker(BrokerRequest)
 
     /// The key and, when the source carries one (a JSON key resource), the expected tag.
     public struct Material: Sendable {
@@ -25,6 +27,7 @@ public enum KeySource: Sendable, Equatable {
         case .standardInput: return "standard input"
         case .descriptor(let fd): return "descriptor \(fd)"
         case .url(let u): return u
+        case .broker(let b): return "\(b.url) (volume \(b.volume))"
         }
     }
 
@@ -51,6 +54,8 @@ public enum KeySource: Sendable, Equatable {
             close(fd)
         case .url(let url):
             bytes = try HTTPClient.get(url, timeout: timeout, limit: 64 << 10)
+        case .broker(let request):
+            return try request.release(timeout: timeout)
         }
         defer { bytes.withUnsafeMutableBytes { Sodium.zero($0) } }
         do {

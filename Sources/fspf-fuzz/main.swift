@@ -49,7 +49,7 @@ enum Fuzz {
         },
         // What a key agent answers: the HTTP response and the key resource body.
         "resource": { data in
-            _ = try? HTTPClient.body(of: Array(data), limit: 64 << 10, url: "fuzz")
+            _ = try? HTTPClient.response(Array(data), limit: 64 << 10, url: "fuzz")
             var bytes = Array(data)
             _ = try? KeyResource.parse(&bytes, source: "fuzz")
         },

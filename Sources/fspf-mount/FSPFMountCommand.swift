@@ -11,7 +11,8 @@ struct FSPFMountCommand: ParsableCommand {
         commandName: "fspf-mount",
         abstract: "Mount a protected volume read-only; every byte served is verified.",
         discussion: """
-        The key never comes from the command line: use --key-file, --key-env, --key-fd, --key-stdin or --key-url.
+        The key never comes from the command line: use --key-file, --key-env, --key-fd, --key-stdin, --key-url,
+        or --key-broker with --evidence (attested release, docs/ATTESTATION.md).
         The expected tag (--tag, --tag-env, or the key resource's) pins the exact volume version.
         Without MOUNTPOINT the volume directory itself is the mount point (mount-over).
         Exit codes: 0 mounted (or, in the foreground, cleanly unmounted), 10 tag mismatch or integrity failure,
@@ -28,7 +29,18 @@ struct FSPFMountCommand: ParsableCommand {
     @Option(name: .long, help: "Read the key from this open file descriptor.") var keyFd: Int32?
     @Flag(name: .long, help: "Read the key from standard input.") var keyStdin = false
     @Option(name: .long, help: "GET the key from a local attestation agent (raw, hex, or JSON with key and tag).") var keyUrl: String?
-    @Option(name: .long, help: "Seconds to wait for --key-url.") var keyTimeout: Double = 10
+    @Option(name: .long, help: "Seconds to wait for --key-url or --key-broker.") var keyTimeout: Double = 10
+
+    @Option(name: .long, help: "Get key and tag from this key broker (https://HOST:PORT) after attestation.") var keyBroker: String?
+    @Option(name: .long, help: "Evidence for --key-broker: sgx (Gramine's /dev/attestation), maa (Azure Attestation token), simulated.")
+    var evidence: EvidenceKind?
+    @Option(name: .long, help: "Volume name at the key broker (default: the volume directory's name).") var volumeName: String?
+    @Option(name: .long, help: "PEM certificate(s) to trust for the key broker (default: the system store).") var brokerCa: String?
+    @Option(name: .long, help: "sgx: the runtime's attestation directory.") var attestationDir = "/dev/attestation"
+    @Option(name: .long, help: "sgx: collateral JSON to send with the quote (else the broker uses its own).") var collateral: String?
+    @Option(name: .long, help: "maa: command that attests with $FSPF_RUNTIME_DATA and prints the token.") var maaAttester: String?
+    @Option(name: .long, help: "simulated: the attester key file (fspf attester init).") var attesterKey: String?
+    @Option(name: .long, help: "simulated: claim this MRENCLAVE (64 hex) instead of fspf-mount's own SHA-256.") var simulatedMrenclave: String?
 
     @Option(name: .long, help: "Expected volume tag (32 hex digits).") var tag: String?
     @Option(name: .long, help: "Environment variable holding the expected tag (e.g. SCONE_FSPF_TAG).") var tagEnv: String?
@@ -72,10 +84,45 @@ struct FSPFMountCommand: ParsableCommand {
         let chosen = try KeySource.choose([
             ("--key-file", keyFile.map(KeySource.file)), ("--key-env", keyEnv.map(KeySource.environment)),
             ("--key-fd", keyFd.map(KeySource.descriptor)), ("--key-stdin", keyStdin ? .standardInput : nil),
-            ("--key-url", keyUrl.map(KeySource.url))])
+            ("--key-url", keyUrl.map(KeySource.url)), ("--key-broker", try brokerRequest().map(KeySource.broker))])
         guard let chosen else {
-            throw FSPFError.usage("a key source is needed: --key-file, --key-env, --key-fd, --key-stdin or --key-url")
+            throw FSPFError.usage("a key source is needed: --key-file, --key-env, --key-fd, --key-stdin, --key-url or --key-broker")
         }
         return chosen
+    }
+
+    enum EvidenceKind: String, ExpressibleByArgument, CaseIterable { case sgx, maa, simulated }
+
+    func brokerRequest() throws -> BrokerRequest? {
+        let given: [(String, Bool, EvidenceKind?)] = [
+            ("--collateral", collateral != nil, .sgx), ("--maa-attester", maaAttester != nil, .maa),
+            ("--attester-key", attesterKey != nil, .simulated), ("--simulated-mrenclave", simulatedMrenclave != nil, .simulated),
+            ("--evidence", evidence != nil, nil), ("--volume-name", volumeName != nil, nil), ("--broker-ca", brokerCa != nil, nil)]
+        guard let url = keyBroker else {
+            if let stray = given.first(where: { $0.1 }) { throw FSPFError.usage("\(stray.0) needs --key-broker") }
+            return nil
+        }
+        guard let evidence else { throw FSPFError.usage("--key-broker needs --evidence sgx, maa or simulated") }
+        if let stray = given.first(where: { $0.1 && $0.2 != nil && $0.2 != evidence }) {
+            throw FSPFError.usage("\(stray.0) does not apply to --evidence \(evidence.rawValue)")
+        }
+        let attester: Attester
+        switch evidence {
+        case .sgx: attester = .gramine(directory: attestationDir, collateral: collateral)
+        case .maa:
+            guard let maaAttester else { throw FSPFError.usage("--evidence maa needs --maa-attester COMMAND") }
+            attester = .maa(command: maaAttester)
+        case .simulated:
+            guard let attesterKey else { throw FSPFError.usage("--evidence simulated needs --attester-key FILE") }
+            var measurement: [UInt8]?
+            if let hex = simulatedMrenclave {
+                guard let m = Hex.decode(hex), m.count == 32 else { throw FSPFError.usage("--simulated-mrenclave: 64 hex digits") }
+                measurement = m
+            }
+            attester = .simulated(keyFile: attesterKey, mrEnclave: measurement)
+        }
+        let parts = volume.split(separator: "/")
+        let name = volumeName ?? String((parts.last?.hasSuffix(".fspf") == true ? parts.dropLast().last : parts.last) ?? "")
+        return BrokerRequest(url: url, volume: name, caFile: brokerCa, attester: attester)
     }
 }

@@ -41,6 +41,7 @@ struct Encrypt: ParsableCommand {
 
     @OptionGroup var key: KeyOptions
     @OptionGroup var report: ReportOptions
+    @OptionGroup(title: "Key server registration") var registration: RegistrationOptions
 
     func run() throws {
         try reportingErrors {
@@ -78,8 +79,11 @@ struct Encrypt: ParsableCommand {
                 result = try VolumeWriter.write(sources: sources, metadataPath: input, keys: keys, options: options)
             }
             if let path = report.keyOut { try writeKeyFile(path, keys) }
+            let registered = try registration.perform(keys: keys, tag: result.tag,
+                                                      defaultName: out.map { String($0.split(separator: "/").last ?? "") })
+            // A key handed to the key server stays off standard output.
             let r = EncryptReport(metadataPath: result.metadataPath, tag: result.tag,
-                                  keyHex: report.keyOut == nil ? keys.key.hex : nil,
+                                  keyHex: report.keyOut == nil && registered == nil ? keys.key.hex : nil,
                                   files: result.files, bytes: result.bytes)
             Console.out(r.render(report.format, envPrefix: report.envPrefix))
         }

@@ -9,13 +9,14 @@ struct FSPF: ParsableCommand {
         abstract: "Protected volumes: encrypt and authenticate directory trees for confidential workloads.",
         discussion: """
         Exit codes: 0 success, 10 integrity failure (tampered, truncated, rolled back or \
-        unexpected tag), 11 wrong key, 64 usage, 65 unsupported or malformed input, \
+        unexpected tag), 11 wrong key, 12 key source failed, 13 evidence refused, 64 usage, 65 unsupported or malformed input, \
         66 missing or unreadable input, 73 output exists, 74 I/O error (e.g. disk full), \
         130 interrupted.
         """,
         version: "0.1.0",
         subcommands: [Encrypt.self, Create.self, AddRegion.self, AddFiles.self, Show.self,
-                      Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Keygen.self])
+                      Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Keygen.self,
+                      Quote.self, AttesterCommand.self, KeyServer.self])
 }
 
 /// Runs a command body, turning an FSPFError into one line on stderr and its exit code.

@@ -43,7 +43,12 @@ import FSPFCore
     }
 
     @Test func httpBodies() throws {
-        func body(_ s: String) throws -> [UInt8] { try HTTPClient.body(of: Array(s.utf8), limit: 1024, url: "u") }
+        func body(_ s: String) throws -> [UInt8] {
+            let r = try HTTPClient.response(Array(s.utf8), limit: 1024, url: "u")
+            guard r.status == 200 else { throw FSPFError.keyUnavailable(source: "u", reason: "\(r.status)") }
+            return r.body
+        }
+        #expect(try HTTPClient.response(Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno".utf8), limit: 9, url: "u").status == 403)
         #expect(try body("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef") == Array("abc".utf8))
         #expect(try body("HTTP/1.0 200 OK\r\n\r\nuntil close") == Array("until close".utf8))
         #expect(try body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n") == Array("abcde".utf8))

@@ -1,0 +1,125 @@
+import CSodium
+import FSPFAttestation
+import FSPFCore
+import Foundation
+
+/// The key broker's wire format (JSON over HTTPS), shared by server and client.
+///
+///     POST /v1/volumes/<name>/nonce    → 200 {"nonce": b64(32 bytes), "expires_in": seconds}
+///     POST /v1/volumes/<name>/release  {"nonce", "public_key": b64(X25519), "evidence": {…}}
+///                                      → 200 {"sealed": b64(crypto_box_seal({"volume","key","tag"}))}
+///     any refusal                      → 4xx {"error": "<one line: the failed check and why>"}
+public enum BrokerProtocol {
+    public static let nonceSize = 32
+    public static let maxRequestBody = 256 << 10
+    public static let maxResponseBody = 64 << 10
+
+    public struct NonceResponse: Codable, Sendable {
+        public var nonce: String
+        public var expires_in: Int
+        public init(nonce: String, expires_in: Int) { self.nonce = nonce; self.expires_in = expires_in }
+    }
+
+    /// Evidence on the wire: {"type": "sgx", "quote": b64, "collateral": {…}?} |
+    /// {"type": "maa", "token": "<JWT>"} | {"type": "simulated", "evidence": b64}.
+    public struct WireEvidence: Codable, Sendable {
+        public var type: String
+        public var quote: String?
+        public var collateral: JSONValue?
+        public var token: String?
+        public var evidence: String?
+
+        public init(_ e: Evidence) {
+            switch e {
+            case .sgx(let quote, let collateral):
+                type = "sgx"; self.quote = Base64.encode(quote)
+                self.collateral = collateral.flatMap { try? JSONValue.parse($0) }
+            case .maa(let token): type = "maa"; self.token = token
+            case .simulated(let bytes): type = "simulated"; evidence = Base64.encode(bytes)
+            }
+        }
+
+        public func decoded() throws -> Evidence {
+            switch type {
+            case "sgx":
+                guard let q = quote.flatMap(Base64.decode) else { throw AttestationError("sgx evidence needs \"quote\" (base64)") }
+                return .sgx(quote: q, collateral: collateral?.bytes)
+            case "maa":
+                guard let token else { throw AttestationError("maa evidence needs \"token\"") }
+                return .maa(token: token)
+            case "simulated":
+                guard let e = evidence.flatMap(Base64.decode) else { throw AttestationError("simulated evidence needs \"evidence\" (base64)") }
+                return .simulated(e)
+            default:
+                throw AttestationError("evidence type \"\(type)\" is not sgx, maa or simulated")
+            }
+        }
+    }
+
+    public struct ReleaseRequest: Codable, Sendable {
+        public var nonce: String
+        public var public_key: String
+        public var evidence: WireEvidence
+        public init(nonce: String, public_key: String, evidence: WireEvidence) {
+            self.nonce = nonce; self.public_key = public_key; self.evidence = evidence
+        }
+    }
+
+    public struct ReleaseResponse: Codable, Sendable {
+        public var sealed: String
+        public init(sealed: String) { self.sealed = sealed }
+    }
+
+    public struct ErrorResponse: Codable, Sendable {
+        public var error: String
+        public init(error: String) { self.error = error }
+    }
+
+    /// Volume names: 1–64 of [A-Za-z0-9._-], not starting with a dot (they are file names in the store).
+    public static func isValidVolumeName(_ name: String) -> Bool {
+        let u = Array(name.utf8)
+        return (1...64).contains(u.count) && u[0] != UInt8(ascii: ".") && u.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d
+        }
+    }
+
+    /// Seals the key and tag to the client's ephemeral X25519 key (libsodium sealed box:
+    /// an ephemeral sender key, X25519 + XSalsa20-Poly1305), so only that client can open it,
+    /// whatever happens to TLS.
+    public static func seal(volume: String, keys: VolumeKeys, tag: [UInt8], to publicKey: [UInt8]) throws -> [UInt8] {
+        precondition(publicKey.count == Int(crypto_box_PUBLICKEYBYTES))
+        Sodium.ensureInitialized()
+        var message = Array(#"{"volume":\#(JSON.string(volume)),"key":"\#(keys.key.hex)","tag":"\#(Hex.encode(tag))"}"#.utf8)
+        defer { message.withUnsafeMutableBytes { Sodium.zero($0) } }
+        var out = [UInt8](repeating: 0, count: message.count + crypto_box_sealbytes())
+        guard crypto_box_seal(&out, message, UInt64(message.count), publicKey) == 0 else {
+            throw AttestationError("sealing the key failed")
+        }
+        return out
+    }
+}
+
+/// The client's one-time X25519 key pair; the secret half lives in guarded memory.
+public final class EphemeralKeyPair: @unchecked Sendable {
+    public let publicKey: [UInt8]
+    let secretKey: SecureBytes
+
+    public init() {
+        Sodium.ensureInitialized()
+        var pk = [UInt8](repeating: 0, count: Int(crypto_box_PUBLICKEYBYTES))
+        secretKey = SecureBytes(count: Int(crypto_box_SECRETKEYBYTES)) { sk in
+            _ = crypto_box_keypair(&pk, sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        publicKey = pk
+    }
+
+    /// Opens a sealed reply; nil when it was not sealed to this key or was altered.
+    public func open(_ sealed: [UInt8]) -> [UInt8]? {
+        guard sealed.count > crypto_box_sealbytes(), sealed.count < 64 << 10 else { return nil }
+        var out = [UInt8](repeating: 0, count: sealed.count - crypto_box_sealbytes())
+        let ok = secretKey.withBytes { sk in
+            crypto_box_seal_open(&out, sealed, UInt64(sealed.count), publicKey, sk.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
+        }
+        return ok ? out : nil
+    }
+}

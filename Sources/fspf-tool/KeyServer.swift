@@ -1,0 +1,135 @@
+import ArgumentParser
+import FSPFAttestation
+import FSPFCore
+import FSPFKeyBroker
+import FSPFProvisioning
+import Glibc
+
+/// `fspf keyserver …`: the attested key broker (store, registration, HTTPS service).
+struct KeyServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyserver",
+        abstract: "Release volume keys to workloads whose attestation evidence satisfies the volume's policy.",
+        discussion: "See docs/ATTESTATION.md for the protocol and the policy format.",
+        subcommands: [KeyServerInit.self, KeyServerRegister.self, KeyServerList.self, KeyServerServe.self])
+}
+
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "The key server's store directory.") var store: String
+    @Option(name: .long, help: "Master key file (default STORE/master.key); keep it on a separate secret mount in production.")
+    var masterKeyFile: String?
+
+    func open() throws -> BrokerStore { try BrokerStore(root: store, masterKeyFile: masterKeyFile) }
+}
+
+struct KeyServerInit: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a store: master key, TLS key and self-signed certificate.")
+    @OptionGroup var store: StoreOptions
+    @Option(name: .long, help: "Host name or IP address clients use (repeat; default localhost and 127.0.0.1).")
+    var name: [String] = []
+
+    func run() throws {
+        try reportingErrors {
+            try BrokerStore.initialize(at: store.store, names: name.isEmpty ? ["localhost", "127.0.0.1"] : name,
+                                       masterKeyFile: store.masterKeyFile)
+            Console.out("store \(store.store) created; clients trust \(store.store)/tls/cert.pem (--broker-ca)")
+        }
+    }
+}
+
+/// Registration shared by `fspf keyserver register` and `fspf encrypt --register`.
+struct RegistrationOptions: ParsableArguments {
+    @Option(name: .long, help: "Register the key and tag with the key server store at this path.") var register: String?
+    @Option(name: .long, help: "Name of the volume at the key server (default: the output directory's name).") var volumeName: String?
+    @Option(name: .long, help: "Release policy (JSON) for the registration.") var policy: String?
+    @Flag(name: .long, help: "Replace an existing registration of the same name.") var replace = false
+    @Option(name: .long, help: "Master key file of the store (default STORE/master.key).") var masterKeyFile: String?
+
+    func perform(keys: VolumeKeys, tag: [UInt8], defaultName: String?) throws -> String? {
+        guard let register else {
+            guard volumeName == nil, policy == nil, !replace else { throw FSPFError.usage("--volume-name, --policy and --replace need --register STORE") }
+            return nil
+        }
+        guard let policy else { throw FSPFError.usage("--register needs --policy FILE") }
+        guard let name = volumeName ?? defaultName else { throw FSPFError.usage("--register needs --volume-name") }
+        let p: ReleasePolicy
+        do { p = try ReleasePolicy(json: try FileSystem.readAll(policy, limit: 1 << 20)) } catch let e as AttestationError {
+            throw FSPFError.badInput(path: policy, reason: e.description)
+        }
+        try BrokerStore(root: register, masterKeyFile: masterKeyFile).register(volume: name, keys: keys, tag: tag, policy: p, replace: replace)
+        return name
+    }
+}
+
+struct KeyServerRegister: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "register",
+        abstract: "Register an existing volume's key and tag with a policy.",
+        discussion: "New volumes: fspf encrypt DIR --out VOL --register STORE --policy P registers straight away.")
+
+    @Option(name: .long, help: "The key server's store directory.") var store: String
+    @Option(name: .long, help: "Name clients ask for.") var volumeName: String
+    @Option(name: .long, help: "Release policy (JSON).") var policy: String
+    @Flag(name: .long, help: "Replace an existing registration.") var replace = false
+    @Option(name: .long, help: "Master key file (default STORE/master.key).") var masterKeyFile: String?
+    @OptionGroup var key: KeyOptions
+    @OptionGroup var tag: TagOptions
+
+    func run() throws {
+        try reportingErrors {
+            guard let t = try tag.expected() else { throw FSPFError.usage("register needs the volume's tag: --tag or --tag-env") }
+            let options = try RegistrationOptions.parse(["--register", store, "--volume-name", volumeName, "--policy", policy]
+                + (replace ? ["--replace"] : []) + (masterKeyFile.map { ["--master-key-file", $0] } ?? []))
+            _ = try options.perform(keys: try key.required(), tag: t, defaultName: nil)
+            Console.out("registered \(volumeName) (tag \(Hex.encode(t)))")
+        }
+    }
+}
+
+struct KeyServerList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List registered volumes with their tag and policy.")
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        try reportingErrors {
+            let s = try store.open()
+            for name in s.names() {
+                guard let v = try s.volume(name) else { continue }
+                Console.out("\(name)  tag \(Hex.encode(v.tag))")
+                Console.out(String(decoding: v.policyText, as: UTF8.self).split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+            }
+        }
+    }
+}
+
+struct KeyServerServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve key releases over HTTPS until stopped.",
+        discussion: "Prints 'listening on https://HOST:PORT' once ready. Audit log: STORE/audit.log.")
+
+    @OptionGroup var store: StoreOptions
+    @Option(name: .long, help: "Address and port to listen on (port 0 picks a free one).") var listen = "127.0.0.1:8443"
+    @Option(name: .long, help: "Collateral JSON for SGX quotes that arrive without their own.") var collateral: String?
+
+    func run() throws {
+        try reportingErrors {
+            var config = KeyBrokerServer.Configuration()
+            guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
+                throw FSPFError.usage("--listen \(listen): expected HOST:PORT")
+            }
+            config.host = String(listen[..<colon]).trimmingCharacters(in: ["[", "]"])
+            config.port = port
+            if let collateral {
+                config.collateral = try FileSystem.readAll(collateral, limit: 1 << 20)
+                do { _ = try Collateral(json: config.collateral!) } catch { throw FSPFError.badInput(path: collateral, reason: "\(error)") }
+            }
+            let server = try KeyBrokerServer(store: try store.open(), configuration: config)
+            let bound = try server.bind()
+            let host = config.host.contains(":") ? "[\(config.host)]" : config.host
+            Console.out("listening on https://\(host):\(bound)")
+            fflush(nil)
+            server.serve()
+        }
+    }
+}
