@@ -66,8 +66,10 @@ let package = Package(
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore"], path: "Tests/FSPFTestSupport", swiftSettings: strict),
         .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFTestSupport"], swiftSettings: strict),
         .testTarget(name: "FSPFAttestationTests", dependencies: ["FSPFAttestation", "FSPFCore"], swiftSettings: strict),
+        .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFCore"],
+                    swiftSettings: strict),
         .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
-        .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFProvisioning", "FSPFTestSupport"],
+        .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFProvisioning", "FSPFAttestation", "FSPFTestSupport"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

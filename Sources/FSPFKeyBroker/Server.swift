@@ -26,6 +26,7 @@ public final class KeyBrokerServer: @unchecked Sendable {
     let configuration: Configuration
     let clock: @Sendable () -> Int64
     private var listener: Int32 = -1
+    private let stopped = Locked(false)
     private let nonces = Locked<[String: (volume: String, expires: Double)]>([:])
     private let active = Locked<Int>(0)
 
@@ -69,15 +70,19 @@ public final class KeyBrokerServer: @unchecked Sendable {
         }
     }
 
-    /// Accepts connections until the process ends.
-    public func serve() -> Never {
-        while true {
+    /// Accepts connections until `stop()`.
+    public func serve() {
+        while !stopped.withLock({ $0 }) {
             var address = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let fd = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
             }
-            guard fd >= 0 else { continue }
+            guard fd >= 0 else {
+                // Out of descriptors or a reset peer: back off instead of spinning.
+                if errno != EINTR { usleep(10_000) }
+                continue
+            }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             let peer = Self.describe(&address)
             let admitted = active.withLock { n -> Bool in
@@ -93,6 +98,14 @@ public final class KeyBrokerServer: @unchecked Sendable {
             thread.stackSize = 1 << 20
             thread.start()
         }
+        // Let requests in progress answer (each is bounded by its I/O timeouts).
+        for _ in 0..<500 where active.withLock({ $0 }) > 0 { usleep(10_000) }
+    }
+
+    /// Stops accepting; requests in progress finish.
+    public func stop() {
+        stopped.withLock { $0 = true }
+        shutdown(listener, Int32(SHUT_RDWR))
     }
 
     static func describe(_ address: inout sockaddr_storage) -> String {

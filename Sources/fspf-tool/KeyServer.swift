@@ -3,6 +3,7 @@ import FSPFAttestation
 import FSPFCore
 import FSPFKeyBroker
 import FSPFProvisioning
+import Foundation
 import Glibc
 
 /// `fspf keyserver …`: the attested key broker (store, registration, HTTPS service).
@@ -129,6 +130,11 @@ struct KeyServerServe: ParsableCommand {
             let host = config.host.contains(":") ? "[\(config.host)]" : config.host
             Console.out("listening on https://\(host):\(bound)")
             fflush(nil)
+            // SIGINT/SIGTERM only raise a flag (see Signals); this turns it into an orderly stop.
+            Thread.detachNewThread {
+                while !Interrupt.requested { usleep(50_000) }
+                server.stop()
+            }
             server.serve()
         }
     }

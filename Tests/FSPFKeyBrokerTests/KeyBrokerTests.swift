@@ -1,0 +1,212 @@
+import Foundation
+import Glibc
+import Testing
+import FSPFAttestation
+import FSPFCore
+@testable import FSPFKeyBroker
+@testable import FSPFProvisioning
+
+/// A broker on a free loopback port with one volume, "demo", released to simulated evidence
+/// of `code` signed by `attesterKey`.
+final class Broker: @unchecked Sendable {
+    let dir: String
+    let store: BrokerStore
+    let server: KeyBrokerServer
+    let url: String
+    let keys = VolumeKeys.generate()
+    let tag = Sodium.randomBytes(16)
+    let code = SHA256.hash(Array("the job".utf8))
+    var attesterKey: String { dir + "/attester.key" }
+    var certificate: String { store.certificatePath }
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "fspf-broker-" + UUID().uuidString
+        try BrokerStore.initialize(at: dir + "/store", names: ["localhost", "127.0.0.1"])
+        store = try BrokerStore(root: dir + "/store")
+        let seed = SimulatedEvidence.generateSeed()
+        try FileSystem.writeAtomically(dir + "/attester.key", Array(seed.withBytes { Hex.encode($0) }.utf8), mode: 0o600)
+        var policy = ReleasePolicy()
+        policy.mrEnclave = [code]
+        policy.simulated = true
+        policy.simulatedAttesters = [SimulatedEvidence.publicKey(seed: seed)]
+        try store.register(volume: "demo", keys: keys, tag: tag, policy: policy)
+        var config = KeyBrokerServer.Configuration()
+        config.port = 0
+        config.connectionTimeout = 2
+        server = try KeyBrokerServer(store: store, configuration: config)
+        url = "https://127.0.0.1:\(try server.bind())"
+        let s = server
+        Thread.detachNewThread { s.serve() }
+    }
+
+    deinit {
+        server.stop()
+        FileSystem.removeTree(dir)
+    }
+
+    func request(code: [UInt8]? = nil) -> BrokerRequest {
+        BrokerRequest(url: url, volume: "demo", caFile: certificate, attester: .simulated(keyFile: attesterKey, mrEnclave: code ?? self.code))
+    }
+
+    func post(_ path: String, _ body: [UInt8]) throws -> HTTPClient.Response {
+        try HTTPClient.request("POST", url + path, body: body, tls: try TLSContext(trusting: certificate), timeout: 5, limit: 1 << 16)
+    }
+
+    func nonce() throws -> [UInt8] {
+        let r = try post("/v1/volumes/demo/nonce", Array("{}".utf8))
+        #expect(r.status == 200)
+        return Base64.decode(try JSONDecoder().decode(BrokerProtocol.NonceResponse.self, from: Data(r.body)).nonce)!
+    }
+
+    /// A well-formed release request for `nonce`, with evidence bound to `boundKey` (default: the sent key).
+    func releaseBody(nonce: [UInt8], keyPair: EphemeralKeyPair, boundKey: [UInt8]? = nil, mutate: (inout [UInt8]) -> Void = { _ in }) throws -> [UInt8] {
+        var evidence = try request().attester.evidence(nonce: nonce, publicKey: boundKey ?? keyPair.publicKey)
+        if case .simulated(var bytes) = evidence { mutate(&bytes); evidence = .simulated(bytes) }
+        let body = BrokerProtocol.ReleaseRequest(nonce: Base64.encode(nonce), public_key: Base64.encode(keyPair.publicKey),
+                                                 evidence: .init(evidence))
+        return [UInt8](try JSONEncoder().encode(body))
+    }
+
+    func error(_ r: HTTPClient.Response) -> String {
+        (try? JSONDecoder().decode(BrokerProtocol.ErrorResponse.self, from: Data(r.body)).error) ?? ""
+    }
+
+    func audit() throws -> [[String: String]] {
+        let text = String(decoding: try FileSystem.readAll(store.auditPath), as: UTF8.self)
+        return text.split(separator: "\n").map { line in
+            let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+            return o.mapValues { "\($0)" }
+        }
+    }
+}
+
+@Suite(.serialized) struct KeyBrokerTests {
+    @Test func releasesKeyAndTagSealedToTheClient() throws {
+        let b = try Broker()
+        let material = try b.request().release(timeout: 5)
+        #expect(material.keys.key.equals(b.keys.key))
+        #expect(material.tag == b.tag)
+        let last = try #require(try b.audit().last)
+        #expect(last["decision"] == "released" && last["mrenclave"] == Hex.encode(b.code))
+        // The audit log never holds the key.
+        #expect(!String(decoding: try FileSystem.readAll(b.store.auditPath), as: UTF8.self).contains(b.keys.key.hex))
+    }
+
+    @Test func otherCodeIsRefusedWithTheReason() throws {
+        let b = try Broker()
+        do {
+            _ = try b.request(code: SHA256.hash([1, 2, 3])).release(timeout: 5)
+            Issue.record("released to other code")
+        } catch let e as FSPFError {
+            #expect(e.exitStatus == ExitStatus.keyUnavailable)
+            #expect(e.description.contains("403") && e.description.contains("MRENCLAVE"), "\(e)")
+        }
+        #expect(try b.audit().last?["decision"] == "refused")
+    }
+
+    @Test func replayedNonceIsRefused() throws {
+        let b = try Broker()
+        let nonce = try b.nonce()
+        let keyPair = EphemeralKeyPair()
+        let body = try b.releaseBody(nonce: nonce, keyPair: keyPair)
+        let first = try b.post("/v1/volumes/demo/release", body)
+        #expect(first.status == 200)
+        let sealed = try JSONDecoder().decode(BrokerProtocol.ReleaseResponse.self, from: Data(first.body)).sealed
+        #expect(keyPair.open(Base64.decode(sealed)!) != nil)
+        #expect(EphemeralKeyPair().open(Base64.decode(sealed)!) == nil)   // only the requester can open it
+        let replay = try b.post("/v1/volumes/demo/release", body)
+        #expect(replay.status == 409 && b.error(replay).contains("already used"))
+        // A nonce never issued.
+        let invented = try b.post("/v1/volumes/demo/release", try b.releaseBody(nonce: Sodium.randomBytes(32), keyPair: keyPair))
+        #expect(invented.status == 409)
+    }
+
+    @Test func evidenceBoundToAnotherKeyOrAlteredIsRefused() throws {
+        let b = try Broker()
+        // Evidence bound to someone else's public key (a relay of another client's evidence).
+        let unbound = try b.post("/v1/volumes/demo/release",
+                                 try b.releaseBody(nonce: try b.nonce(), keyPair: EphemeralKeyPair(), boundKey: EphemeralKeyPair().publicKey))
+        #expect(unbound.status == 403 && b.error(unbound).hasPrefix("binding"), "\(b.error(unbound))")
+        // Altered evidence: a changed byte inside the signed statement.
+        let tampered = try b.post("/v1/volumes/demo/release", try b.releaseBody(nonce: try b.nonce(), keyPair: EphemeralKeyPair()) { bytes in
+            let o = try! JSONSerialization.jsonObject(with: Data(bytes)) as! [String: String]
+            var statement = Base64.decode(o["statement"]!)!
+            statement[statement.count / 2] ^= 1
+            var m = o
+            m["statement"] = Base64.encode(statement)
+            bytes = [UInt8](try! JSONSerialization.data(withJSONObject: m))
+        })
+        #expect(tampered.status == 403 && b.error(tampered).contains("evidence"), "\(b.error(tampered))")
+        let releases = try b.audit().filter { $0["request"]?.hasSuffix("/release") == true }
+        #expect(releases.count == 2 && releases.allSatisfy { $0["decision"] == "refused" && $0["status"] == "403" })
+    }
+
+    @Test func hostileRequestsGetClearRefusalsAndTheServerStaysUp() throws {
+        let b = try Broker()
+        let tls = try TLSContext(trusting: b.certificate)
+        func raw(_ bytes: [UInt8], useTLS: Bool = true) throws -> HTTPClient.Response? {
+            let c = try Connection.connect(host: "127.0.0.1", port: String(b.url.split(separator: ":").last!), deadline: Deadline(seconds: 5))
+            if useTLS { try c.startTLS(tls, host: "127.0.0.1") }
+            try c.send(bytes)
+            var out: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
+            while let n = try? c.receive(into: &buf), n > 0 { out += buf[0..<n] }
+            return try? HTTPClient.response(out, limit: 1 << 16, url: "raw")
+        }
+        func status(_ text: String) throws -> Int? { try raw(Array(text.utf8))?.status }
+        #expect(try status("POST /v1/volumes/demo/release HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n") == 413)
+        #expect(try status("POST /v1/volumes/demo/release HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") == 411)
+        #expect(try status("POST /v1/volumes/demo/release HTTP/1.1\r\nContent-Length: 5\r\n\r\n{{{{{") == 400)
+        #expect(try status("POST /v1/volumes/nope/nonce HTTP/1.1\r\nContent-Length: 0\r\n\r\n") == 404)
+        #expect(try status("POST /v1/volumes/../../etc/nonce HTTP/1.1\r\nContent-Length: 0\r\n\r\n") == 404)
+        #expect(try status("GET /v1/volumes/demo/nonce HTTP/1.1\r\n\r\n") == 405)
+        #expect(try status("GET /admin HTTP/1.1\r\n\r\n") == 404)
+        #expect(try status("BLAH\r\n\r\n") == 400)
+        #expect(try status("POST / HTTP/1.1\r\n" + String(repeating: "X-Pad: 0123456789abcdef\r\n", count: 1200)) == 431)
+        // Evidence of an unknown type, a bad public key.
+        let nonce = Base64.encode(try b.nonce())
+        let weird = #"{"nonce": "\#(nonce)", "public_key": "AAAA", "evidence": {"type": "tpm"}}"#
+        #expect(try status("POST /v1/volumes/demo/release HTTP/1.1\r\nContent-Length: \(weird.utf8.count)\r\n\r\n\(weird)") == 400)
+        // Plain HTTP, random bytes, and a client that says nothing: dropped without an answer.
+        #expect(try raw(Array("GET /v1/health HTTP/1.1\r\n\r\n".utf8), useTLS: false) == nil)
+        #expect(try raw(Sodium.randomBytes(3000), useTLS: false) == nil)
+        let silent = try Connection.connect(host: "127.0.0.1", port: String(b.url.split(separator: ":").last!), deadline: Deadline(seconds: 5))
+        // Many at once, then the service still answers.
+        let group = DispatchGroup()
+        for _ in 0..<40 {
+            DispatchQueue.global().async(group: group) { _ = try? b.nonce() }
+        }
+        group.wait()
+        _ = silent
+        let health = try HTTPClient.request("GET", b.url + "/v1/health", tls: tls, timeout: 5, limit: 1024)
+        #expect(health.status == 200)
+        #expect(try b.request().release(timeout: 5).tag == b.tag)
+    }
+
+    @Test func storeKeepsKeysEncryptedAndDetectsEdits() throws {
+        let b = try Broker()
+        let record = b.dir + "/store/volumes/demo.json"
+        let text = String(decoding: try FileSystem.readAll(record), as: UTF8.self)
+        #expect(!text.contains(b.keys.key.hex))
+        // A changed tag (or a loosened policy) makes the key record unopenable: never released.
+        let other = Hex.encode(Sodium.randomBytes(16))
+        try FileSystem.writeAtomically(record, Array(text.replacingOccurrences(of: Hex.encode(b.tag), with: other).utf8))
+        let v = try #require(try b.store.volume("demo"))
+        #expect(throws: FSPFError.self) { _ = try b.store.key(of: v) }
+        #expect(throws: FSPFError.self) { _ = try b.request().release(timeout: 5) }
+        let loosened = text.replacingOccurrences(of: #"\"allow_debug\" : false"#, with: #"\"allow_debug\" : true"#)
+        #expect(loosened != text)
+        try FileSystem.writeAtomically(record, Array(loosened.utf8))
+        #expect(throws: FSPFError.self) { _ = try b.store.key(of: try #require(try b.store.volume("demo"))) }
+        // The original record opens again; with another master key it does not.
+        try FileSystem.writeAtomically(record, Array(text.utf8))
+        #expect(try b.store.key(of: try #require(try b.store.volume("demo"))).key.equals(b.keys.key))
+        try FileSystem.writeAtomically(b.dir + "/other.key", Array(Hex.encode(Sodium.randomBytes(32)).utf8), mode: 0o600)
+        let wrong = try BrokerStore(root: b.dir + "/store", masterKeyFile: b.dir + "/other.key")
+        #expect(throws: FSPFError.self) { _ = try wrong.key(of: try #require(try wrong.volume("demo"))) }
+        // Registering twice needs --replace; bad names are refused.
+        #expect(throws: FSPFError.self) { try b.store.register(volume: "demo", keys: b.keys, tag: b.tag, policy: v.policy) }
+        for bad in ["", ".hidden", "a/b", "../x", String(repeating: "a", count: 65)] {
+            #expect(throws: FSPFError.self) { try b.store.register(volume: bad, keys: b.keys, tag: b.tag, policy: v.policy) }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Glibc
+import Testing
+import FSPFAttestation
+import FSPFCore
+import FSPFProvisioning
+import FSPFTestSupport
+
+/// The attested release end to end on loopback: `fspf keyserver serve` with a policy for the
+/// volume, `fspf-mount --key-broker … --evidence simulated`, reads through the mount; then the
+/// refusals: other code, a replayed nonce, altered evidence, a volume whose tag moved on.
+@Suite(.serialized) struct AttestedReleaseTests {
+    @Test func releaseOnLoopbackAndEveryRefusal() throws {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let setup = s.sh("""
+            set -e
+            fspf keyserver init --store ks >/dev/null
+            fspf attester init --out att.key > att.pub
+            sha256sum '\(Tool.mountBinary)' | cut -d' ' -f1 > code
+            printf '{"mrenclave": ["%s"], "simulated": true, "simulated_attesters": ["%s"]}' "$(cat code)" "$(cat att.pub)" > policy.json
+            fspf encrypt in --out demo --register ks --policy policy.json --key-out key --format json
+            """)
+        #expect(setup.status == 0, "\(setup.err)")
+        #expect(!setup.out.contains("\"key\""), "a registered key stays off standard output")
+        let code = s.sh("cat code").out.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let server = Tool.spawn([Tool.binary, "keyserver", "serve", "--store", "ks", "--listen", "127.0.0.1:0"], cwd: s.path, name: "-ks")
+        var serverStopped = false
+        defer { if !serverStopped { kill(server, SIGKILL); _ = Tool.wait(server, cwd: s.path, name: "-ks") } }
+        var url = ""
+        for _ in 0..<250 where url.isEmpty {
+            usleep(20_000)
+            let line = (try? String(contentsOfFile: s.path + "/.stdout-ks", encoding: .utf8)) ?? ""
+            if let r = line.range(of: "https://") { url = String(line[r.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+        try #require(!url.isEmpty, "key server did not start: \((try? String(contentsOfFile: s.path + "/.stderr-ks", encoding: .utf8)) ?? "")")
+        let broker = "--key-broker \(url) --evidence simulated --attester-key att.key --broker-ca ks/tls/cert.pem"
+
+        // Released: the mount serves the tree.
+        let ok = MountTests.mount(s, "demo mnt \(broker)")
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(s.sh("diff -r in mnt && umount mnt").status == 0)
+
+        // A policy for other code: this build's measurement is not the one claimed.
+        let other = MountTests.mount(s, "demo mnt \(broker) --simulated-mrenclave \(String(repeating: "ab", count: 32))")
+        #expect(other.status == 12 && other.err.contains("403") && other.err.contains("MRENCLAVE"), "\(other.err)")
+        // The broker's certificate is not trusted without --broker-ca.
+        let untrusted = MountTests.mount(s, "demo mnt --key-broker \(url) --evidence simulated --attester-key att.key")
+        #expect(untrusted.status == 12 && untrusted.err.contains("not trusted"), "\(untrusted.err)")
+
+        // A replayed nonce and altered evidence, sent as a client would.
+        let tls = try TLSContext(trusting: s.path + "/ks/tls/cert.pem")
+        func post(_ path: String, _ body: [UInt8]) throws -> HTTPClient.Response {
+            try HTTPClient.request("POST", url + "/v1/volumes/demo" + path, body: body, tls: tls, timeout: 5, limit: 1 << 16)
+        }
+        func releaseBody(alter: Bool = false) throws -> [UInt8] {
+            let nonceText = try JSONDecoder().decode(BrokerProtocol.NonceResponse.self, from: Data(try post("/nonce", Array("{}".utf8)).body)).nonce
+            let pair = EphemeralKeyPair()
+            let attester = Attester.simulated(keyFile: s.path + "/att.key", mrEnclave: Hex.decode(code))
+            var evidence = try attester.evidence(nonce: Base64.decode(nonceText)!, publicKey: pair.publicKey)
+            if alter, case .simulated(let bytes) = evidence {
+                var o = try JSONSerialization.jsonObject(with: Data(bytes)) as! [String: String]
+                var signature = Base64.decode(o["signature"]!)!
+                signature[5] ^= 0x20
+                o["signature"] = Base64.encode(signature)
+                evidence = .simulated([UInt8](try JSONSerialization.data(withJSONObject: o)))
+            }
+            return [UInt8](try JSONEncoder().encode(BrokerProtocol.ReleaseRequest(
+                nonce: nonceText, public_key: Base64.encode(pair.publicKey), evidence: .init(evidence))))
+        }
+        let body = try releaseBody()
+        #expect(try post("/release", body).status == 200)
+        let replay = try post("/release", body)
+        #expect(replay.status == 409 && String(decoding: replay.body, as: UTF8.self).contains("already used"))
+        let altered = try post("/release", try releaseBody(alter: true))
+        #expect(altered.status == 403 && String(decoding: altered.body, as: UTF8.self).contains("signature"),
+                "\(String(decoding: altered.body, as: UTF8.self))")
+
+        // The volume is rebuilt (same key, new content, so a new tag) but the policy still pins the
+        // old tag: the broker releases the key, and fspf-mount refuses the volume.
+        let rebuilt = s.sh("echo changed >> in/job.py && rm -rf demo && fspf encrypt in --out demo --key-file key >/dev/null")
+        #expect(rebuilt.status == 0, "\(rebuilt.err)")
+        let stale = MountTests.mount(s, "demo mnt \(broker)")
+        #expect(stale.status == 10 && stale.err.contains("tag"), "\(stale.err)")
+        #expect(Sandbox.mounts(below: s.path).isEmpty)
+
+        // Every request is in the audit log with its decision.
+        let audit = s.sh("cat ks/audit.log").out
+        let releases = audit.split(separator: "\n").filter { $0.contains("/release") }
+        #expect(releases.filter { $0.contains(#""decision":"released""#) }.count == 3, "\(audit)")
+        #expect(releases.filter { $0.contains(#""decision":"refused""#) }.count == 3, "\(audit)")
+        #expect(!audit.contains(s.sh("cat key").out.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        // SIGTERM stops the server in order, exit status 0.
+        kill(server, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<500 where !serverStopped {
+            serverStopped = waitpid(server, &status, WNOHANG) == server
+            if !serverStopped { usleep(10_000) }
+        }
+        #expect(serverStopped && status == 0, "key server did not stop on SIGTERM (status \(status))")
+    }
+}
