@@ -183,3 +183,20 @@ struct Recording {
         #expect(try ReleasePolicy(json: p.json()) == p)
     }
 }
+
+@Suite struct Base64Tests {
+    /// Foundation decodes "AR==" to [1] like "AQ==" (the low bits of the last character are
+    /// unused); a changed signature character must not decode to the same signature.
+    @Test func onlyTheCanonicalEncodingDecodes() {
+        #expect(Data(base64Encoded: "AR==") == Data([1]), "the lenient behaviour this guards against")
+        #expect(Base64.decode("AQ==") == [1])
+        #expect(Base64.decode("AR==") == nil)
+        #expect(Base64.decode("AQ") == nil)
+        #expect(Base64.decode(" AQ==") == nil)
+        #expect(Base64.urlDecode("AQ") == [1])
+        #expect(Base64.urlDecode("AR") == nil)
+        #expect(Base64.urlDecode("AQ==") == nil)
+        let bytes = (0..<64).map { UInt8($0 * 7 & 0xff) }
+        #expect(Base64.decode(Base64.encode(bytes)) == bytes && Base64.urlDecode(Base64.urlEncode(bytes)) == bytes)
+    }
+}
