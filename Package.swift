@@ -60,7 +60,8 @@ let package = Package(
         // The tamper matrix with its counts (`make test-security`).
         .executableTarget(name: "fspf-tamper", dependencies: ["FSPFCore"], swiftSettings: strict),
         // libFuzzer targets for the parsers (`make fuzz`).
-        .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
+        .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker"],
+                          swiftSettings: strict),
         .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
         // Runs the built executables as scripts do; shared by the tests of both tools.
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore"], path: "Tests/FSPFTestSupport", swiftSettings: strict),

@@ -11,13 +11,19 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p fuzz-artifacts
 total_runs=0; total_crashes=0
 printf '%-10s %12s %10s %8s\n' target executions corpus crashes
-for target in metadata header open key resource; do
+for target in metadata header open key resource quote x509 collateral token broker; do
   mkdir -p "$work/$target"
-  seeds=("$root/fixtures/fuzz/$target")
+  seeds=()
+  [ -d "$root/fixtures/fuzz/$target" ] && seeds+=("$root/fixtures/fuzz/$target")
+  # The real quote and collateral seed their targets straight from the test fixtures.
+  case $target in
+    quote) cp "$root/fixtures/attestation/sgx-quote-v3.bin" "$work/$target/" ;;
+    collateral) cp "$root/fixtures/attestation/sgx-quote-v3.collateral.json" "$work/$target/" ;;
+  esac
   [ -d "$root/fixtures/fuzz/regressions/$target" ] && seeds+=("$root/fixtures/fuzz/regressions/$target")
   set +e
   FSPF_FUZZ_TARGET=$target SWIFT_BACKTRACE=enable=no "$BIN" -max_total_time="$SECONDS_PER_TARGET" -max_len=65536 \
-    -artifact_prefix="fuzz-artifacts/$target-" -print_final_stats=1 "$work/$target" "${seeds[@]}" > "$work/$target.log" 2>&1
+    -artifact_prefix="fuzz-artifacts/$target-" -print_final_stats=1 "$work/$target" ${seeds[@]+"${seeds[@]}"} > "$work/$target.log" 2>&1
   set -e
   runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$work/$target.log")
   runs=${runs:-0}

@@ -16,11 +16,16 @@ struct HTTPRequest {
     static let headLimit = 16 << 10
 
     static func read(from c: Connection, bodyLimit: Int) throws -> HTTPRequest {
+        try read(bodyLimit: bodyLimit) { try c.receive(into: &$0) }
+    }
+
+    /// The parser alone: `receive` fills the buffer and returns the count, 0 at the end.
+    static func read(bodyLimit: Int, receive: (inout [UInt8]) throws -> Int) throws -> HTTPRequest {
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
         var headEnd: Range<Int>?
         while headEnd == nil {
-            let n = try c.receive(into: &buffer)
+            let n = try receive(&buffer)
             guard n > 0 else { throw Failure(status: 400, reason: "connection closed before the request was complete") }
             data += buffer[0..<n]
             headEnd = data.firstRange(of: [0x0d, 0x0a, 0x0d, 0x0a])
@@ -46,7 +51,7 @@ struct HTTPRequest {
         }
         var body = Array(data[headEnd!.upperBound...])
         while body.count < length {
-            let n = try c.receive(into: &buffer)
+            let n = try receive(&buffer)
             guard n > 0 else { throw Failure(status: 400, reason: "request body shorter than its Content-Length") }
             body += buffer[0..<n]
         }

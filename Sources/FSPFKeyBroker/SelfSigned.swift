@@ -2,7 +2,7 @@ import COpenSSL
 import FSPFCore
 import FSPFProvisioning
 
-/// A self-signed P-256 TLS certificate for the broker (`fspf-keyserver init`). Clients trust it
+/// A self-signed P-256 TLS certificate for the broker (`fspf keyserver init`). Clients trust it
 /// by pinning the file (`--broker-ca`); it carries the names given (DNS or IP) as SANs.
 enum SelfSigned {
     static func generate(names: [String], days: Int, keyPath: String, certificatePath: String) throws {

@@ -51,7 +51,7 @@ public final class BrokerStore: @unchecked Sendable {
     public init(root: String, masterKeyFile: String? = nil) throws {
         self.root = root
         guard FileSystem.isDirectory(root + "/volumes") else {
-            throw FSPFError.noInput(path: root, reason: "not a key server store (run fspf-keyserver init)")
+            throw FSPFError.noInput(path: root, reason: "not a key server store (run fspf keyserver init)")
         }
         masterKey = try KeySource.file(masterKeyFile ?? root + "/master.key").load().key
     }

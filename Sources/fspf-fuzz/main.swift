@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
+@testable import FSPFAttestation
 @testable import FSPFCore
+@testable import FSPFKeyBroker
 @testable import FSPFProvisioning
 
 // libFuzzer targets (`make fuzz`): the parsers that see attacker-controlled bytes.
@@ -8,7 +10,8 @@ import Glibc
 // (found with dlsym, so the ordinary build links too and just explains how to build it).
 //   FSPF_FUZZ_TARGET=<target> fspf-fuzz [libFuzzer flags] CORPUS...
 //   fspf-fuzz --seeds DIR      writes a seed corpus per target
-// Targets: metadata, header, open, key, resource.
+// Targets: metadata, header, open, key, resource; quote, x509, collateral, token, broker (attestation
+// evidence and the key broker's requests, with the real fixtures in fixtures/attestation as context).
 
 typealias Callback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
 typealias Driver = @convention(c) (UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>, Callback) -> CInt
@@ -53,7 +56,94 @@ enum Fuzz {
             var bytes = Array(data)
             _ = try? KeyResource.parse(&bytes, source: "fuzz")
         },
+        // An SGX quote: parsing, its certificate chain, and the full DCAP verification against the
+        // real collateral.
+        "quote": { data in
+            guard let quote = try? SGXQuote(Array(data)) else { return }
+            _ = quote.claims()
+            _ = try? quote.pckChain().map { try PCKExtensions($0) }
+            _ = DCAPVerifier.verify(quote: quote, collateral: Attestation.collateral, at: Attestation.collateralTime)
+        },
+        // DER certificates and CRLs (OpenSSL's parsers behind our wrappers, and our extension reader).
+        "x509": { data in
+            if let c = try? Certificate(der: Array(data)) { _ = c.subject; _ = try? PCKExtensions(c) }
+            _ = try? RevocationList(der: Array(data))
+        },
+        // Collateral JSON, TCB info and QE identity, then a verification of the real quote with it.
+        "collateral": { data in
+            _ = try? TCBInfo(Array(data))
+            _ = try? QEIdentity(Array(data))
+            guard let collateral = try? Collateral(json: Array(data)) else { return }
+            _ = DCAPVerifier.verify(quote: Attestation.quote, collateral: collateral, at: Attestation.collateralTime)
+        },
+        // Azure Attestation tokens against the recorded issuer's keys; key sets; release policies.
+        "token": { data in
+            let text = String(decoding: data, as: UTF8.self)
+            if let token = try? MAAToken.verify(text, keys: Attestation.keySet, issuer: Attestation.issuer, at: Attestation.tokenTime) {
+                _ = try? token.enclaveClaims()
+            }
+            _ = try? KeySet(json: Array(data))
+            _ = try? ReleasePolicy(json: Array(data))
+        },
+        // What a client sends the key broker: the HTTP request, the release request, the evidence,
+        // appraised against a policy that accepts every evidence type.
+        "broker": { data in
+            var input: [UInt8]? = Array(data)
+            let request = try? HTTPRequest.read(bodyLimit: BrokerProtocol.maxRequestBody) { buffer in
+                guard let chunk = input else { return 0 }
+                input = nil
+                buffer = chunk
+                return chunk.count
+            }
+            for body in [Array(data), request?.body].compactMap({ $0 }) {
+                guard let release = try? JSONDecoder().decode(BrokerProtocol.ReleaseRequest.self, from: Data(body)),
+                      let evidence = try? release.evidence.decoded() else { continue }
+                let nonce = Base64.decode(release.nonce) ?? [], key = Base64.decode(release.public_key) ?? []
+                _ = Appraiser(time: Attestation.tokenTime, collateral: Attestation.collateralBytes).appraise(
+                    evidence, policy: Attestation.policy, reportData: Binding.reportData(nonce: nonce, publicKey: key),
+                    runtimeData: Binding.runtimeData(nonce: nonce, publicKey: key))
+            }
+        },
     ]
+
+    /// The real attestation fixtures, the context the attestation targets need (read from the
+    /// package root, where `make fuzz` runs).
+    enum Attestation {
+        static func load(_ name: String) -> [UInt8] {
+            guard let bytes = try? FileSystem.readAll("fixtures/attestation/" + name) else {
+                fatalError("fixtures/attestation/\(name) is missing: run from the package root")
+            }
+            return bytes
+        }
+        static let quote = try! SGXQuote(load("sgx-quote-v3.bin"))
+        static let collateralBytes = load("sgx-quote-v3.collateral.json")
+        static let collateral = try! Collateral(json: collateralBytes)
+        static let collateralTime = UTCTime.parse("2025-07-01T00:00:00Z")!
+        /// The recorded exchange: the issuer's key set, then the token.
+        static let exchange: (keys: [UInt8], token: String) = {
+            let o = try! JSONSerialization.jsonObject(with: Data(load("maa-sgx-attest-recording.json"))) as! [String: Any]
+            let entries = o["Entries"] as! [[String: Any]]
+            return ([UInt8](try! JSONSerialization.data(withJSONObject: entries[0]["ResponseBody"]!)),
+                    (entries[1]["ResponseBody"] as! [String: Any])["token"] as! String)
+        }()
+        static var keysJSON: [UInt8] { exchange.keys }
+        static var token: String { exchange.token }
+        static let keySet = try! KeySet(json: keysJSON)
+        static let issuer = "https://sharedwus.wus.attest.azure.net"
+        static let tokenTime: Int64 = 1668716909 + 600
+        static let attesterSeed = SecureBytes(count: 32) { b in for i in 0..<32 { b[i] = UInt8(i + 100) } }
+        static let policy: ReleasePolicy = {
+            var p = ReleasePolicy()
+            p.mrEnclave = [quote.report.mrEnclave]
+            p.tcbStatuses = ReleasePolicy.knownStatuses
+            p.allowDebug = true
+            p.maaIssuer = issuer
+            p.maaKeys = try! JSONValue.parse(keysJSON)
+            p.simulated = true
+            p.simulatedAttesters = [SimulatedEvidence.publicKey(seed: attesterSeed)]
+            return p
+        }()
+    }
 
     /// A volume.fspf whose sealed plaintext is exactly `plaintext`.
     static func sealRaw(_ plaintext: [UInt8]) -> [UInt8] {
@@ -80,6 +170,7 @@ enum Fuzz {
         let metadata = VolumeMetadata(reproducible: false, regions: [Region(path: "", kind: .encrypted, chunkSize: 4096),
                                                                      Region(path: "d/a", kind: .authenticated, chunkSize: 4096)], entries: entries)
         let hex = String(repeating: "ab", count: 32), tag = String(repeating: "cd", count: 16)
+        // The quote and the collateral seed themselves from fixtures/attestation (scripts/fuzz.sh).
         let seeds: [String: [[UInt8]]] = [
             "metadata": [metadata.encoded()],
             "header": [SealedMetadata.seal(metadata, keys: keys).file],
@@ -88,11 +179,30 @@ enum Fuzz {
             "resource": [Array("HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n\(hex)".utf8),
                          Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n\(hex)\r\n0\r\n\r\n".utf8),
                          Array(#"{"key": "\#(hex)", "tag": "\#(tag)"}"#.utf8)],
+            "token": [Array(Attestation.token.utf8), Attestation.policy.json()],
+            "broker": try brokerSeeds(),
+            "x509": [try Attestation.quote.pckChain()[0].der],
         ]
         for (target, list) in seeds {
             try FileSystem.makeDirectories(root + "/" + target)
             for (n, bytes) in list.enumerated() { try FileSystem.writeAtomically(root + "/\(target)/seed-\(n)", bytes) }
         }
+    }
+}
+
+extension Fuzz {
+    /// Release requests as clients send them, one per evidence type, and one inside its HTTP request.
+    static func brokerSeeds() throws -> [[UInt8]] {
+        let nonce = [UInt8](repeating: 5, count: 32), key = [UInt8](repeating: 6, count: 32)
+        let simulated = try SimulatedEvidence.sign(mrEnclave: Attestation.quote.report.mrEnclave, productID: 0, svn: 0, debug: false,
+                                                   reportData: Binding.reportData(nonce: nonce, publicKey: key), seed: Attestation.attesterSeed)
+        let requests = try [Evidence.simulated(simulated), .maa(token: Attestation.token),
+                            .sgx(quote: Attestation.load("sgx-quote-v3.bin"), collateral: Attestation.collateralBytes)].map {
+            [UInt8](try JSONEncoder().encode(BrokerProtocol.ReleaseRequest(nonce: Base64.encode(nonce), public_key: Base64.encode(key),
+                                                                           evidence: .init($0))))
+        }
+        let http = Array("POST /v1/volumes/job/release HTTP/1.1\r\nHost: ks\r\nContent-Length: \(requests[0].count)\r\n\r\n".utf8) + requests[0]
+        return requests + [http]
     }
 }
 
