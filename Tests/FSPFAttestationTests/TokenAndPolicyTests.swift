@@ -57,9 +57,8 @@ struct Recording {
             if (try? MAAToken.verify(String(decoding: m, as: UTF8.self), keys: keySet, issuer: Recording.issuer,
                                      at: Recording.issued + 600)) != nil { accepted.append(i) }
         }
-        // base64url's last character may carry unused bits; only such positions could survive.
-        #expect(accepted.allSatisfy { i in i + 1 == chars.count || chars[i + 1] == UInt8(ascii: ".") }, "\(accepted)")
-        #expect(accepted.count <= 1)
+        // Including a segment's last character, whose unused low bits only canonical decoding checks.
+        #expect(accepted.isEmpty, "accepted after changing characters \(accepted)")
     }
 
     @Test func algorithmAndKeyConfusionsAreRefused() throws {
