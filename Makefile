@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN := .build/release/fspf
 
-.PHONY: deps build release test test-security test-asan test-tsan fuzz demo bench clean
+.PHONY: deps build release test test-security test-asan test-tsan fuzz demo demo-spark bench clean
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker --export-dynamic
 
@@ -50,6 +50,13 @@ fuzz: deps
 
 demo: release
 	scripts/demo.sh $(RELEASE_BIN)
+
+# The confidential Spark job: generated NYC-taxi Parquet and the PySpark job in two volumes,
+# keys from the key server, spark-submit through the mounts (local and standalone), compared
+# with the plain run. Installs Java 17 and PySpark (.venv) on first use. ROWS=N sets the size.
+demo-spark: release
+	@scripts/install-deps.sh --spark
+	scripts/demo-spark.sh $(RELEASE_BIN)
 
 # Every measurement in one run, side by side with plain files, passthrough_ll, gocryptfs and
 # securefs (reads, trees, random I/O, encryption, mount time and memory at scale, chunk

@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
 # Installs the system packages FSPF needs (Debian/Ubuntu). Quick no-op when all are present.
-# --bench adds the peers and tools `make bench` measures against.
+# --bench adds the peers and tools `make bench` measures against; --spark adds Java 17 and the
+# project-local virtualenv .venv with PySpark (examples/nyc-taxi/requirements.txt).
 set -euo pipefail
 packages=(fuse3 libfuse3-dev libssl-dev libsodium-dev pkg-config openssl util-linux time)
-if [ "${1:-}" = --bench ]; then packages+=(gocryptfs securefs fio gcc procps); fi
+spark=false
+for option in "$@"; do
+  case $option in
+    --bench) packages+=(gocryptfs securefs fio gcc procps) ;;
+    --spark) spark=true; packages+=(openjdk-17-jre-headless python3-venv procps) ;;
+    *) echo "install-deps.sh: unknown option $option" >&2; exit 64 ;;
+  esac
+done
+venv() {
+  $spark || return 0
+  local req=examples/nyc-taxi/requirements.txt
+  # Reinstalled only when the requirements changed.
+  if [ -x .venv/bin/python ] && cmp -s "$req" .venv/requirements.txt; then return 0; fi
+  echo "setting up .venv (PySpark, pyarrow, numpy)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+  cp "$req" .venv/requirements.txt
+}
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if [ ${#missing[@]} -eq 0 ]; then venv; exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "installing: ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+venv
