@@ -2,12 +2,16 @@
 SWIFT ?= swift
 RELEASE_BIN := .build/release/fspf
 
-.PHONY: deps build release test test-security test-asan test-tsan fuzz demo demo-spark bench clean
+.PHONY: deps spark-deps build release test test-security test-asan test-tsan fuzz demo demo-spark bench clean
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker --export-dynamic
 
 deps:
 	@scripts/install-deps.sh
+
+# Java 17 and the project's .venv with PySpark: the Spark test, make demo-spark.
+spark-deps:
+	@scripts/install-deps.sh --spark
 
 build: deps
 	$(SWIFT) build
@@ -17,7 +21,7 @@ release: deps
 	$(SWIFT) build -c release --product fspf-mount
 
 # Every test: library tests, CLI tests against the built binary, real FUSE mounts.
-test: deps
+test: deps spark-deps
 	$(SWIFT) build
 	$(SWIFT) test
 	.build/debug/fspf-tamper --quick --mount .build/debug/fspf-mount
@@ -31,7 +35,7 @@ test-security: deps
 
 # The whole suite under AddressSanitizer (the spawned tools too). Leak reports are off: the
 # daemon's parent exits by design with its allocations live once the child serves the mount.
-test-asan: deps
+test-asan: deps spark-deps
 	$(SWIFT) build --build-tests --scratch-path .build-asan -Xswiftc -sanitize=address
 	ASAN_OPTIONS=detect_leaks=0 FSPF_SANITIZED=1 FSPF_BIN=$(CURDIR)/.build-asan/debug/fspf \
 	  $(SWIFT) test --skip-build --scratch-path .build-asan -Xswiftc -sanitize=address
@@ -54,8 +58,7 @@ demo: release
 # The confidential Spark job: generated NYC-taxi Parquet and the PySpark job in two volumes,
 # keys from the key server, spark-submit through the mounts (local and standalone), compared
 # with the plain run. Installs Java 17 and PySpark (.venv) on first use. ROWS=N sets the size.
-demo-spark: release
-	@scripts/install-deps.sh --spark
+demo-spark: release spark-deps
 	scripts/demo-spark.sh $(RELEASE_BIN)
 
 # Every measurement in one run, side by side with plain files, passthrough_ll, gocryptfs and
