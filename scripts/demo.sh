@@ -16,6 +16,8 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# flip FILE OFFSET: change one byte (XOR 1), whatever it was.
+flip() { b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '); printf "\\$(printf %03o $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
 expect_exit() {  # expect_exit CODE WHAT: the status of the command just run ($rc)
   if [ "$rc" -ne "$1" ]; then echo "demo: expected $2 (exit $1), got $rc" >&2; exit 1; fi
   echo "exit code $rc: $2"
@@ -86,7 +88,7 @@ expect_exit 12 "key source refused - nothing was mounted"
 
 step "a tampered copy is refused"
 cp -a "$work/encrypted-files" "$work/tampered"
-printf '\x01' | dd of="$work/tampered/volume.fspf" bs=1 seek=100 conv=notrunc status=none
+flip "$work/tampered/volume.fspf" 100
 echo "flipped byte 100 of the copy's volume.fspf"
 set +e
 "$MOUNT" "$work/tampered" "$work/mnt" "${broker[@]}" --volume-name encrypted-files
@@ -96,7 +98,7 @@ expect_exit 10 "integrity failure - nothing was mounted"
 
 step "flip one byte of one object on disk"
 object=$(ls -S $(find "$work/encrypted-files/.fspf-objects" -type f) | head -1)
-printf '\x01' | dd of="$object" bs=1 seek=5000 conv=notrunc status=none
+flip "$object" 5000
 echo "flipped byte 5000 of ${object#$work/}"
 set +e
 "$FSPF" verify "$work/encrypted-files" --key-env DEMO_KEY --tag "$TAG"

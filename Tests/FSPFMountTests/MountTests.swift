@@ -115,8 +115,9 @@ import FSPFTestSupport
         // bash for process substitution.
         let b = s.sh("bash -c \"$(cat <<'EOS'\n" + """
             mkdir mnt
+            \(Sandbox.flipFunction)
             obj=$(for f in vol/.fspf-objects/*/*; do [ $(stat -c %s $f) -gt 100000 ] && echo $f; done)
-            printf 'X' | dd of=$obj bs=1 seek=$((64 + 100 * 4096 + 7)) conv=notrunc status=none
+            flip $obj $((64 + 100 * 4096 + 7))
             '\(Tool.mountBinary)' vol mnt --key-file key --no-tag-check 2>/dev/null || exit 99
             for c in 98 99 100 101 102 200; do
               if cmp -s <(dd if=mnt/big bs=4096 skip=$c count=1 status=none 2>/dev/null) <(dd if=in/big bs=4096 skip=$c count=1 status=none)

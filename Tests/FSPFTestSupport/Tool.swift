@@ -103,6 +103,10 @@ public final class Sandbox {
 
     public func sh(_ script: String, env: [String: String] = [:]) -> Tool.Result { Tool.sh(script, cwd: path, env: env) }
 
+    /// Shell function `flip FILE OFFSET`: changes the byte at OFFSET (XOR 1). Overwriting with a
+    /// fixed byte would leave the file unchanged whenever that byte was already there (1 in 256).
+    public static let flipFunction = #"flip() { b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '); printf "\\$(printf %03o $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }"#
+
     /// A small input tree.
     public func makeInput(_ dir: String = "in") {
         write("\(dir)/job.py", "print('hello')\n")

@@ -126,7 +126,8 @@ import FSPFTestSupport
         #expect(s.sh("fspf keygen > k && fspf encrypt in --out vol --key-file k --chunk-size 64K > /dev/null").status == 0)
         // Corrupt chunk 1 of every object, and add a stray file.
         let r = s.sh("""
-            for f in vol/.fspf-objects/*/*; do printf 'X' | dd of=$f bs=1 seek=70000 conv=notrunc 2>/dev/null; done
+            \(Sandbox.flipFunction)
+            for f in vol/.fspf-objects/*/*; do flip $f 70000; done
             touch vol/stray; fspf verify vol --key-file k
             """)
         #expect(r.status == 10)
