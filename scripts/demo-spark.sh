@@ -17,9 +17,11 @@ ROWS=${ROWS:-200000}
 export PATH="$root/.venv/bin:$PATH" PYSPARK_PYTHON="$root/.venv/bin/python" SPARK_LOCAL_IP=127.0.0.1
 command -v spark-submit >/dev/null || { echo "demo-spark: no spark-submit in .venv (scripts/install-deps.sh --spark)" >&2; exit 1; }
 work=$(mktemp -d /tmp/fspf-spark-XXXXXX)
+source "$(dirname "$0")/keyserver-lib.sh"
 pids=()
 cleanup() {
   for m in "$work/mnt/code" "$work/mnt/data"; do umount "$m" 2>/dev/null || true; done
+  keyserver_stop
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
@@ -48,26 +50,19 @@ cp examples/nyc-taxi/job.py "$work/plain/code/"
 python examples/nyc-taxi/generate.py "$work/plain/data" --rows "$ROWS"
 
 step "key server, policy, encrypt and register the job code and the data"
-"$FSPF" keyserver init --store "$work/ks" >/dev/null
+keyserver_init >/dev/null
 mkdir "$work/volumes"
-"$FSPF" attester init --out "$work/attester.key" > "$work/attester.pub"
-printf '{"mrenclave": ["%s"], "simulated": true, "simulated_attesters": ["%s"]}\n' \
-  "$(sha256sum "$MOUNT" | cut -d' ' -f1)" "$(cat "$work/attester.pub")" > "$work/policy.json"
 "$FSPF" encrypt "$work/plain/code" --out "$work/volumes/code" --reproducible --quiet \
   --register "$work/ks" --volume-name code --policy "$work/policy.json"
 "$FSPF" encrypt "$work/plain/data" --out "$work/volumes/data" --quiet \
   --register "$work/ks" --volume-name data --policy "$work/policy.json"
 "$FSPF" keyserver list --store "$work/ks" | grep tag
-"$FSPF" keyserver serve --store "$work/ks" --listen 127.0.0.1:0 > "$work/ks.out" 2> "$work/ks.err" &
-pids+=($!)
-wait_for "$work/ks.out" "listening on"
-url=$(grep -o 'https://[^ ]*' "$work/ks.out")
+keyserver_start
 
 step "mount both volumes; keys and tags from the key server after attestation"
 mkdir -p "$work/mnt/code" "$work/mnt/data"
 for v in code data; do
-  "$MOUNT" "$work/volumes/$v" "$work/mnt/$v" --key-broker "$url" --evidence simulated \
-    --attester-key "$work/attester.key" --broker-ca "$work/ks/tls/cert.pem"
+  "$MOUNT" "$work/volumes/$v" "$work/mnt/$v" "${broker[@]}"
 done
 ls -R "$work/mnt" | head -12
 

@@ -8,10 +8,10 @@ FSPF=${1:-.build/release/fspf}
 FSPF=$(cd "$(dirname "$FSPF")" && pwd)/$(basename "$FSPF")
 MOUNT=$(dirname "$FSPF")/fspf-mount
 work=$(mktemp -d /tmp/fspf-demo-XXXXXX)
-server=""
+source "$(dirname "$0")/keyserver-lib.sh"
 cleanup() {
   umount "$work/mnt" 2>/dev/null || true
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  keyserver_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,32 +40,15 @@ step "fspf verify"
 "$FSPF" verify "$work/encrypted-files" --key-env DEMO_KEY --tag "$TAG"
 
 step "a key server: the key and tag go to it, with a policy naming the code that may have them"
-# This machine has no TEE, so the evidence is simulated: signed by a local attester key that the
-# policy names, and accepted only because the policy says "simulated": true (docs/ATTESTATION.md).
-# The MRENCLAVE the simulated attester claims is fspf-mount's own SHA-256.
-"$FSPF" keyserver init --store "$work/ks"
-"$FSPF" attester init --out "$work/attester.key" > "$work/attester.pub"
-code=$(sha256sum "$MOUNT" | cut -d' ' -f1)
-printf '{"mrenclave": ["%s"], "simulated": true, "simulated_attesters": ["%s"]}\n' "$code" "$(cat "$work/attester.pub")" > "$work/policy.json"
+keyserver_init
 cat "$work/policy.json"
 echo "\$ fspf keyserver register --store ks --volume-name encrypted-files --policy policy.json --key-env DEMO_KEY --tag $TAG"
 "$FSPF" keyserver register --store "$work/ks" --volume-name encrypted-files --policy "$work/policy.json" --key-env DEMO_KEY --tag "$TAG"
-"$FSPF" keyserver serve --store "$work/ks" --listen 127.0.0.1:0 > "$work/ks.out" 2> "$work/ks.err" &
-server=$!
-url=""
-for _ in $(seq 100); do
-  url=$(grep -o 'https://[^ ]*' "$work/ks.out" 2>/dev/null || true)
-  [ -n "$url" ] && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/ks.err" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "demo: the key server did not start" >&2; exit 1; }
-echo "key server listening on $url"
+keyserver_start
 
 step "fspf-mount: key and tag released by the key server after attestation"
-broker=(--key-broker "$url" --evidence simulated --attester-key "$work/attester.key" --broker-ca "$work/ks/tls/cert.pem")
 mkdir "$work/mnt"
-echo "\$ fspf-mount encrypted-files mnt --key-broker $url --evidence simulated --attester-key attester.key --broker-ca ks/tls/cert.pem"
+echo "\$ fspf-mount encrypted-files mnt --key-broker ${broker[1]} --evidence simulated --attester-key attester.key --broker-ca ks/tls/cert.pem"
 "$MOUNT" "$work/encrypted-files" "$work/mnt" "${broker[@]}"
 grep " $work/mnt " /proc/mounts
 
@@ -108,4 +91,4 @@ expect_exit 10 "integrity failure - the change was caught"
 
 step "the key server's audit log (the key is never in it)"
 cut -c1-150 "$work/ks/audit.log"
-kill "$server"; wait "$server" || true; server=""
+keyserver_stop
