@@ -63,10 +63,11 @@ demo-spark: release spark-deps
 	scripts/demo-spark.sh $(RELEASE_BIN)
 
 # Every measurement in one run, side by side with plain files, passthrough_ll, gocryptfs and
-# securefs (reads, trees, random I/O, encryption, mount time and memory at scale, chunk
-# sizes); writes docs/BENCHMARKS.md. About 15 minutes; needs root and ~25 GB of free disk.
+# securefs (reads, trees, random I/O, the Spark job on 2 GiB of Parquet, encryption, mount time
+# and memory at scale, chunk sizes); writes docs/BENCHMARKS.md. About 30 minutes; needs root
+# and ~30 GB of free disk. SPARK_SIZE=5GiB for a bigger Spark dataset.
 bench: release
-	@scripts/install-deps.sh --bench
+	@scripts/install-deps.sh --bench --spark
 	scripts/bench.sh $(RELEASE_BIN)
 
 clean:

@@ -6,7 +6,7 @@ FSPF=${1:-.build/release/fspf}
 OUT=${OUT:-docs/BENCHMARKS.md}
 MARK='<!-- Everything above is written by make bench; everything below is kept. -->'
 [ "$(id -u)" = 0 ] || { echo "make bench: needs root (drops the page cache, mounts)" >&2; exit 77; }
-for tool in gocryptfs securefs fio; do
+for tool in gocryptfs securefs fio java; do
   command -v "$tool" > /dev/null || { echo "make bench: $tool missing (scripts/install-deps.sh --bench)" >&2; exit 69; }
 done
 swift build -c release --product fspf-bench > /dev/null
@@ -14,6 +14,7 @@ start=$(date +%s)
 encrypt=$(scripts/bench-encrypt.sh "$FSPF")
 read=$(scripts/bench-read.sh "$FSPF")
 scale=$(scripts/bench-scale.sh "$FSPF")
+spark=$(scripts/bench-spark.sh "$FSPF")
 cpu=$(awk -F: '/model name/ {sub(/^ /,"",$2); print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 kept=""
@@ -31,6 +32,8 @@ gocryptfs $(gocryptfs -version | cut -d';' -f1 | cut -d' ' -f2), securefs $(dpkg
 $read
 
 $scale
+
+$spark
 
 $encrypt
 
