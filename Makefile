@@ -9,7 +9,8 @@ FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswi
 deps:
 	@scripts/install-deps.sh
 
-# Java 17 and the project's .venv with PySpark: the Spark test, make demo-spark.
+# Java 17 and the project's .venv with PySpark and the deployment linters: the Spark and deploy
+# tests, make demo-spark, make bench.
 spark-deps:
 	@scripts/install-deps.sh --spark
 
