@@ -2,12 +2,12 @@
 # Part of `make bench`: the confidential Spark job (examples/nyc-taxi/job.py) on generated
 # NYC-taxi Parquet of SPARK_SIZE (default 2GiB), run with spark-submit in local mode on the plain
 # directory, through gocryptfs -ro and through fspf-mount, interleaved round by round
-# (SPARK_RUNS rounds, default 3), page cache dropped before each run. The job file is read from
+# (SPARK_RUNS rounds, default 5), page cache dropped before each run. The job file is read from
 # the same file system as the data. Every run's result must equal the plain one's. Prints markdown.
 set -euo pipefail
 SPARK_SIZE=${SPARK_SIZE:-2GiB}
 . "$(dirname "$0")/bench-lib.sh" "$@"
-SPARK_RUNS=${SPARK_RUNS:-3}
+SPARK_RUNS=${SPARK_RUNS:-5}
 root=$(pwd)
 export PATH="$root/.venv/bin:$PATH" PYSPARK_PYTHON="$root/.venv/bin/python" SPARK_LOCAL_IP=127.0.0.1
 command -v spark-submit > /dev/null || { echo "bench: no spark-submit in .venv (scripts/install-deps.sh --spark)" >&2; exit 69; }
