@@ -6,7 +6,7 @@ project's .venv: PyYAML, kubernetes-validate). Each command exits 1 with one lin
                                          (CONTEXT: the build context, default the repository)
     check.py stage-script FILE STAGE     a stage's WORKDIR and RUN lines as a shell script
     check.py kubernetes FILE...          strict schema validation (Kubernetes MIN_K8S and newest)
-    check.py pod-template FILE           + the mount-before-Spark rules (below)
+    check.py pod-template FILE           + the mount-before-Spark rules of check_pod_template
     check.py sidecar-env TEMPLATE KEY-SOURCES CONTAINER
                                          the container's environment (template env, then the
                                          ConfigMaps it names from KEY-SOURCES) as export lines

@@ -55,6 +55,7 @@ import FSPFTestSupport
         let r = sh(s, """
             ctx='\(Self.root)/.build-image/ctx'
             mkdir -p "$ctx"
+            rm -rf "$ctx/Sources" "$ctx/Tests"   # no stale files; cp -a keeps times, so builds stay incremental
             cp -a '\(Self.root)/Package.swift' '\(Self.root)/Sources' '\(Self.root)/Tests' "$ctx/"
             \(Self.check) stage-script '\(Self.root)/deploy/container/Dockerfile' build > build.sh
             # Packages: installed here from bookworm instead of apt-get inside the builder.

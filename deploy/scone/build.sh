@@ -6,8 +6,8 @@
 #
 #   deploy/scone/build.sh INPUT OUT     INPUT/code: the PySpark job, INPUT/data: the Parquet tree
 #
-# Writes OUT/encrypted-files (the job volume, reproducible: the same code gives the same volume
-# and tag), OUT/encrypted-data, OUT/env.sh (keys: keep it out of images and logs, mode 0600),
+# Writes OUT/encrypted-files (the job volume, reproducible: under the same key the same code
+# gives the same volume and tag), OUT/encrypted-data, OUT/env.sh (keys: keep it out of images and logs, mode 0600),
 # OUT/session.yaml (the CAS session), OUT/kbs/{code,data}.json (the resources for a
 # confidential-containers KBS) and OUT/tags.env (tags only, public).
 # Needs FSPF_MOUNT_MRENCLAVE: the MRENCLAVE of the SCONE-built fspf-mount the session admits.
