@@ -7,7 +7,7 @@ OUT=${OUT:-docs/BENCHMARKS.md}
 MARK='<!-- Everything above is written by make bench; everything below is kept. -->'
 [ "$(id -u)" = 0 ] || { echo "make bench: needs root (drops the page cache, mounts)" >&2; exit 77; }
 for tool in gocryptfs securefs fio java; do
-  command -v "$tool" > /dev/null || { echo "make bench: $tool missing (scripts/install-deps.sh --bench)" >&2; exit 69; }
+  command -v "$tool" > /dev/null || { echo "make bench: $tool missing (scripts/install-deps.sh --bench --spark)" >&2; exit 69; }
 done
 swift build -c release --product fspf-bench > /dev/null
 start=$(date +%s)
