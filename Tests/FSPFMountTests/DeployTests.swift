@@ -253,6 +253,7 @@ import FSPFTestSupport
             unshare -m --propagation slave sh -c '
               for _ in $(seq 300); do [ -f pod/fspf/code/job.py ] && break; sleep 0.1; done
               cmp input/code/job.py pod/fspf/code/job.py && echo "spark container: reads job.py"
+              touch spark.read
               for _ in $(seq 300); do grep -q " $PWD/pod/fspf/code " /proc/self/mountinfo || break; sleep 0.1; done
               grep -q " $PWD/pod/fspf/code " /proc/self/mountinfo || echo "spark container: unmounted"' > spark.log 2>&1 & spark=$!
             sleep 0.5
@@ -261,6 +262,8 @@ import FSPFTestSupport
             \(Self.check) sidecar-env '\(Self.template)' key-file.yaml fspf-code --root "$PWD/pod" > code.env
             unshare -m --propagation unchanged sh -c '. ./code.env; exec fspf-sidecar run' > sidecar.log 2>&1 & pid=$!
             await code sidecar.log
+            # Unmount only once Spark's container has looked: stopping at once could unmount between its polls.
+            for _ in $(seq 300); do [ -e spark.read ] && break; sleep 0.1; done
             stopped "$pid"
             wait "$spark"; cat spark.log
             umount pod/fspf
