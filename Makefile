@@ -65,7 +65,7 @@ demo-spark: release spark-deps
 
 # Every measurement in one run, side by side with plain files, passthrough_ll, gocryptfs and
 # securefs (reads, trees, random I/O, the Spark job on 2 GiB of Parquet, encryption, mount time
-# and memory at scale, chunk sizes); writes docs/BENCHMARKS.md. About 20 minutes; needs root
+# and memory at scale, chunk sizes); writes docs/BENCHMARKS.md. 20–30 minutes; needs root
 # and ~30 GB of free disk. SPARK_SIZE=5GiB for a bigger Spark dataset.
 bench: release
 	@scripts/install-deps.sh --bench --spark
