@@ -25,52 +25,58 @@ let package = Package(
                        providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3",
                        providers: [.apt(["libfuse3-dev"])]),
-        .target(name: "FSPFCore", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
+        // File descriptors, errno, paths, locks and the error type with its exit statuses.
+        .target(name: "FSPFSystem", swiftSettings: strict),
+        // Thin wrappers over libsodium and OpenSSL: randomness, guarded key memory, constant-time
+        // comparison, SHA-256, HMAC, HKDF, AES-256-GCM, hex. No volume format.
+        .target(name: "FSPFCrypto", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
+        // The volume format: keys, chunks, tag trees, metadata, writer, reader, verifier.
+        .target(name: "FSPFCore", dependencies: ["FSPFSystem", "FSPFCrypto", "COpenSSL", "CSodium"], swiftSettings: strict),
         // Evidence verification (SGX DCAP quotes, Azure Attestation tokens, simulated evidence)
         // and the release policy; pure functions of their inputs and a clock, no network.
-        .target(name: "FSPFAttestation", dependencies: ["FSPFCore", "COpenSSL", "CSodium"], swiftSettings: strict),
+        .target(name: "FSPFAttestation", dependencies: ["FSPFCrypto", "COpenSSL", "CSodium"], swiftSettings: strict),
         // How keys reach a process: files, environment, descriptors, a local agent's URL, the
         // key broker (evidence from the runtime, sealed reply); HTTP(S) on OpenSSL.
-        .target(name: "FSPFProvisioning", dependencies: ["FSPFCore", "FSPFAttestation", "COpenSSL", "CSodium"],
+        .target(name: "FSPFProvisioning", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "COpenSSL", "CSodium"],
                 swiftSettings: strict),
         // The attested key broker: store (keys sealed under a master key), policies, audit log, HTTPS.
-        .target(name: "FSPFKeyBroker", dependencies: ["FSPFCore", "FSPFAttestation", "FSPFProvisioning", "COpenSSL", "CSodium"],
+        .target(name: "FSPFKeyBroker", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "FSPFProvisioning", "COpenSSL", "CSodium"],
                 swiftSettings: strict),
         .executableTarget(
             name: "fspf-tool",
             dependencies: [
-                "FSPFCore", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
+                "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         // The FUSE front end: callbacks, daemon life cycle, hardening.
         .target(name: "FSPFMount",
-                dependencies: ["FSPFCore", "FSPFProvisioning", "CFuse3", .product(name: "Logging", package: "swift-log")],
+                dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "CFuse3", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strict),
         .executableTarget(
             name: "fspf-mount",
             dependencies: [
-                "FSPFMount", "FSPFCore", "FSPFProvisioning",
+                "FSPFMount", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         // Library-level measurements behind the chunk-size default (`make bench`).
-        .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore"], swiftSettings: strict),
+        .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], swiftSettings: strict),
         // The tamper matrix with its counts (`make test-security`).
-        .executableTarget(name: "fspf-tamper", dependencies: ["FSPFCore"], swiftSettings: strict),
+        .executableTarget(name: "fspf-tamper", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], swiftSettings: strict),
         // libFuzzer targets for the parsers (`make fuzz`).
-        .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker"],
+        .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker"],
                           swiftSettings: strict),
-        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
+        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning"], swiftSettings: strict),
         // Runs the built executables as scripts do; shared by the tests of both tools.
-        .target(name: "FSPFTestSupport", dependencies: ["FSPFCore"], path: "Tests/FSPFTestSupport", swiftSettings: strict),
-        .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFTestSupport"], swiftSettings: strict),
-        .testTarget(name: "FSPFAttestationTests", dependencies: ["FSPFAttestation", "FSPFCore"], swiftSettings: strict),
-        .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFCore"],
+        .target(name: "FSPFTestSupport", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], path: "Tests/FSPFTestSupport", swiftSettings: strict),
+        .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFTestSupport"], swiftSettings: strict),
+        .testTarget(name: "FSPFAttestationTests", dependencies: ["FSPFAttestation", "FSPFSystem", "FSPFCrypto"], swiftSettings: strict),
+        .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFSystem", "FSPFCrypto"],
                     swiftSettings: strict),
-        .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFCore", "FSPFProvisioning"], swiftSettings: strict),
-        .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFProvisioning", "FSPFAttestation", "FSPFTestSupport"],
+        .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFProvisioning"], swiftSettings: strict),
+        .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFTestSupport"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// What a release policy looks at, whichever evidence it came from.
 public struct EnclaveClaims: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Foundation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// Collateral for one quote, as Intel's PCS / a PCCS serves it (the field names of the
 /// `QuoteCollateralV3` layout): CRLs as hex DER or PEM, chains as PEM, TCB info and QE identity

@@ -1,4 +1,5 @@
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// Evidence as a client submits it.
 public enum Evidence: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// An issuer's signing keys (the JSON Web Key Set from its `/certs`), keyed by `kid`. Azure
 /// Attestation publishes each key as an X.509 certificate (`x5c`); the certificate's key is used.

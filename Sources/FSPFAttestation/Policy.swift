@@ -1,5 +1,6 @@
 import Foundation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// Which workloads may receive a volume's key. JSON, strict (unknown fields are errors, so a
 /// typo cannot silently widen a policy); every present field must be satisfied:

@@ -1,4 +1,5 @@
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// An SGX enclave report body (384 bytes), as it appears twice in a quote: the application
 /// enclave's and the Quoting Enclave's.

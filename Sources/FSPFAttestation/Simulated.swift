@@ -1,6 +1,7 @@
 import CSodium
 import Foundation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// Evidence for machines without a TEE: the claims an enclave report would carry, signed with a
 /// local Ed25519 attestation key. It proves only that the holder of that key vouched for them,

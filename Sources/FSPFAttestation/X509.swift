@@ -1,14 +1,5 @@
 import COpenSSL
-
-/// The last OpenSSL error as text, for messages.
-func openSSLError() -> String {
-    let code = ERR_get_error()
-    ERR_clear_error()
-    guard code != 0 else { return "unknown OpenSSL error" }
-    var buffer = [CChar](repeating: 0, count: 256)
-    ERR_error_string_n(code, &buffer, buffer.count)
-    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
+import FSPFCrypto
 
 /// An X.509 certificate owned by Swift (X509_free on release). Immutable after parsing.
 public final class Certificate: @unchecked Sendable {
@@ -22,7 +13,7 @@ public final class Certificate: @unchecked Sendable {
             var p: UnsafePointer<UInt8>? = buffer.baseAddress
             return d2i_X509(nil, &p, buffer.count)
         }
-        guard let parsed else { throw AttestationError("not a DER certificate: \(openSSLError())") }
+        guard let parsed else { throw AttestationError("not a DER certificate: \(OpenSSLError.take())") }
         self.init(parsed)
     }
 
@@ -37,7 +28,7 @@ public final class Certificate: @unchecked Sendable {
         let code = ERR_peek_last_error()
         // The loop ends with "no start line" after the last certificate; anything else is damage.
         if ERR_GET_REASON(code) != PEM_R_NO_START_LINE || ERR_GET_LIB(code) != ERR_LIB_PEM, code != 0 {
-            throw AttestationError("damaged PEM certificate: \(openSSLError())")
+            throw AttestationError("damaged PEM certificate: \(OpenSSLError.take())")
         }
         ERR_clear_error()
         guard !out.isEmpty else { throw AttestationError("no PEM certificate found") }
@@ -126,7 +117,7 @@ public final class RevocationList: @unchecked Sendable {
             var p: UnsafePointer<UInt8>? = buffer.baseAddress
             return d2i_X509_CRL(nil, &p, buffer.count)
         }
-        guard let parsed else { throw AttestationError("not a DER CRL: \(openSSLError())") }
+        guard let parsed else { throw AttestationError("not a DER CRL: \(OpenSSLError.take())") }
         raw = parsed
     }
     deinit { X509_CRL_free(raw) }
@@ -143,10 +134,10 @@ public enum ChainValidation {
         guard let store = X509_STORE_new() else { return .failure(AttestationError("out of memory")) }
         defer { X509_STORE_free(store) }
         guard X509_STORE_add_cert(store, root.raw) == 1 else {
-            return .failure(AttestationError("cannot use the trusted root: \(openSSLError())"))
+            return .failure(AttestationError("cannot use the trusted root: \(OpenSSLError.take())"))
         }
         for crl in crls where X509_STORE_add_crl(store, crl.raw) != 1 {
-            return .failure(AttestationError("cannot use a CRL: \(openSSLError())"))
+            return .failure(AttestationError("cannot use a CRL: \(OpenSSLError.take())"))
         }
         guard let untrusted = fspf_x509_stack_new() else { return .failure(AttestationError("out of memory")) }
         defer { fspf_x509_stack_free(untrusted) }
@@ -154,7 +145,7 @@ public enum ChainValidation {
         guard let ctx = X509_STORE_CTX_new() else { return .failure(AttestationError("out of memory")) }
         defer { X509_STORE_CTX_free(ctx) }
         guard X509_STORE_CTX_init(ctx, store, leaf.raw, untrusted) == 1 else {
-            return .failure(AttestationError("cannot start chain verification: \(openSSLError())"))
+            return .failure(AttestationError("cannot start chain verification: \(OpenSSLError.take())"))
         }
         var flags = UInt(X509_V_FLAG_X509_STRICT)
         if !crls.isEmpty { flags |= UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) }

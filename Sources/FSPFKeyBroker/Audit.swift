@@ -1,5 +1,6 @@
 import FSPFAttestation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Foundation
 import Glibc
 

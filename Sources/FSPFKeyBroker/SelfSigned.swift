@@ -1,5 +1,6 @@
 import COpenSSL
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 
 /// A self-signed P-256 TLS certificate for the broker (`fspf keyserver init`). Clients trust it
@@ -7,10 +8,7 @@ import FSPFProvisioning
 enum SelfSigned {
     static func generate(names: [String], days: Int, keyPath: String, certificatePath: String) throws {
         func fail(_ what: String) -> FSPFError {
-            var text = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(ERR_get_error(), &text, text.count)
-            ERR_clear_error()
-            return .io(path: certificatePath, operation: "\(what) (\(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))", errno: EIO)
+            .io(path: certificatePath, operation: "\(what) (\(OpenSSLError.take()))", errno: EIO)
         }
         guard let kctx = EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else { throw fail("key generation") }
         defer { EVP_PKEY_CTX_free(kctx) }

@@ -1,5 +1,6 @@
 import FSPFAttestation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 import Foundation
 import Glibc
@@ -206,7 +207,7 @@ public final class KeyBrokerServer: @unchecked Sendable {
         entry.mrsigner = appraisal.claims.map { Hex.encode($0.mrSigner) }
         guard appraisal.accepted else { return answer(403, "refused", appraisal.reason) }
         do {
-            let sealed = try BrokerProtocol.seal(volume: volume.name, keys: try store.key(of: volume), tag: volume.tag, to: publicKey)
+            let sealed = try BrokerProtocol.seal(volume: volume.name, key: try store.key(of: volume), tag: volume.tag, to: publicKey)
             let body = try JSONEncoder().encode(BrokerProtocol.ReleaseResponse(sealed: Base64.encode(sealed)))
             return answer(200, "released", "all checks passed", body: [UInt8](body))
         } catch {

@@ -1,6 +1,7 @@
 import CSodium
 import FSPFAttestation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 import Foundation
 import Glibc
@@ -53,7 +54,7 @@ public final class BrokerStore: @unchecked Sendable {
         guard FileSystem.isDirectory(root + "/volumes") else {
             throw FSPFError.noInput(path: root, reason: "not a key server store (run fspf keyserver init)")
         }
-        masterKey = try KeySource.file(masterKeyFile ?? root + "/master.key").load().key
+        masterKey = try KeySource.file(masterKeyFile ?? root + "/master.key").load()
     }
 
     private func path(_ name: String) -> String { root + "/volumes/" + name + ".json" }
@@ -63,7 +64,7 @@ public final class BrokerStore: @unchecked Sendable {
     }
 
     /// Adds a volume (or replaces it with `replace`): its key, its tag and who may have them.
-    public func register(volume name: String, keys: VolumeKeys, tag: [UInt8], policy: ReleasePolicy, replace: Bool = false) throws {
+    public func register(volume name: String, key volumeKey: SecureBytes, tag: [UInt8], policy: ReleasePolicy, replace: Bool = false) throws {
         guard BrokerProtocol.isValidVolumeName(name) else {
             throw FSPFError.usage("\(name): volume names are 1–64 of A-Z a-z 0-9 . _ - (not starting with a dot)")
         }
@@ -75,7 +76,7 @@ public final class BrokerStore: @unchecked Sendable {
         let ad = aad(name, tag, policyText)
         var sealed = [UInt8](repeating: 0, count: 32 + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))
         var sealedLength: UInt64 = 0
-        keys.key.withBytes { k in
+        volumeKey.withBytes { k in
             masterKey.withBytes { m in
                 _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
                     &sealed, &sealedLength, k.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(k.count),
@@ -100,7 +101,7 @@ public final class BrokerStore: @unchecked Sendable {
         let bytes = try FileSystem.readAll(path(name), limit: 1 << 20)
         func damaged(_ why: String) -> FSPFError { .badInput(path: path(name), reason: why) }
         guard let o = try? JSONDecoder().decode([String: String].self, from: Data(bytes)), o["volume"] == name,
-              let tag = o["tag"].flatMap(Hex.decode), tag.count == VolumeKeys.tagSize,
+              let tag = o["tag"].flatMap(Hex.decode), KeyText.tagSizes.contains(tag.count),
               let policyText = o["policy"].map({ Array($0.utf8) }), let sealed = o["key"].flatMap(Base64.decode) else {
             throw damaged("not a volume record")
         }
@@ -110,7 +111,7 @@ public final class BrokerStore: @unchecked Sendable {
     }
 
     /// Decrypts the volume key; fails when the record was altered or the master key differs.
-    public func key(of v: Volume) throws -> VolumeKeys {
+    public func key(of v: Volume) throws -> SecureBytes {
         let n = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
         guard v.sealedKey.count == n + 32 + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES) else {
             throw FSPFError.badInput(path: path(v.name), reason: "damaged key record")
@@ -129,6 +130,6 @@ public final class BrokerStore: @unchecked Sendable {
         guard ok else {
             throw FSPFError.integrity(path: path(v.name), reason: "the key record does not open with the master key (altered tag, policy or key, or another master key)")
         }
-        return try VolumeKeys(key: key)
+        return key
     }
 }

@@ -1,5 +1,7 @@
 import CFuse3
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Glibc
 import Logging
 

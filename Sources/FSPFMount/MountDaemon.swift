@@ -1,5 +1,7 @@
 import CFuse3
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Foundation
 import FSPFProvisioning
 import Glibc
@@ -55,7 +57,7 @@ public enum MountDaemon {
         }
 
         // Open the volume before mounting: with mount-over, its directory is the mount point.
-        let reader = try VolumeReader(path: config.volume, keys: material.keys, expectedTag: expected,
+        let reader = try VolumeReader(path: config.volume, keys: try VolumeKeys(key: material.key), expectedTag: expected,
                                       cacheBytes: config.cacheBytes)
         let mountpoint = try checkMountpoint(config.mountpoint)
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {

@@ -1,4 +1,5 @@
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Glibc
 
 /// A minimal blocking HTTP/1.1 client for key agents on the local machine (plain http, as the

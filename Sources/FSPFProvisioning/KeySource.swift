@@ -1,4 +1,5 @@
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Glibc
 
 /// Where a key comes from. The key itself is never accepted on a command line, where any
@@ -16,7 +17,7 @@ public enum KeySource: Sendable, Equatable {
 
     /// The key and, when the source carries one (a JSON key resource), the expected tag.
     public struct Material: Sendable {
-        public var keys: VolumeKeys
+        public var key: SecureBytes
         public var tag: [UInt8]?
     }
 
@@ -31,7 +32,7 @@ public enum KeySource: Sendable, Equatable {
         }
     }
 
-    public func load(timeout: Double = 10) throws -> VolumeKeys { try loadMaterial(timeout: timeout).keys }
+    public func load(timeout: Double = 10) throws -> SecureBytes { try loadMaterial(timeout: timeout).key }
 
     /// Loads and parses the key. An environment variable is removed once read; the raw
     /// bytes are wiped after parsing.
@@ -109,11 +110,11 @@ public enum KeyResource {
                 throw FSPFError.keyUnavailable(source: source, reason: "JSON key resource has no \"key\" field")
             }
             var keyBytes = Array(keyHex.utf8)
-            let keys = try VolumeKeys.parse(&keyBytes, source: source)
+            let key = try KeyText.parseKey(&keyBytes, source: source)
             let tag = try tagNames.lazy.compactMap({ fields[$0] }).first.map { try parseTag($0, source: source + " tag") }
-            return KeySource.Material(keys: keys, tag: tag)
+            return KeySource.Material(key: key, tag: tag)
         }
-        return KeySource.Material(keys: try VolumeKeys.parse(&bytes, source: source), tag: nil)
+        return KeySource.Material(key: try KeyText.parseKey(&bytes, source: source), tag: nil)
     }
 }
 
@@ -179,8 +180,8 @@ enum JSONObject {
 }
 
 /// Writes a key to a new file readable by its owner only.
-public func writeKeyFile(_ path: String, _ keys: VolumeKeys) throws {
-    var text = Array((keys.key.hex + "\n").utf8)
+public func writeKeyFile(_ path: String, _ key: SecureBytes) throws {
+    var text = Array((key.hex + "\n").utf8)
     defer { text.withUnsafeMutableBytes { Sodium.zero($0) } }
     unlink(path)
     let f = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)

@@ -1,5 +1,7 @@
 import Dispatch
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Glibc
 
 // Measures, per chunk size: volume write throughput, sequential read throughput and random

@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 @testable import FSPFAttestation
 @testable import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 @testable import FSPFKeyBroker
 @testable import FSPFProvisioning
 
@@ -47,7 +49,7 @@ enum Fuzz {
         // Keys and tags as given on files, environment variables and key resources.
         "key": { data in
             var bytes = Array(data)
-            _ = try? VolumeKeys.parse(&bytes, source: "fuzz")
+            _ = try? KeyText.parseKey(&bytes, source: "fuzz")
             _ = try? parseTag(String(decoding: data, as: UTF8.self), source: "fuzz")
         },
         // What a key agent answers: the HTTP response and the key resource body.

@@ -1,4 +1,6 @@
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Foundation
 import Glibc
 

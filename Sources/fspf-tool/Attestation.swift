@@ -1,6 +1,8 @@
 import ArgumentParser
 import FSPFAttestation
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Foundation
 
 /// `fspf quote show|verify`: what people debugging attestation reach for first.

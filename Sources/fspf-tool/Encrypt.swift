@@ -1,5 +1,7 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 import Glibc
 
@@ -56,7 +58,7 @@ struct Encrypt: ParsableCommand {
                 options.threads = t
             }
             guard FileSystem.exists(input) else { throw FSPFError.noInput(path: input, reason: "no such file or directory") }
-            let keys = try key.source?.load() ?? VolumeKeys.generate()
+            let keys = try key.source.map { try VolumeKeys(key: $0.load()) } ?? VolumeKeys.generate()
             let display = ProgressDisplay.startIfTerminal(quiet: quiet)
             options.progress = display?.progress
             defer { display?.stop() }
@@ -78,8 +80,8 @@ struct Encrypt: ParsableCommand {
                 options.regions = regions
                 result = try VolumeWriter.write(sources: sources, metadataPath: input, keys: keys, options: options)
             }
-            if let path = report.keyOut { try writeKeyFile(path, keys) }
-            let registered = try registration.perform(keys: keys, tag: result.tag,
+            if let path = report.keyOut { try writeKeyFile(path, keys.key) }
+            let registered = try registration.perform(key: keys.key, tag: result.tag,
                                                       defaultName: out.map { String($0.split(separator: "/").last ?? "") })
             // A key handed to the key server stays off standard output.
             let r = EncryptReport(metadataPath: result.metadataPath, tag: result.tag,

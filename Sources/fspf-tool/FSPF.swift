@@ -1,5 +1,7 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Glibc
 
 @main

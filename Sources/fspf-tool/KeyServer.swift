@@ -1,6 +1,8 @@
 import ArgumentParser
 import FSPFAttestation
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFKeyBroker
 import FSPFProvisioning
 import Foundation
@@ -46,7 +48,7 @@ struct RegistrationOptions: ParsableArguments {
     @Flag(name: .long, help: "Replace an existing registration of the same name.") var replace = false
     @Option(name: .long, help: "Master key file of the store (default STORE/master.key).") var masterKeyFile: String?
 
-    func perform(keys: VolumeKeys, tag: [UInt8], defaultName: String?) throws -> String? {
+    func perform(key: SecureBytes, tag: [UInt8], defaultName: String?) throws -> String? {
         guard let register else {
             guard volumeName == nil, policy == nil, !replace else { throw FSPFError.usage("--volume-name, --policy and --replace need --register STORE") }
             return nil
@@ -57,7 +59,7 @@ struct RegistrationOptions: ParsableArguments {
         do { p = try ReleasePolicy(json: try FileSystem.readAll(policy, limit: 1 << 20)) } catch let e as AttestationError {
             throw FSPFError.badInput(path: policy, reason: e.description)
         }
-        try BrokerStore(root: register, masterKeyFile: masterKeyFile).register(volume: name, keys: keys, tag: tag, policy: p, replace: replace)
+        try BrokerStore(root: register, masterKeyFile: masterKeyFile).register(volume: name, key: key, tag: tag, policy: p, replace: replace)
         return name
     }
 }
@@ -81,7 +83,7 @@ struct KeyServerRegister: ParsableCommand {
             guard let t = try tag.expected() else { throw FSPFError.usage("register needs the volume's tag: --tag or --tag-env") }
             let options = try RegistrationOptions.parse(["--register", store, "--volume-name", volumeName, "--policy", policy]
                 + (replace ? ["--replace"] : []) + (masterKeyFile.map { ["--master-key-file", $0] } ?? []))
-            _ = try options.perform(keys: try key.required(), tag: t, defaultName: nil)
+            _ = try options.perform(key: try key.required().key, tag: t, defaultName: nil)
             Console.out("registered \(volumeName) (tag \(Hex.encode(t)))")
         }
     }

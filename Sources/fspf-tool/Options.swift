@@ -1,5 +1,7 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 import Glibc
 
@@ -24,7 +26,7 @@ struct KeyOptions: ParsableArguments {
         guard let s = try source else {
             throw FSPFError.usage("a key is needed: --key-file PATH, --key-env NAME or --key-stdin")
         }
-        return try s.load()
+        return try VolumeKeys(key: s.load())
     }
 }
 

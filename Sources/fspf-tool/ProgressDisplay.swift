@@ -1,5 +1,7 @@
 import Dispatch
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Glibc
 
 /// A one-line progress display on stderr (files, bytes, MB/s, ETA), redrawn every 200 ms.

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 import Glibc
 
@@ -140,7 +142,7 @@ struct Info: ParsableCommand {
             let info = try VolumeInfo(path: volume)
             info.publicLines.forEach(Console.out)
             if let source = try key.source {
-                VolumeInfo.contentLines(try VolumeReader(path: volume, keys: try source.load())).forEach(Console.out)
+                VolumeInfo.contentLines(try VolumeReader(path: volume, keys: try VolumeKeys(key: source.load()))).forEach(Console.out)
             }
         }
     }
@@ -154,7 +156,7 @@ struct Keygen: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let keys = VolumeKeys.generate()
-            if let out { try writeKeyFile(out, keys) } else { Console.out(keys.key.hex) }
+            if let out { try writeKeyFile(out, keys.key) } else { Console.out(keys.key.hex) }
         }
     }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 
 // SCONE's step-by-step commands, same arguments and meaning, so `scone fspf` in a build
@@ -84,7 +86,7 @@ struct Show: ParsableCommand {
             if tag { Console.out(Hex.encode(info.header.tag)); return }
             info.publicLines.forEach(Console.out)
             if let source = try key.source {
-                let reader = try VolumeReader(path: file, keys: try source.load())
+                let reader = try VolumeReader(path: file, keys: try VolumeKeys(key: source.load()))
                 VolumeInfo.contentLines(reader).forEach(Console.out)
                 for e in reader.entries { Console.out(Listing.line(e, long: true)) }
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 @testable import FSPFAttestation
 
 @Suite struct DCAPTests {

@@ -1,5 +1,6 @@
 import Foundation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 @testable import FSPFAttestation
 
 /// Path of the package root, for fixtures.

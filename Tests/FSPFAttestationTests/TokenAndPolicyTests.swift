@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 @testable import FSPFAttestation
 
 /// The recorded Azure Attestation exchange: the issuer's key set and a real token.

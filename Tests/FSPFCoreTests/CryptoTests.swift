@@ -1,5 +1,7 @@
 import Testing
 @testable import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// Known-answer tests: the wrappers compute the standard primitives, byte for byte.
 @Suite struct CryptoTests {
@@ -59,20 +61,6 @@ import Testing
         #expect(Sodium.randomBytes(32) != Sodium.randomBytes(32))
     }
 
-    @Test func keyParsing() throws {
-        var hex = Array((String(repeating: "ab", count: 32) + "\n").utf8)
-        #expect(try VolumeKeys.parse(&hex, source: "t").key.hex == String(repeating: "ab", count: 32))
-        var raw = [UInt8](repeating: 0xcd, count: 32)
-        #expect(try VolumeKeys.parse(&raw, source: "t").key.hex == String(repeating: "cd", count: 32))
-        for bad in ["", "abc", String(repeating: "zz", count: 32), String(repeating: "ab", count: 31)] {
-            var b = Array(bad.utf8)
-            expectError({ if case .usage = $0 { return true } else { return false } }) { _ = try VolumeKeys.parse(&b, source: "t") }
-        }
-        #expect(try parseTag(" 00112233445566778899aabbccddeeff\n", source: "t").count == 16)
-        expectError({ if case .usage = $0 { return true } else { return false } }) { _ = try parseTag("0011", source: "t") }
-    }
-
-    /// Chunk nonces: the same chunk under two file IDs, or at two indices, never encrypts alike.
     @Test func chunkBindingToFileAndPosition() {
         let keys = testKeys()
         let c = ChunkCipher()

@@ -1,6 +1,8 @@
 import Glibc
 import Testing
 @testable import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 
 @Suite struct FormatTests {
@@ -8,7 +10,7 @@ import FSPFProvisioning
     var reference: String { packageRoot + "/fixtures/reference" }
 
     func referenceKeys() throws -> VolumeKeys {
-        try KeySource.file(reference + "/key.hex").load()
+        try VolumeKeys(key: KeySource.file(reference + "/key.hex").load())
     }
 
     /// Format stability: the checked-in volume must open, with this exact tag, in every later version.

@@ -2,6 +2,8 @@ import Dispatch
 import Glibc
 import Testing
 @testable import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 @Suite struct RoundTripTests {
     /// Sizes at and around chunk boundaries, Padmé buckets and tree-block boundaries.

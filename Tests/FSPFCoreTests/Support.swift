@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import Testing
 @testable import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// A temporary directory removed when the value dies.
 final class TempDir {

@@ -1,6 +1,8 @@
 import Glibc
 import Testing
 @testable import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// Each attack a storage adversary can make: detected, and never a wrong byte served.
 @Suite struct TamperTests {

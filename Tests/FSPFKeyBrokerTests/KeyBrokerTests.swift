@@ -2,7 +2,8 @@ import Foundation
 import Glibc
 import Testing
 import FSPFAttestation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 @testable import FSPFKeyBroker
 @testable import FSPFProvisioning
 
@@ -13,7 +14,7 @@ final class Broker: @unchecked Sendable {
     let store: BrokerStore
     let server: KeyBrokerServer
     let url: String
-    let keys = VolumeKeys.generate()
+    let key = SecureBytes.random(count: 32)
     let tag = Sodium.randomBytes(16)
     let code = SHA256.hash(Array("the job".utf8))
     var attesterKey: String { dir + "/attester.key" }
@@ -29,7 +30,7 @@ final class Broker: @unchecked Sendable {
         policy.mrEnclave = [code]
         policy.simulated = true
         policy.simulatedAttesters = [SimulatedEvidence.publicKey(seed: seed)]
-        try store.register(volume: "demo", keys: keys, tag: tag, policy: policy)
+        try store.register(volume: "demo", key: key, tag: tag, policy: policy)
         var config = KeyBrokerServer.Configuration()
         config.port = 0
         config.connectionTimeout = 2
@@ -84,12 +85,12 @@ final class Broker: @unchecked Sendable {
     @Test func releasesKeyAndTagSealedToTheClient() throws {
         let b = try Broker()
         let material = try b.request().release(timeout: 5)
-        #expect(material.keys.key.equals(b.keys.key))
+        #expect(material.key.equals(b.key))
         #expect(material.tag == b.tag)
         let last = try #require(try b.audit().last)
         #expect(last["decision"] == "released" && last["mrenclave"] == Hex.encode(b.code))
         // The audit log never holds the key.
-        #expect(!String(decoding: try FileSystem.readAll(b.store.auditPath), as: UTF8.self).contains(b.keys.key.hex))
+        #expect(!String(decoding: try FileSystem.readAll(b.store.auditPath), as: UTF8.self).contains(b.key.hex))
     }
 
     @Test func otherCodeIsRefusedWithTheReason() throws {
@@ -186,7 +187,7 @@ final class Broker: @unchecked Sendable {
         let b = try Broker()
         let record = b.dir + "/store/volumes/demo.json"
         let text = String(decoding: try FileSystem.readAll(record), as: UTF8.self)
-        #expect(!text.contains(b.keys.key.hex))
+        #expect(!text.contains(b.key.hex))
         // A changed tag (or a loosened policy) makes the key record unopenable: never released.
         let other = Hex.encode(Sodium.randomBytes(16))
         try FileSystem.writeAtomically(record, Array(text.replacingOccurrences(of: Hex.encode(b.tag), with: other).utf8))
@@ -199,14 +200,14 @@ final class Broker: @unchecked Sendable {
         #expect(throws: FSPFError.self) { _ = try b.store.key(of: try #require(try b.store.volume("demo"))) }
         // The original record opens again; with another master key it does not.
         try FileSystem.writeAtomically(record, Array(text.utf8))
-        #expect(try b.store.key(of: try #require(try b.store.volume("demo"))).key.equals(b.keys.key))
+        #expect(try b.store.key(of: try #require(try b.store.volume("demo"))).equals(b.key))
         try FileSystem.writeAtomically(b.dir + "/other.key", Array(Hex.encode(Sodium.randomBytes(32)).utf8), mode: 0o600)
         let wrong = try BrokerStore(root: b.dir + "/store", masterKeyFile: b.dir + "/other.key")
         #expect(throws: FSPFError.self) { _ = try wrong.key(of: try #require(try wrong.volume("demo"))) }
         // Registering twice needs --replace; bad names are refused.
-        #expect(throws: FSPFError.self) { try b.store.register(volume: "demo", keys: b.keys, tag: b.tag, policy: v.policy) }
+        #expect(throws: FSPFError.self) { try b.store.register(volume: "demo", key: b.key, tag: b.tag, policy: v.policy) }
         for bad in ["", ".hidden", "a/b", "../x", String(repeating: "a", count: 65)] {
-            #expect(throws: FSPFError.self) { try b.store.register(volume: bad, keys: b.keys, tag: b.tag, policy: v.policy) }
+            #expect(throws: FSPFError.self) { try b.store.register(volume: bad, key: b.key, tag: b.tag, policy: v.policy) }
         }
     }
 }

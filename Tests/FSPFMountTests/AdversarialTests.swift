@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import Testing
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 import FSPFTestSupport
 
@@ -157,7 +159,7 @@ import FSPFTestSupport
 }
 
 func objectsByName(_ s: Sandbox) throws -> [String: String] {
-    let reader = try VolumeReader(path: s.path + "/vol", keys: try KeySource.file(s.path + "/key").load())
+    let reader = try VolumeReader(path: s.path + "/vol", keys: try VolumeKeys(key: KeySource.file(s.path + "/key").load()))
     var out: [String: String] = [:]
     for e in reader.entries { if case .file(_, _, let p?, _) = e.content { out[e.path] = s.path + "/vol/" + p.object } }
     return out

@@ -3,6 +3,8 @@ import Glibc
 import Testing
 import FSPFAttestation
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFProvisioning
 import FSPFTestSupport
 

@@ -3,6 +3,8 @@ import Foundation
 import Glibc
 import Testing
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFTestSupport
 
 /// Real mounts through /dev/fuse, as root, in CI too. Files opened here use O_CLOEXEC: a

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 @testable import FSPFProvisioning
 
 @Suite struct ProvisioningTests {
@@ -9,24 +10,41 @@ import FSPFCore
 
     @Test func keyResourceBodies() throws {
         var raw = [UInt8](repeating: 0xab, count: 32)
-        #expect(try KeyResource.parse(&raw, source: "t").keys.key.hex == keyHex)
+        #expect(try KeyResource.parse(&raw, source: "t").key.hex == keyHex)
         var hex = Array((keyHex + "\n").utf8)
         #expect(try KeyResource.parse(&hex, source: "t").tag == nil)
         var json = Array(#" {"key": "\#(keyHex)", "tag": "\#(tagHex)", "version": 3, "note": null}"#.utf8)
         let m = try KeyResource.parse(&json, source: "t")
-        #expect(m.keys.key.hex == keyHex && m.tag.map { Hex.encode($0) } == tagHex)
+        #expect(m.key.hex == keyHex && m.tag.map { Hex.encode($0) } == tagHex)
         var scone = Array(#"{"SCONE_FSPF_KEY":"\#(keyHex)"}"#.utf8)
-        #expect(try KeyResource.parse(&scone, source: "t").keys.key.hex == keyHex)
+        #expect(try KeyResource.parse(&scone, source: "t").key.hex == keyHex)
         for bad in [#"{"tag": "\#(tagHex)"}"#, #"{"key": "\#(keyHex)""#, #"{"key": {"nested": 1}}"#, #"{"key": "zz"}"#, "{}", "{", "not a key"] {
             var b = Array(bad.utf8)
             #expect(throws: FSPFError.self) { _ = try KeyResource.parse(&b, source: "t") }
         }
     }
 
+    @Test func keyParsing() throws {
+        var hex = Array((String(repeating: "ab", count: 32) + "\n").utf8)
+        #expect(try KeyText.parseKey(&hex, source: "t").hex == String(repeating: "ab", count: 32))
+        var raw = [UInt8](repeating: 0xcd, count: 32)
+        #expect(try KeyText.parseKey(&raw, source: "t").hex == String(repeating: "cd", count: 32))
+        for bad in ["", "abc", String(repeating: "zz", count: 32), String(repeating: "ab", count: 31)] {
+            var b = Array(bad.utf8)
+            expectUsage { _ = try KeyText.parseKey(&b, source: "t") }
+        }
+        #expect(try parseTag(" 00112233445566778899aabbccddeeff\n", source: "t").count == 16)
+        #expect(try parseTag(String(repeating: "0f", count: 32), source: "t").count == 32)
+        for bad in ["0011", String(repeating: "0", count: 33), String(repeating: "0", count: 48), String(repeating: "g", count: 32)] {
+            expectUsage { _ = try parseTag(bad, source: "t") }
+        }
+    }
+
+    /// Chunk nonces: the same chunk under two file IDs, or at two indices, never encrypts alike.
     @Test func environmentKeyIsErased() throws {
         setenv("FSPF_TEST_KEY_ERASE", keyHex, 1)
-        let keys = try KeySource.environment("FSPF_TEST_KEY_ERASE").load()
-        #expect(keys.key.hex == keyHex)
+        let key = try KeySource.environment("FSPF_TEST_KEY_ERASE").load()
+        #expect(key.hex == keyHex)
         #expect(getenv("FSPF_TEST_KEY_ERASE") == nil)
         expectKeyUnavailable { _ = try KeySource.environment("FSPF_TEST_KEY_ERASE").load() }
     }
@@ -61,11 +79,19 @@ import FSPFCore
     }
 
     func expectKeyUnavailable(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+        expectFSPFError({ if case .keyUnavailable = $0 { true } else { false } }, body, sourceLocation)
+    }
+
+    func expectUsage(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+        expectFSPFError({ if case .usage = $0 { true } else { false } }, body, sourceLocation)
+    }
+
+    func expectFSPFError(_ kind: (FSPFError) -> Bool, _ body: () throws -> Void, _ sourceLocation: SourceLocation) {
         do {
             try body()
             Issue.record("expected an error", sourceLocation: sourceLocation)
         } catch let e as FSPFError {
-            if case .keyUnavailable = e {} else { Issue.record("unexpected \(e)", sourceLocation: sourceLocation) }
+            if !kind(e) { Issue.record("unexpected \(e)", sourceLocation: sourceLocation) }
         } catch {
             Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
         }

@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 
 /// The built `fspf` binary, run as build scripts run it.
 public struct Tool {

@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import Testing
 import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import FSPFTestSupport
 
 @Suite struct CLITests {

@@ -1,3 +1,6 @@
+import FSPFCrypto
+import FSPFSystem
+
 /// Little-endian encoder for the on-disk structures.
 struct ByteWriter {
     var bytes: [UInt8] = []

@@ -1,3 +1,6 @@
+import FSPFCrypto
+import FSPFSystem
+
 /// The sealed metadata file `volume.fspf` (docs/FORMAT.md §3):
 ///
 ///     0   8  magic "FSPFVOL\0"

@@ -1,3 +1,6 @@
+import FSPFCrypto
+import FSPFSystem
+
 /// Regions as in SCONE: a file belongs to the region with the longest matching path prefix.
 public enum RegionKind: UInt8, Sendable, CaseIterable, Codable {
     case encrypted = 1

@@ -1,3 +1,6 @@
+import FSPFCrypto
+import FSPFSystem
+
 /// Padmé padding (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files and
 /// Communication with PURBs", PETS 2019): rounds a length up so that only O(log log L) bits
 /// of it remain, with at most ~12% overhead. Lengths up to `minimum` all pad to `minimum`.

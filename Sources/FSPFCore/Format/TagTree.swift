@@ -1,3 +1,6 @@
+import FSPFCrypto
+import FSPFSystem
+
 /// Geometry and hashing of a file's tag tree (docs/FORMAT.md §5).
 ///
 /// Level 0 holds the 16-byte chunk tags, 256 to a 4 KiB block. Level k > 0 holds the 32-byte

@@ -1,4 +1,6 @@
 import Foundation
+import FSPFCrypto
+import FSPFSystem
 
 /// A volume being built step by step, as SCONE build scripts do:
 /// `create F` → `addr F EMBED --encrypted --kernel DIR` → `addf F EMBED SRC [OUT]` →

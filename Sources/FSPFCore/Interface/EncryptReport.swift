@@ -1,3 +1,6 @@
+import FSPFCrypto
+import FSPFSystem
+
 /// How `fspf encrypt` reports key and tag to build scripts.
 public enum ReportFormat: String, CaseIterable, Sendable {
     /// SCONE's exact line; awk '{print $9}' is the tag and '{print $11}' the key.
@@ -41,29 +44,5 @@ public struct EncryptReport: Sendable {
             fields += [("files", String(files)), ("bytes", String(bytes))]
             return "{" + fields.map { "\(JSON.string($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
         }
-    }
-}
-
-/// Minimal JSON string quoting for our own reports.
-public enum JSON {
-    public static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
     }
 }

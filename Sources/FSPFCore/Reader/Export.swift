@@ -1,6 +1,8 @@
 import Dispatch
 import Glibc
 import Synchronization
+import FSPFCrypto
+import FSPFSystem
 
 /// Writes a volume's plaintext tree to a new directory, atomically: built under a
 /// temporary name and renamed, so an integrity failure leaves nothing behind.

@@ -1,4 +1,6 @@
 import Synchronization
+import FSPFCrypto
+import FSPFSystem
 
 /// Verified tag-tree blocks, shared by all threads of a reader. Only blocks whose hash chain
 /// up to the sealed root has been checked are inserted, so a hit needs no re-verification

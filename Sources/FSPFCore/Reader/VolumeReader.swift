@@ -1,5 +1,7 @@
 import Glibc
 import Synchronization
+import FSPFCrypto
+import FSPFSystem
 
 /// Thread-safe random access to a protected volume. Every byte it returns has been
 /// authenticated up to the sealed metadata; anything else is an `FSPFError.integrity`.

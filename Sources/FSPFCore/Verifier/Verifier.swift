@@ -1,6 +1,8 @@
 import Dispatch
 import Glibc
 import Synchronization
+import FSPFCrypto
+import FSPFSystem
 
 /// One thing on disk that is not what the volume's author wrote.
 public struct Problem: Sendable, CustomStringConvertible, Equatable {

@@ -1,6 +1,8 @@
 import Dispatch
 import Glibc
 import Synchronization
+import FSPFCrypto
+import FSPFSystem
 
 /// Runs one pass over all file jobs with `threads` workers pulling (file, segment) items.
 /// A worker keeps to one file while it has segments left and otherwise starts a file nobody

@@ -1,4 +1,6 @@
 import Glibc
+import FSPFCrypto
+import FSPFSystem
 
 /// One item found under an input directory, before it is protected.
 struct InputItem {
@@ -72,12 +74,4 @@ enum InputTree {
 
 extension InputItem.Kind {
     var isFile: Bool { if case .file = self { return true } else { return false } }
-}
-
-/// Set by SIGINT/SIGTERM handlers; long-running work polls it and unwinds cleanly.
-public enum Interrupt {
-    private static let flag = AtomicFlag()
-    public static var requested: Bool { flag.isSet }
-    public static func request() { flag.set() }
-    public static func reset() { flag.clear() }
 }

@@ -1,6 +1,8 @@
 import Dispatch
 import Glibc
 import Synchronization
+import FSPFCrypto
+import FSPFSystem
 
 /// Where one input directory goes in the volume.
 public struct WriterSource: Sendable {
@@ -320,16 +322,5 @@ final class Plan: @unchecked Sendable {
     static func sameFile(_ a: String, _ b: String) -> Bool {
         guard let x = FileSystem.status(a), let y = FileSystem.status(b) else { return false }
         return x.st_dev == y.st_dev && x.st_ino == y.st_ino
-    }
-}
-
-extension Paths {
-    public static func lastComponent(_ path: String) -> String {
-        let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
-        return trimmed.split(separator: "/").last.map(String.init) ?? trimmed
-    }
-
-    static func firstComponent(_ path: String) -> String {
-        path.split(separator: "/").first.map(String.init) ?? ""
     }
 }

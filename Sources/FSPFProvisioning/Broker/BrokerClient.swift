@@ -1,5 +1,6 @@
 import FSPFAttestation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Foundation
 
 /// A key release from the broker: nonce → evidence bound to (nonce, ephemeral key) → sealed

@@ -1,6 +1,7 @@
 import CSodium
 import FSPFAttestation
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Foundation
 
 /// The key broker's wire format (JSON over HTTPS), shared by server and client.
@@ -86,10 +87,10 @@ public enum BrokerProtocol {
     /// Seals the key and tag to the client's ephemeral X25519 key (libsodium sealed box:
     /// an ephemeral sender key, X25519 + XSalsa20-Poly1305), so only that client can open it,
     /// whatever happens to TLS.
-    public static func seal(volume: String, keys: VolumeKeys, tag: [UInt8], to publicKey: [UInt8]) throws -> [UInt8] {
+    public static func seal(volume: String, key: SecureBytes, tag: [UInt8], to publicKey: [UInt8]) throws -> [UInt8] {
         precondition(publicKey.count == Int(crypto_box_PUBLICKEYBYTES))
         Sodium.ensureInitialized()
-        var message = Array(#"{"volume":\#(JSON.string(volume)),"key":"\#(keys.key.hex)","tag":"\#(Hex.encode(tag))"}"#.utf8)
+        var message = Array(#"{"volume":\#(JSON.string(volume)),"key":"\#(key.hex)","tag":"\#(Hex.encode(tag))"}"#.utf8)
         defer { message.withUnsafeMutableBytes { Sodium.zero($0) } }
         var out = [UInt8](repeating: 0, count: message.count + crypto_box_sealbytes())
         guard crypto_box_seal(&out, message, UInt64(message.count), publicKey) == 0 else {

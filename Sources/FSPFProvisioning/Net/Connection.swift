@@ -1,5 +1,6 @@
 import COpenSSL
-import FSPFCore
+import FSPFCrypto
+import FSPFSystem
 import Glibc
 
 /// Why a connection failed, as one line (the caller adds the URL or the peer).
@@ -86,7 +87,7 @@ public final class Connection {
 
     /// Runs the TLS handshake as client (verifying the peer as `context` says) or server.
     public func startTLS(_ context: TLSContext, host: String? = nil) throws {
-        guard let s = SSL_new(context.raw) else { throw NetError("TLS: \(tlsError())") }
+        guard let s = SSL_new(context.raw) else { throw NetError("TLS: \(OpenSSLError.take())") }
         ssl = s
         SSL_set_fd(s, fd)
         if let host, context.isClient {
@@ -123,7 +124,7 @@ public final class Connection {
             case SSL_ERROR_ZERO_RETURN: return 0
             case SSL_ERROR_SYSCALL where ERR_peek_error() == 0: return 0 // peer closed without close_notify
             default:
-                var reason = tlsError()
+                var reason = OpenSSLError.take(or: "handshake failed")
                 if SSL_get_verify_result(ssl) != X509_V_OK {
                     reason = "the server's certificate is not trusted: " + String(cString: X509_verify_cert_error_string(SSL_get_verify_result(ssl)))
                 }
@@ -168,15 +169,6 @@ public func isIPAddress(_ host: String) -> Bool {
     return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
 }
 
-func tlsError() -> String {
-    let code = ERR_get_error()
-    ERR_clear_error()
-    guard code != 0 else { return "handshake failed" }
-    var buffer = [CChar](repeating: 0, count: 256)
-    ERR_error_string_n(code, &buffer, buffer.count)
-    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
 /// An OpenSSL TLS context: TLS 1.2 or newer, OpenSSL's default cipher list.
 public final class TLSContext: @unchecked Sendable {
     let raw: OpaquePointer
@@ -186,7 +178,7 @@ public final class TLSContext: @unchecked Sendable {
     /// Client: trusts the certificates in `caFile` (PEM; the key server's own certificate works),
     /// or the system's store when nil, and checks the host name or IP address.
     public init(trusting caFile: String?) throws {
-        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw NetError("TLS: \(tlsError())") }
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw NetError("TLS: \(OpenSSLError.take())") }
         raw = ctx
         isClient = true
         verifyPeer = true
@@ -194,7 +186,7 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         if let caFile {
             guard SSL_CTX_load_verify_locations(ctx, caFile, nil) == 1 else {
-                throw NetError("\(caFile): not a PEM certificate file (\(tlsError()))")
+                throw NetError("\(caFile): not a PEM certificate file (\(OpenSSLError.take()))")
             }
         } else {
             SSL_CTX_set_default_verify_paths(ctx)
@@ -203,16 +195,16 @@ public final class TLSContext: @unchecked Sendable {
 
     /// Server: certificate chain and private key, both PEM files.
     public init(certificate: String, privateKey: String) throws {
-        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw NetError("TLS: \(tlsError())") }
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw NetError("TLS: \(OpenSSLError.take())") }
         raw = ctx
         isClient = false
         verifyPeer = false
         _ = fspf_ssl_ctx_min_tls12(ctx)
         guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
-            throw NetError("\(certificate): cannot use as TLS certificate (\(tlsError()))")
+            throw NetError("\(certificate): cannot use as TLS certificate (\(OpenSSLError.take()))")
         }
         guard SSL_CTX_use_PrivateKey_file(ctx, privateKey, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
-            throw NetError("\(privateKey): cannot use as the certificate's private key (\(tlsError()))")
+            throw NetError("\(privateKey): cannot use as the certificate's private key (\(OpenSSLError.take()))")
         }
     }
 

@@ -31,4 +31,13 @@ public enum Paths {
         if path == prefix { return true }
         return path.hasPrefix(prefix) && path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/")
     }
+
+    public static func lastComponent(_ path: String) -> String {
+        let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        return trimmed.split(separator: "/").last.map(String.init) ?? trimmed
+    }
+
+    public static func firstComponent(_ path: String) -> String {
+        path.split(separator: "/").first.map(String.init) ?? ""
+    }
 }

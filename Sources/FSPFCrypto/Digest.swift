@@ -44,7 +44,7 @@ public struct SHA256: ~Copyable {
 /// HMAC-SHA256 and HKDF-SHA256 (RFC 2104, RFC 5869) through OpenSSL 3's MAC and KDF APIs.
 public enum KDF {
     /// HKDF-SHA256(ikm, salt, info) -> `out.count` bytes, through EVP_PKEY_HKDF.
-    static func hkdf(ikm: UnsafeRawBufferPointer, salt: [UInt8], info: [UInt8],
+    public static func hkdf(ikm: UnsafeRawBufferPointer, salt: [UInt8], info: [UInt8],
                      into out: UnsafeMutableRawBufferPointer) {
         guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else { fatalError("OpenSSL: HKDF unavailable") }
         defer { EVP_PKEY_CTX_free(ctx) }
@@ -63,7 +63,7 @@ public enum KDF {
     }
 
     /// HMAC-SHA256(key, message).
-    static func hmac(key: UnsafeRawBufferPointer, _ message: [UInt8]) -> [UInt8] {
+    public static func hmac(key: UnsafeRawBufferPointer, _ message: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var outLen = 0
         let ok = message.withUnsafeBytes { m in

@@ -184,7 +184,7 @@ public enum FileSystem {
     }
 
     /// A temporary sibling of `output` for building it before an atomic rename.
-    static func stagingPath(for output: String) -> String {
+    public static func stagingPath(for output: String) -> String {
         Paths.join(Paths.parent(output), ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
     }
 

@@ -3,13 +3,13 @@ import COpenSSL
 /// One OpenSSL AES-256-GCM context. Not thread-safe: each thread owns one (see
 /// `ChunkCipher`) and reuses it, re-initialising only the IV while the key stays the same —
 /// re-keying per call halves throughput at small chunk sizes (SWIFT-C-INTEROP.md).
-final class GCMContext {
-    static let tagSize = 16
-    static let nonceSize = 12
+public final class GCMContext {
+    public static let tagSize = 16
+    public static let nonceSize = 12
     private let ctx: OpaquePointer
     private var keyed = false
 
-    init() {
+    public init() {
         guard let c = EVP_CIPHER_CTX_new(),
               EVP_CipherInit_ex(c, EVP_aes_256_gcm(), nil, nil, nil, 1) == 1 else {
             fatalError("OpenSSL: AES-256-GCM unavailable")
@@ -20,7 +20,7 @@ final class GCMContext {
     deinit { EVP_CIPHER_CTX_free(ctx) }
 
     /// Installs a new 32-byte key; the next operation only sets the IV.
-    func setKey(_ key: UnsafeRawBufferPointer) {
+    public func setKey(_ key: UnsafeRawBufferPointer) {
         precondition(key.count == 32)
         // Direction is irrelevant to the GCM key schedule; it is set again per call with the IV.
         let ok = EVP_CipherInit_ex(ctx, nil, nil, key.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, 1)
@@ -55,7 +55,7 @@ final class GCMContext {
     }
 
     /// Encrypts `data` in place and writes the 16-byte tag.
-    func seal(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, data: UnsafeMutableRawBufferPointer,
+    public func seal(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, data: UnsafeMutableRawBufferPointer,
               tag: UnsafeMutableRawBufferPointer) {
         start(nonce: nonce, encrypt: true)
         self.aad(aad)
@@ -67,7 +67,7 @@ final class GCMContext {
     }
 
     /// Decrypts `data` in place; false (and `data` scrubbed) if the tag does not match.
-    func open(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, data: UnsafeMutableRawBufferPointer,
+    public func open(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, data: UnsafeMutableRawBufferPointer,
               tag: UnsafeRawBufferPointer) -> Bool {
         start(nonce: nonce, encrypt: false)
         self.aad(aad)
@@ -82,7 +82,7 @@ final class GCMContext {
     }
 
     /// GMAC: a GCM tag over `aad` and `data` where `data` is authenticated, not encrypted.
-    func mac(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer,
+    public func mac(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer,
              tag: UnsafeMutableRawBufferPointer) {
         start(nonce: nonce, encrypt: true)
         self.aad(aad)
