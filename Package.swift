@@ -25,8 +25,10 @@ let package = Package(
                        providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3",
                        providers: [.apt(["libfuse3-dev"])]),
+        // Linux calls the Glibc module leaves out (extended attributes).
+        .systemLibrary(name: "CLinux"),
         // File descriptors, errno, paths, locks and the error type with its exit statuses.
-        .target(name: "FSPFSystem", swiftSettings: strict),
+        .target(name: "FSPFSystem", dependencies: ["CLinux"], swiftSettings: strict),
         // Thin wrappers over libsodium and OpenSSL: randomness, guarded key memory, constant-time
         // comparison, SHA-256, HMAC, HKDF, AES-256-GCM, hex. No volume format.
         .target(name: "FSPFCrypto", dependencies: ["COpenSSL", "CSodium"], swiftSettings: strict),
@@ -34,7 +36,7 @@ let package = Package(
         .target(name: "FSPFCore", dependencies: ["FSPFSystem", "FSPFCrypto", "COpenSSL", "CSodium"], swiftSettings: strict),
         // Evidence verification (SGX DCAP quotes, Azure Attestation tokens, simulated evidence)
         // and the release policy; pure functions of their inputs and a clock, no network.
-        .target(name: "FSPFAttestation", dependencies: ["FSPFCrypto", "COpenSSL", "CSodium"], swiftSettings: strict),
+        .target(name: "FSPFAttestation", dependencies: ["FSPFSystem", "FSPFCrypto", "COpenSSL", "CSodium"], swiftSettings: strict),
         // How keys reach a process: files, environment, descriptors, a local agent's URL, the
         // key broker (evidence from the runtime, sealed reply); HTTP(S) on OpenSSL.
         .target(name: "FSPFProvisioning", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "COpenSSL", "CSodium"],

@@ -34,6 +34,13 @@ public struct SHA256: ~Copyable {
         return out
     }
 
+    /// Writes the 32-byte digest into `out` (no allocation: the writer's per-chunk path).
+    public consuming func finish(into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count == SHA256.size)
+        var n: UInt32 = 0
+        _ = EVP_DigestFinal_ex(ctx, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &n)
+    }
+
     public static func hash(_ bytes: [UInt8]) -> [UInt8] {
         var h = SHA256()
         h.update(bytes)

@@ -15,6 +15,8 @@ public struct MountConfiguration: Sendable {
     public var tag: [UInt8]?
     public var tagFromKeySource = false
     public var skipTagCheck = false
+    /// Mount a format-1 volume under an expected tag (FORMAT.md §13).
+    public var acceptVersion1 = false
     public var foreground = false
     public var allowOther = false
     /// Run as this user (name or name:group) once mounted.
@@ -58,7 +60,8 @@ public enum MountDaemon {
 
         // Open the volume before mounting: with mount-over, its directory is the mount point.
         let reader = try VolumeReader(path: config.volume, keys: try VolumeKeys(key: material.key), expectedTag: expected,
-                                      cacheBytes: config.cacheBytes)
+                                      acceptVersion1: config.acceptVersion1, cacheBytes: config.cacheBytes)
+        if reader.version == .v1 { logger.warning("\(FormatWarning.version1(reader.metadataPath).dropFirst("warning: ".count))") }
         let mountpoint = try checkMountpoint(config.mountpoint)
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
@@ -95,7 +98,7 @@ public enum MountDaemon {
             throw FSPFError.mountFailed(path: mountpoint, reason: "the kernel refused the mount (see the line above)")
         }
         logger.info("mounted", metadata: ["volume": "\(reader.metadataPath)", "mountpoint": "\(mountpoint)",
-                                          "tag": "\(Hex.encode(reader.tag))", "files": "\(reader.entries.count)"])
+                                          "tag": "\(Hex.encode(reader.tag.full))", "files": "\(reader.entries.count)"])
 
         if !config.foreground {
             // Parent: wait until the child reports the mount initialised, then exit 0.

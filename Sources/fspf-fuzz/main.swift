@@ -38,7 +38,7 @@ enum Fuzz {
             let file = sealRaw(Array(data))
             let path = directory + "/volume.fspf"
             guard (try? FileSystem.writeAtomically(path, file)) != nil,
-                  let reader = try? VolumeReader(path: directory, keys: keys) else { return }
+                  let reader = try? VolumeReader(path: directory, keys: keys, acceptVersion1: true) else { return }
             var buffer = [UInt8](repeating: 0, count: 256)
             for (i, e) in reader.entries.enumerated() {
                 _ = try? reader.list(e.path)
@@ -147,10 +147,13 @@ enum Fuzz {
         }()
     }
 
-    /// A volume.fspf whose sealed plaintext is exactly `plaintext`.
+    /// A volume.fspf whose sealed plaintext is exactly `plaintext`, in the format version the
+    /// plaintext names (so both versions' decoders and readers are reached).
     static func sealRaw(_ plaintext: [UInt8]) -> [UInt8] {
         let nonce = [UInt8](repeating: 7, count: 12)
-        let header = SealedMetadata.header(reproducible: false, nonce: nonce, commitment: keys.commitment(nonce: nonce), length: plaintext.count)
+        let version: FormatVersion = plaintext.count >= 10 && plaintext[8] == 1 && plaintext[9] == 0 ? .v1 : .v2
+        let header = SealedMetadata.header(version: version, reproducible: false, nonce: nonce,
+                                           commitment: keys.commitment(nonce: nonce), length: plaintext.count)
         var data = plaintext
         let tag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &data)
         return header + data + tag
@@ -158,7 +161,9 @@ enum Fuzz {
 
     /// Seeds from real structures: the reference-like metadata, headers, keys, agent answers.
     static func writeSeeds(_ root: String) throws {
-        let entries = [
+        let xattrs = [ExtendedAttribute(name: Array("security.capability".utf8), value: [1, 0, 0, 2]),
+                      ExtendedAttribute(name: Array("user.x".utf8), value: Array("y".utf8))]
+        var entries = [
             Entry(path: "d", mode: 0o755, mtimeSeconds: 1, mtimeNanoseconds: 2, content: .directory),
             Entry(path: "d/f", mode: 0o644, mtimeSeconds: 3, mtimeNanoseconds: 4, content: .file(size: 5, region: .encrypted,
                 protection: ProtectedFile(kind: .encrypted, chunkSize: 4096, storedSize: 4096, fileID: Array(repeating: 1, count: 32),
@@ -169,14 +174,28 @@ enum Fuzz {
             Entry(path: "l", mode: 0o777, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .symlink(target: Array("d/f".utf8))),
             Entry(path: "n", mode: 0o644, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .file(size: 3, region: .notProtected, protection: nil, plain: "n")),
         ]
-        let metadata = VolumeMetadata(reproducible: false, regions: [Region(path: "", kind: .encrypted, chunkSize: 4096),
-                                                                     Region(path: "d/a", kind: .authenticated, chunkSize: 4096)], entries: entries)
+        let regions = [Region(path: "", kind: .encrypted, chunkSize: 4096), Region(path: "d/a", kind: .authenticated, chunkSize: 4096)]
+        let v1 = VolumeMetadata(version: .v1, reproducible: false, regions: regions, entries: entries)
+        // Version 2: owners, extended attributes, a hard link, a file with holes.
+        entries[1].uid = 185
+        entries[1].gid = 185
+        entries[1].xattrs = xattrs
+        entries.insert(Entry(path: "d/big", mode: 0o600, mtimeSeconds: 5, mtimeNanoseconds: 6, content: .file(size: 40960, region: .encrypted,
+            protection: ProtectedFile(kind: .encrypted, chunkSize: 4096, storedSize: 40960, fileID: Array(repeating: 5, count: 32),
+                                      root: Array(repeating: 6, count: 32), object: ".fspf-objects/05/05",
+                                      holes: [HoleSpan(first: 1, count: 2), HoleSpan(first: 5, count: 4)]), plain: nil)), at: 1)
+        var link = entries[2]
+        link.path = "d/g"
+        link.linkOf = 2
+        entries.insert(link, at: 3)
+        let rootEntry = Entry(path: "", mode: 0o700, mtimeSeconds: 7, mtimeNanoseconds: 8, content: .directory, uid: 1000, gid: 1000, xattrs: xattrs)
+        let metadata = VolumeMetadata(version: .v2, reproducible: false, regions: regions, root: rootEntry, entries: entries)
         let hex = String(repeating: "ab", count: 32), tag = String(repeating: "cd", count: 16)
         // The quote and the collateral seed themselves from fixtures/attestation (scripts/fuzz.sh).
         let seeds: [String: [[UInt8]]] = [
-            "metadata": [metadata.encoded()],
-            "header": [SealedMetadata.seal(metadata, keys: keys).file],
-            "open": [metadata.encoded()],
+            "metadata": [metadata.encoded(), v1.encoded()],
+            "header": [SealedMetadata.seal(metadata, keys: keys).file, SealedMetadata.seal(v1, keys: keys).file],
+            "open": [metadata.encoded(), v1.encoded()],
             "key": [Array(hex.utf8), Array((hex + "\n").utf8), [UInt8](repeating: 0xab, count: 32), Array(tag.utf8)],
             "resource": [Array("HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n\(hex)".utf8),
                          Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n\(hex)\r\n0\r\n\r\n".utf8),

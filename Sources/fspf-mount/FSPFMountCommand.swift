@@ -44,9 +44,11 @@ struct FSPFMountCommand: ParsableCommand {
     @Option(name: .long, help: "simulated: the attester key file (fspf attester init).") var attesterKey: String?
     @Option(name: .long, help: "simulated: claim this MRENCLAVE (64 hex) instead of fspf-mount's own SHA-256.") var simulatedMrenclave: String?
 
-    @Option(name: .long, help: "Expected volume tag (32 hex digits).") var tag: String?
+    @Option(name: .long, help: "Expected volume tag: the full tag (64 hex digits) or SCONE's short one (32).") var tag: String?
     @Option(name: .long, help: "Environment variable holding the expected tag (e.g. SCONE_FSPF_TAG).") var tagEnv: String?
     @Flag(name: .long, help: "Mount without an expected tag (no rollback protection; logs a warning).") var noTagCheck = false
+    @Flag(name: .customLong("accept-v1"), help: "Mount a format-1 volume under an expected tag (its tag does not bind against key holders).")
+    var acceptV1 = false
 
     @Flag(name: .long, help: "Stay in the foreground.") var foreground = false
     @Option(name: .customShort("o"), help: "Mount option: only allow_other is accepted.") var mountOptions: [String] = []
@@ -68,6 +70,7 @@ struct FSPFMountCommand: ParsableCommand {
             config.readaheadKiB = max(0, readaheadKb)
             config.logLevel = level
             config.skipTagCheck = noTagCheck
+            config.acceptVersion1 = acceptV1
             for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
                 guard o == "allow_other" else { throw FSPFError.usage("-o \(o): only allow_other is supported (the mount is always ro)") }
                 config.allowOther = true

@@ -54,7 +54,7 @@ struct Volume {
     o.chunkSize = chunk
     o.regions = [Region(path: "auth", kind: .authenticated, chunkSize: chunk), Region(path: "logs", kind: .notProtected, chunkSize: chunk)]
     let r = try VolumeWriter.encrypt(input: input, output: output, keys: keys, options: o)
-    return Volume(path: output, keys: keys, tag: r.tag, original: tree, excluded: Set(tree.keys.filter { $0.hasPrefix("logs/") }))
+    return Volume(path: output, keys: keys, tag: r.tag.full, original: tree, excluded: Set(tree.keys.filter { $0.hasPrefix("logs/") }))
 }
 
 /// Detected: the volume does not open with its pinned tag, or verify reports a problem.

@@ -35,6 +35,16 @@ struct Encrypt: ParsableCommand {
     @Flag(name: .long, help: "Same key and same input give a byte-identical volume and tag.")
     var reproducible = false
 
+    @Option(name: .long, help: ArgumentHelp("Leave out files and directories matching this pattern (repeatable).",
+        discussion: "A pattern with a '/' matches the path below the input (a leading '/' anchors it there), one without a name at any depth; * ? [ ] as in the shell."))
+    var exclude: [String] = []
+
+    @Flag(name: .long, help: "Do not record extended attributes (by default every one is kept, security.capability included).")
+    var noXattrs = false
+
+    @Flag(name: .long, help: "Store holes of sparse files like data (by default they stay holes, which shows where they are on disk).")
+    var dense = false
+
     @Option(name: .long, help: "Worker threads (default: all cores).")
     var threads: Int?
 
@@ -50,6 +60,9 @@ struct Encrypt: ParsableCommand {
             var options = WriterOptions()
             if let c = chunkSize { options.chunkSize = try parseSize(c, option: "--chunk-size") }
             options.reproducible = reproducible
+            options.excludes = exclude
+            options.xattrs = !noXattrs
+            options.sparse = !dense
             if reproducible, let epoch = getenv("SOURCE_DATE_EPOCH"), let t = Int64(String(cString: epoch)) {
                 options.reproducibleTime = t
             }
@@ -81,7 +94,7 @@ struct Encrypt: ParsableCommand {
                 result = try VolumeWriter.write(sources: sources, metadataPath: input, keys: keys, options: options)
             }
             if let path = report.keyOut { try writeKeyFile(path, keys.key) }
-            let registered = try registration.perform(key: keys.key, tag: result.tag,
+            let registered = try registration.perform(key: keys.key, tag: result.tag.full,
                                                       defaultName: out.map { String($0.split(separator: "/").last ?? "") })
             // A key handed to the key server stays off standard output.
             let r = EncryptReport(metadataPath: result.metadataPath, tag: result.tag,

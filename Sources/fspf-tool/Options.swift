@@ -31,13 +31,23 @@ struct KeyOptions: ParsableArguments {
 }
 
 struct TagOptions: ParsableArguments {
-    @Option(name: .long, help: "Expected volume tag (32 hex digits); any other version is refused.")
+    @Option(name: .long, help: "Expected volume tag: the full tag (64 hex digits) or SCONE's short one (32); any other version is refused.")
     var tag: String?
 
     @Option(name: .long, help: "Read the expected tag from this environment variable.")
     var tagEnv: String?
 
+    @Flag(name: .customLong("accept-v1"), help: "Open a format-1 volume under --tag (its tag does not bind against key holders).")
+    var acceptV1 = false
+
     func expected() throws -> [UInt8]? { try expectedTag(hex: tag, environment: tagEnv) }
+
+    /// Opens the volume with the expected tag, warning once when it is a format-1 volume.
+    func open(_ volume: String, keys: VolumeKeys) throws -> VolumeReader {
+        let reader = try VolumeReader(path: volume, keys: keys, expectedTag: try expected(), acceptVersion1: acceptV1)
+        if reader.version == .v1 { Console.error(FormatWarning.version1(reader.metadataPath)) }
+        return reader
+    }
 }
 
 struct ReportOptions: ParsableArguments {

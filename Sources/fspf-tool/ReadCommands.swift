@@ -18,7 +18,7 @@ struct Verify: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let tag = try expected.expected()
-            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: tag)
+            let reader = try expected.open(volume, keys: try key.required())
             let report = Verifier.verify(reader)
             for p in report.problems { Console.error(p.description) }
             if !report.ok {
@@ -26,7 +26,8 @@ struct Verify: ParsableCommand {
             }
             if !quiet {
                 Console.out("OK \(reader.metadataPath): \(report.filesChecked) files, \(report.chunksChecked) chunks, "
-                            + "\(report.bytesChecked) bytes verified; tag \(Hex.encode(reader.tag))")
+                            + "\(report.bytesChecked) bytes verified; tag \(Hex.encode(reader.tag.short))"
+                            + (reader.version == .v1 ? "" : ", full tag \(Hex.encode(reader.tag.full))"))
                 if tag == nil {
                     Console.error("warning: no --tag given: a complete older version of the volume would also verify")
                 }
@@ -69,7 +70,7 @@ struct List: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: try expected.expected())
+            let reader = try expected.open(volume, keys: try key.required())
             let base = try Paths.normalize(path)
             if recursive {
                 for e in reader.entries where Paths.isWithin(e.path, base) && e.path != base {
@@ -92,7 +93,7 @@ struct Cat: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: try expected.expected())
+            let reader = try expected.open(volume, keys: try key.required())
             guard let i = try reader.entryIndex(path) else { throw FSPFError.badInput(path: path, reason: "is a directory") }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
             defer { buffer.deallocate() }
@@ -125,7 +126,7 @@ struct Decrypt: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let reader = try VolumeReader(path: volume, keys: try key.required(), expectedTag: try expected.expected())
+            let reader = try expected.open(volume, keys: try key.required())
             try Exporter.decrypt(reader, to: out)
         }
     }
@@ -142,7 +143,8 @@ struct Info: ParsableCommand {
             let info = try VolumeInfo(path: volume)
             info.publicLines.forEach(Console.out)
             if let source = try key.source {
-                VolumeInfo.contentLines(try VolumeReader(path: volume, keys: try VolumeKeys(key: source.load()))).forEach(Console.out)
+                VolumeInfo.contentLines(try VolumeReader(path: volume, keys: try VolumeKeys(key: source.load()), acceptVersion1: true))
+                    .forEach(Console.out)
             }
         }
     }

@@ -83,10 +83,10 @@ struct Show: ParsableCommand {
                 return
             }
             let info = try VolumeInfo(path: file)
-            if tag { Console.out(Hex.encode(info.header.tag)); return }
+            if tag { Console.out(Hex.encode(info.header.tag.short)); return }
             info.publicLines.forEach(Console.out)
             if let source = try key.source {
-                let reader = try VolumeReader(path: file, keys: try VolumeKeys(key: source.load()))
+                let reader = try VolumeReader(path: file, keys: try VolumeKeys(key: source.load()), acceptVersion1: true)
                 VolumeInfo.contentLines(reader).forEach(Console.out)
                 for e in reader.entries { Console.out(Listing.line(e, long: true)) }
             }

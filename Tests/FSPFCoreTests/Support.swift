@@ -81,8 +81,8 @@ func encrypt(_ input: String, _ output: String, _ keys: VolumeKeys, _ o: WriterO
 }
 
 /// Reads every file of the volume through a fresh reader.
-func readAll(_ volume: String, _ keys: VolumeKeys, tag: [UInt8]? = nil) throws -> [String: [UInt8]] {
-    let r = try VolumeReader(path: volume, keys: keys, expectedTag: tag)
+func readAll(_ volume: String, _ keys: VolumeKeys, tag: [UInt8]? = nil, acceptVersion1: Bool = false) throws -> [String: [UInt8]] {
+    let r = try VolumeReader(path: volume, keys: keys, expectedTag: tag, acceptVersion1: acceptVersion1)
     var out: [String: [UInt8]] = [:]
     for e in r.entries { if case .file = e.content { out[e.path] = try r.read(e.path) } }
     return out

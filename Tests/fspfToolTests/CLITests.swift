@@ -28,13 +28,17 @@ import FSPFTestSupport
         let s = Sandbox()
         s.makeInput()
         let env = s.sh("fspf encrypt in --out v1 --format env --env-prefix DRIVER_MAIN_FSPF > env.sh && . ./env.sh && "
-                       + "fspf verify v1 --key-env DRIVER_MAIN_FSPF_KEY --tag-env DRIVER_MAIN_FSPF_TAG --quiet && cat env.sh")
+                       + "fspf verify v1 --key-env DRIVER_MAIN_FSPF_KEY --tag-env DRIVER_MAIN_FSPF_TAG --quiet && "
+                       + "fspf verify v1 --key-env DRIVER_MAIN_FSPF_KEY --tag $DRIVER_MAIN_FSPF_FULL_TAG --quiet && cat env.sh")
         #expect(env.status == 0, "\(env.err)")
-        #expect(env.out.range(of: #"^export DRIVER_MAIN_FSPF_KEY=[0-9a-f]{64}\nexport DRIVER_MAIN_FSPF_TAG=[0-9a-f]{32}\n$"#, options: .regularExpression) != nil)
+        #expect(env.out.range(of: #"^export DRIVER_MAIN_FSPF_KEY=[0-9a-f]{64}\nexport DRIVER_MAIN_FSPF_TAG=([0-9a-f]{32})\n"#
+                                  + #"export DRIVER_MAIN_FSPF_FULL_TAG=\1[0-9a-f]{32}\n$"#, options: .regularExpression) != nil, "\(env.out)")
 
         let json = s.sh("fspf encrypt in --out v2 --format json")
         let obj = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
         #expect((obj?["tag"] as? String)?.count == 32 && (obj?["key"] as? String)?.count == 64)
+        #expect((obj?["full_tag"] as? String)?.hasPrefix(obj?["tag"] as? String ?? "-") == true && (obj?["full_tag"] as? String)?.count == 64)
+        #expect(obj?["format"] as? Int == 2)
         #expect(obj?["files"] as? Int == 3 && obj?["metadata"] as? String == "v2/volume.fspf")
 
         let keyOut = s.sh("fspf encrypt in --out v3 --key-out k.hex && stat -c %a k.hex")
@@ -134,7 +138,7 @@ import FSPFTestSupport
             """)
         #expect(r.status == 10)
         let lines = r.err.split(separator: "\n")
-        #expect(lines.filter { $0.contains("chunk 1 (bytes 65536-131071): authentication failed") }.count == 2, "\(r.err)")
+        #expect(lines.filter { $0.contains("chunk 1 (bytes 65536-131071): data does not match the hash in its tag tree") }.count == 2, "\(r.err)")
         #expect(lines.contains { $0.contains("stray") && $0.contains("unexpected file") })
         #expect(s.sh("fspf cat vol a --key-file k > /dev/null").status == 10)
     }
@@ -152,7 +156,7 @@ import FSPFTestSupport
     @Test func interruptLeavesNothingThatOpens() throws {
         let s = Sandbox()
         #expect(s.sh("mkdir in && truncate -s 3G in/big").status == 0)
-        let pid = Tool.spawn([Tool.binary, "encrypt", "in", "--out", "vol", "--threads", "1"], cwd: s.path)
+        let pid = Tool.spawn([Tool.binary, "encrypt", "in", "--out", "vol", "--threads", "1", "--dense"], cwd: s.path)
         usleep(400_000)
         kill(pid, SIGINT)
         let r = Tool.wait(pid, cwd: s.path)

@@ -1,10 +1,10 @@
 import FSPFCrypto
 import FSPFSystem
 
-/// The sealed metadata file `volume.fspf` (docs/FORMAT.md §3):
+/// The sealed metadata file `volume.fspf` (docs/FORMAT.md §4):
 ///
 ///     0   8  magic "FSPFVOL\0"
-///     8   2  format version (1)
+///     8   2  format version (2; 1 is read)
 ///    10   2  flags (bit 0: reproducible)
 ///    12   4  zero
 ///    16  12  GCM nonce
@@ -12,20 +12,19 @@ import FSPFSystem
 ///    32  32  key commitment HMAC(commitment key, "commit" ‖ nonce)
 ///    64   8  ciphertext length n
 ///    72   n  metadata ciphertext
-///  72+n  16  GCM tag = the volume tag
+///  72+n  16  GCM tag
 ///
-/// The 72 header bytes are the GCM additional data, so every byte of the file is covered
-/// by the tag.
+/// The 72 header bytes are the GCM additional data, so every byte of the file is authenticated
+/// under the key; the volume tag (`VolumeTag`) is a SHA-256 over every byte of the file.
 public enum SealedMetadata {
     public static let magic = Array("FSPFVOL\0".utf8)
-    public static let formatVersion: UInt16 = 1
     public static let headerSize = 72
     public static let fileName = "volume.fspf"
 
-    static func header(reproducible: Bool, nonce: [UInt8], commitment: [UInt8], length: Int) -> [UInt8] {
+    static func header(version: FormatVersion, reproducible: Bool, nonce: [UInt8], commitment: [UInt8], length: Int) -> [UInt8] {
         var w = ByteWriter()
         w.put(magic)
-        w.put(formatVersion)
+        w.put(version.rawValue)
         w.put(UInt16(reproducible ? 1 : 0))
         w.put(UInt32(0))
         w.put(nonce)
@@ -35,26 +34,29 @@ public enum SealedMetadata {
         return w.bytes
     }
 
-    /// Seals `metadata`; returns the file's bytes and the volume tag.
-    static func seal(_ metadata: VolumeMetadata, keys: VolumeKeys) -> (file: [UInt8], tag: [UInt8]) {
+    /// Seals `metadata` (in its own format version); returns the file's bytes and the volume tag.
+    static func seal(_ metadata: VolumeMetadata, keys: VolumeKeys) -> (file: [UInt8], tag: VolumeTag) {
         var plaintext = metadata.encoded()
+        defer { plaintext.withUnsafeMutableBytes { Sodium.zero($0) } }
         // Reproducible: a synthetic nonce from the plaintext, so equal input gives equal output
-        // and different plaintexts get different nonces (SIV-style, FORMAT.md §6).
+        // and different plaintexts get different nonces (SIV-style, FORMAT.md §9).
         let nonce = metadata.reproducible
             ? Array(keys.identity("metadata nonce", SHA256.hash(plaintext)).prefix(12))
             : Sodium.randomBytes(12)
-        let header = header(reproducible: metadata.reproducible, nonce: nonce,
+        let header = header(version: metadata.version, reproducible: metadata.reproducible, nonce: nonce,
                             commitment: keys.commitment(nonce: nonce), length: plaintext.count)
-        let tag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &plaintext)
-        return (header + plaintext + tag, tag)
+        var ciphertext = plaintext
+        let gcmTag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &ciphertext)
+        let file = header + ciphertext + gcmTag
+        return (file, VolumeTag.of(file: file, version: metadata.version))
     }
 
     /// What can be read without the key.
     public struct PublicHeader: Sendable {
-        public var version: UInt16
+        public var version: FormatVersion
         public var reproducible: Bool
         public var ciphertextLength: UInt64
-        public var tag: [UInt8]
+        public var tag: VolumeTag
     }
 
     public static func parseHeader(_ file: [UInt8], path: String) throws -> PublicHeader {
@@ -62,9 +64,9 @@ public enum SealedMetadata {
         guard file.count >= headerSize + 16, try r.get(count: 8, "magic") == magic else {
             throw FSPFError.badInput(path: path, reason: "not an FSPF volume (bad magic)")
         }
-        let version = try r.get(UInt16.self, "version")
-        guard version == formatVersion else {
-            throw FSPFError.badInput(path: path, reason: "unsupported format version \(version) (this fspf reads version \(formatVersion))")
+        let raw = try r.get(UInt16.self, "version")
+        guard let version = FormatVersion(rawValue: raw) else {
+            throw FSPFError.badInput(path: path, reason: "unsupported format version \(raw) (this fspf reads versions 1 and 2)")
         }
         let flags = try r.get(UInt16.self, "flags")
         _ = try r.get(UInt32.self, "reserved")
@@ -76,13 +78,15 @@ public enum SealedMetadata {
             throw FSPFError.integrity(path: path, reason: "metadata is \(file.count) bytes, its header announces \(length) bytes of ciphertext")
         }
         return PublicHeader(version: version, reproducible: flags & 1 != 0, ciphertextLength: length,
-                            tag: Array(file[(file.count - 16)...]))
+                            tag: VolumeTag.of(file: file, version: version))
     }
 
     /// Opens a sealed metadata file. Order: format, key commitment (wrong key), expected tag
-    /// (rollback / substitution), then GCM authentication (tampering).
-    static func open(_ file: [UInt8], keys: VolumeKeys, expectedTag: [UInt8]?, path: String)
-        throws -> (VolumeMetadata, tag: [UInt8]) {
+    /// (rollback / substitution), then GCM authentication (tampering). A version-1 volume is
+    /// refused under an expected tag unless `acceptVersion1`: anyone with the key can make a
+    /// version-1 volume whose tag is any 16 bytes, a version-2 volume's short tag included.
+    static func open(_ file: [UInt8], keys: VolumeKeys, expectedTag: [UInt8]?, acceptVersion1: Bool, path: String)
+        throws -> (VolumeMetadata, tag: VolumeTag) {
         let header = try parseHeader(file, path: path)
         let reserved = Array(file[12..<16]) + Array(file[28..<32])
         guard reserved.allSatisfy({ $0 == 0 }), Array(file[10..<12]) == [header.reproducible ? 1 : 0, 0] else {
@@ -92,18 +96,26 @@ public enum SealedMetadata {
         guard Sodium.equal(keys.commitment(nonce: nonce), Array(file[32..<64])) else {
             throw FSPFError.wrongKey(path: path)
         }
-        if let expected = expectedTag, !Sodium.equal(expected, header.tag) {
-            throw FSPFError.integrity(path: path, reason:
-                "volume tag \(Hex.encode(header.tag)) is not the expected \(Hex.encode(expected)) (an older, newer or different volume)")
+        if let expected = expectedTag {
+            if header.version == .v1 && !acceptVersion1 {
+                throw FSPFError.badInput(path: path, reason: "format version 1: its tag binds only against those without the key "
+                                         + "(a key holder can make a version-1 volume with any tag); convert it with "
+                                         + "'fspf upgrade', or accept it with --accept-v1")
+            }
+            guard header.tag.matches(expected) else {
+                throw FSPFError.integrity(path: path, reason:
+                    "volume tag \(Hex.encode(expected.count == VolumeTag.fullSize ? header.tag.full : header.tag.short)) "
+                    + "is not the expected \(Hex.encode(expected)) (an older, newer or different volume)")
+            }
         }
         var data = Array(file[headerSize..<(file.count - 16)])
-        guard ChunkCipher.openMetadata(keys, nonce: nonce, aad: Array(file[0..<headerSize]), data: &data, tag: header.tag) else {
+        guard ChunkCipher.openMetadata(keys, nonce: nonce, aad: Array(file[0..<headerSize]), data: &data, tag: Array(file.suffix(16))) else {
             throw FSPFError.integrity(path: path, reason: "metadata authentication failed")
         }
         defer { data.withUnsafeMutableBytes { Sodium.zero($0) } }
         let metadata = try VolumeMetadata.decode(data, context: path)
-        guard metadata.reproducible == header.reproducible else {
-            throw FSPFError.integrity(path: path, reason: "metadata flags disagree with header")
+        guard metadata.reproducible == header.reproducible, metadata.version == header.version else {
+            throw FSPFError.integrity(path: path, reason: "metadata flags or version disagree with the header")
         }
         return (metadata, header.tag)
     }
@@ -112,7 +124,7 @@ public enum SealedMetadata {
 /// The 64-byte header of every object file (docs/FORMAT.md §5).
 ///
 ///     0  8  magic "FSPFOBJ\0"
-///     8  2  format version (1)
+///     8  2  format version
 ///    10  1  kind (1 encrypted, 2 authenticated)
 ///    11  5  zero
 ///    16 32  file ID
@@ -121,10 +133,10 @@ public enum ObjectHeader {
     public static let size = 64
     static let magic = Array("FSPFOBJ\0".utf8)
 
-    static func bytes(kind: ChunkKind, fileID: [UInt8]) -> [UInt8] {
+    static func bytes(version: FormatVersion, kind: ChunkKind, fileID: [UInt8]) -> [UInt8] {
         var w = ByteWriter()
         w.put(magic)
-        w.put(SealedMetadata.formatVersion)
+        w.put(version.rawValue)
         w.put(kind.rawValue)
         w.put([UInt8](repeating: 0, count: 5))
         w.put(fileID)

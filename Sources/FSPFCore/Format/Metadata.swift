@@ -39,10 +39,32 @@ public struct Region: Equatable, Sendable, Codable {
     }
 }
 
+/// A run of chunks that are holes: never written, read as zeros (docs/FORMAT.md §7).
+public struct HoleSpan: Equatable, Sendable {
+    public var first: UInt64
+    public var count: UInt64
+    public init(first: UInt64, count: UInt64) { self.first = first; self.count = count }
+    public var end: UInt64 { first + count }
+}
+
+extension Array where Element == HoleSpan {
+    /// Whether chunk `c` lies in one of these sorted spans (binary search).
+    func containsChunk(_ c: UInt64) -> Bool {
+        if isEmpty { return false }
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if self[mid].end <= c { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < count && self[lo].first <= c
+    }
+}
+
 /// The protection record of an encrypted or authenticated file.
 public struct ProtectedFile: Equatable, Sendable {
     public static let idSize = 32
 
+    public var version: FormatVersion
     public var kind: ChunkKind
     public var chunkSize: UInt32
     /// Bytes of data the chunks cover: the Padmé-padded size for encrypted files, the file
@@ -52,12 +74,26 @@ public struct ProtectedFile: Equatable, Sendable {
     public var root: [UInt8]
     /// The object (header, [ciphertext,] tag tree), relative to the volume directory.
     public var object: String
+    /// Hole chunks, sorted, disjoint and not adjacent (version 2 only).
+    public var holes: [HoleSpan]
+
+    public init(version: FormatVersion = .current, kind: ChunkKind, chunkSize: UInt32, storedSize: UInt64, fileID: [UInt8],
+                root: [UInt8], object: String, holes: [HoleSpan] = []) {
+        self.version = version
+        self.kind = kind
+        self.chunkSize = chunkSize
+        self.storedSize = storedSize
+        self.fileID = fileID
+        self.root = root
+        self.object = object
+        self.holes = holes
+    }
 
     public var chunkCount: UInt64 {
         max(1, (storedSize + UInt64(chunkSize) - 1) / UInt64(chunkSize))
     }
 
-    public var geometry: TreeGeometry { TreeGeometry(chunkCount: chunkCount) }
+    public var geometry: TreeGeometry { TreeGeometry(chunkCount: chunkCount, version: version) }
 
     /// Offset of the tag tree inside the object.
     public var treeOffset: UInt64 {
@@ -65,6 +101,12 @@ public struct ProtectedFile: Equatable, Sendable {
     }
 
     public var objectSize: UInt64 { treeOffset + geometry.byteCount }
+
+    /// Whether chunk `c` is a hole.
+    public func isHole(_ c: UInt64) -> Bool { holes.containsChunk(c) }
+
+    /// Bytes of the file that are holes (for st_blocks).
+    public var holeBytes: UInt64 { holes.reduce(0) { $0 + $1.count } * UInt64(chunkSize) }
 }
 
 public enum EntryContent: Equatable, Sendable {
@@ -74,12 +116,43 @@ public enum EntryContent: Equatable, Sendable {
     case file(size: UInt64, region: RegionKind, protection: ProtectedFile?, plain: String?)
 }
 
+/// An extended attribute (`user.*`, `security.*`, `trusted.*`, `system.posix_acl_*`).
+public struct ExtendedAttribute: Equatable, Sendable {
+    public var name: [UInt8]
+    public var value: [UInt8]
+    public init(name: [UInt8], value: [UInt8]) { self.name = name; self.value = value }
+    public static let maximumNameLength = 255
+    public static let maximumValueLength = 65536
+}
+
 public struct Entry: Equatable, Sendable {
     public var path: String
+    /// Permission bits (and setuid, setgid, sticky).
     public var mode: UInt32
     public var mtimeSeconds: Int64
     public var mtimeNanoseconds: UInt32
     public var content: EntryContent
+    /// Owner (version 2; version-1 volumes record none and read as 0).
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Sorted by name (version 2).
+    public var xattrs: [ExtendedAttribute]
+    /// For the second and later paths of a hard-linked file: the index of its first path, whose
+    /// content and attributes this entry shares (version 2).
+    public var linkOf: Int?
+
+    public init(path: String, mode: UInt32, mtimeSeconds: Int64, mtimeNanoseconds: UInt32, content: EntryContent,
+                uid: UInt32 = 0, gid: UInt32 = 0, xattrs: [ExtendedAttribute] = [], linkOf: Int? = nil) {
+        self.path = path
+        self.mode = mode
+        self.mtimeSeconds = mtimeSeconds
+        self.mtimeNanoseconds = mtimeNanoseconds
+        self.content = content
+        self.uid = uid
+        self.gid = gid
+        self.xattrs = xattrs
+        self.linkOf = linkOf
+    }
 
     public var size: UInt64 {
         switch content {
@@ -90,29 +163,35 @@ public struct Entry: Equatable, Sendable {
     }
 
     public var isDirectory: Bool { if case .directory = content { return true } else { return false } }
+    public var isFile: Bool { if case .file = content { return true } else { return false } }
 }
 
 /// Everything the sealed metadata holds (docs/FORMAT.md §4).
 public struct VolumeMetadata: Equatable, Sendable {
     public static let magic = Array("FSPFMETA".utf8)
-    public static let version: UInt16 = 1
 
+    public var version: FormatVersion
     public var reproducible: Bool
     public var regions: [Region]
-    /// Sorted by path bytes; the root directory is implicit.
+    /// The root directory's attributes (version 2; nil in version 1, which records none).
+    public var root: Entry?
+    /// Sorted by path bytes; the root directory is not among them.
     public var entries: [Entry]
 
-    public init(reproducible: Bool, regions: [Region], entries: [Entry]) {
+    public init(version: FormatVersion = .current, reproducible: Bool, regions: [Region], root: Entry? = nil, entries: [Entry]) {
+        self.version = version
         self.reproducible = reproducible
         self.regions = regions
+        self.root = root
         self.entries = entries
     }
 
-    /// Encodes and pads with zeros to the Padmé length, hiding the exact size of the listing.
+    /// Encodes in `version`'s layout and pads with zeros to the Padmé length, hiding the exact
+    /// size of the listing.
     public func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.put(VolumeMetadata.magic)
-        w.put(VolumeMetadata.version)
+        w.put(version.rawValue)
         w.put(UInt16(reproducible ? 1 : 0))
         w.put(UInt32(regions.count))
         for r in regions {
@@ -120,20 +199,33 @@ public struct VolumeMetadata: Equatable, Sendable {
             w.put(r.chunkSize)
             w.putString(Array(r.path.utf8))
         }
+        if version == .v2 { Self.putAttributes(root ?? Entry(path: "", mode: 0o755, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .directory), &w) }
         w.put(UInt32(entries.count))
         for e in entries {
             w.putString(Array(e.path.utf8))
-            w.put(e.mode)
-            w.put(e.mtimeSeconds)
-            w.put(e.mtimeNanoseconds)
+            if version == .v1 {
+                precondition(e.linkOf == nil && e.xattrs.isEmpty && e.uid == 0 && e.gid == 0, "not expressible in format version 1")
+                w.put(e.mode)
+                w.put(e.mtimeSeconds)
+                w.put(e.mtimeNanoseconds)
+            }
+            if let target = e.linkOf {
+                w.put(UInt8(4))
+                w.put(UInt32(target))
+                continue
+            }
+            switch e.content {
+            case .directory: w.put(UInt8(1))
+            case .symlink: w.put(UInt8(3))
+            case .file: w.put(UInt8(2))
+            }
+            if version == .v2 { Self.putAttributes(e, &w) }
             switch e.content {
             case .directory:
-                w.put(UInt8(1))
+                break
             case .symlink(let target):
-                w.put(UInt8(3))
                 w.putString(target)
             case .file(let size, let region, let p, let plain):
-                w.put(UInt8(2))
                 w.put(region.rawValue)
                 w.put(size)
                 if let p {
@@ -142,6 +234,12 @@ public struct VolumeMetadata: Equatable, Sendable {
                     w.put(p.fileID)
                     w.put(p.root)
                     w.putString(Array(p.object.utf8))
+                    if version == .v2 {
+                        w.put(UInt32(p.holes.count))
+                        for h in p.holes { w.put(h.first); w.put(h.count) }
+                    } else {
+                        precondition(p.holes.isEmpty, "not expressible in format version 1")
+                    }
                 }
                 if let plain { w.putString(Array(plain.utf8)) }
             }
@@ -151,15 +249,30 @@ public struct VolumeMetadata: Equatable, Sendable {
         return w.bytes
     }
 
+    /// mode ‖ uid ‖ gid ‖ mtime ‖ extended attributes (version 2).
+    private static func putAttributes(_ e: Entry, _ w: inout ByteWriter) {
+        w.put(e.mode)
+        w.put(e.uid)
+        w.put(e.gid)
+        w.put(e.mtimeSeconds)
+        w.put(e.mtimeNanoseconds)
+        w.put(UInt32(e.xattrs.count))
+        for x in e.xattrs {
+            w.putString(x.name)
+            w.putString(x.value)
+        }
+    }
+
     /// Decodes and validates: paths normalised, strictly sorted, parents present, sizes
-    /// consistent, padding zero. Input here is already authenticated; the checks keep a
+    /// consistent, hard links to earlier files of the same region, attributes sorted, hole
+    /// spans canonical, padding zero. Input here is already authenticated; the checks keep a
     /// buggy or malicious author's volume from confusing the reader.
     public static func decode(_ bytes: [UInt8], context: String) throws -> VolumeMetadata {
         var r = ByteReader(bytes, context: context)
         func bad(_ why: String) -> FSPFError { .badInput(path: context, reason: "invalid metadata: \(why)") }
         guard try r.get(count: 8, "magic") == magic else { throw bad("bad magic") }
-        let version = try r.get(UInt16.self, "version")
-        guard version == VolumeMetadata.version else { throw bad("unsupported metadata version \(version)") }
+        let raw = try r.get(UInt16.self, "version")
+        guard let version = FormatVersion(rawValue: raw) else { throw bad("unsupported metadata version \(raw)") }
         let flags = try r.get(UInt16.self, "flags")
         guard flags & ~1 == 0 else { throw bad("unknown flags \(flags)") }
         let regionCount = try r.get(UInt32.self, "region count")
@@ -174,8 +287,14 @@ public struct VolumeMetadata: Equatable, Sendable {
             regions.append(Region(path: path, kind: kind, chunkSize: cs))
         }
         guard regions.contains(where: { $0.path.isEmpty }) else { throw bad("no root region") }
+        var root: Entry? = nil
+        if version == .v2 {
+            var e = Entry(path: "", mode: 0, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .directory)
+            try getAttributes(&e, &r, bad)
+            root = e
+        }
         let entryCount = try r.get(UInt32.self, "entry count")
-        guard Int(entryCount) <= r.remaining / 21 else { throw bad("entry count \(entryCount)") }
+        guard Int(entryCount) <= r.remaining / (version == .v1 ? 21 : 10) else { throw bad("entry count \(entryCount)") }
         var entries: [Entry] = []
         entries.reserveCapacity(Int(entryCount))
         var directories: Set<String> = [""]
@@ -187,18 +306,27 @@ public struct VolumeMetadata: Equatable, Sendable {
             if let p = previous { guard p.lexicographicallyPrecedes(rawPath) else { throw bad("entries not sorted at '\(path)'") } }
             previous = rawPath
             guard directories.contains(Paths.parentInVolume(path)) else { throw bad("'\(path)' has no parent directory") }
-            let mode = try r.get(UInt32.self, "mode")
-            guard mode & ~0o7777 == 0 else { throw bad("mode of '\(path)'") }
-            let sec = try r.get(Int64.self, "mtime")
-            let nsec = try r.get(UInt32.self, "mtime")
-            guard nsec < 1_000_000_000 else { throw bad("mtime of '\(path)'") }
-            let content: EntryContent
-            switch try r.get(UInt8.self, "entry type") {
+            var e = Entry(path: path, mode: 0, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .directory)
+            if version == .v1 { try getTimes(&e, &r, bad) }
+            let type = try r.get(UInt8.self, "entry type")
+            if version == .v2 && type == 4 {
+                let target = Int(try r.get(UInt32.self, "link target"))
+                guard target < entries.count, entries[target].linkOf == nil, case .file(_, let region, _, _) = entries[target].content,
+                      Region.of(path, in: regions).path == Region.of(entries[target].path, in: regions).path, region == Region.of(path, in: regions).kind
+                else { throw bad("hard link '\(path)'") }
+                e = entries[target]
+                e.path = path
+                e.linkOf = target
+                entries.append(e)
+                continue
+            }
+            if version == .v2 { try getAttributes(&e, &r, bad) }
+            switch type {
             case 1:
-                content = .directory
+                e.content = .directory
                 directories.insert(path)
             case 3:
-                content = .symlink(target: try r.getString("symlink target", max: 4096))
+                e.content = .symlink(target: try r.getString("symlink target", max: 4096))
             case 2:
                 guard let region = RegionKind(rawValue: try r.get(UInt8.self, "region")) else { throw bad("region of '\(path)'") }
                 let size = try r.get(UInt64.self, "size")
@@ -214,18 +342,61 @@ public struct VolumeMetadata: Equatable, Sendable {
                     let id = try r.get(count: ProtectedFile.idSize, "file id")
                     let root = try r.get(count: 32, "root")
                     let object = try decodeLocation(try r.getString("object"), context: context)
-                    protection = ProtectedFile(kind: kind, chunkSize: cs, storedSize: stored, fileID: id, root: root, object: object)
+                    var holes: [HoleSpan] = []
+                    if version == .v2 {
+                        let n = try r.get(UInt32.self, "hole count")
+                        guard Int(n) <= r.remaining / 16 else { throw bad("hole count of '\(path)'") }
+                        // Only chunks wholly inside the content can be holes, never padding.
+                        let limit = size / UInt64(cs)
+                        for _ in 0..<n {
+                            let h = HoleSpan(first: try r.get(UInt64.self, "hole"), count: try r.get(UInt64.self, "hole"))
+                            guard h.count >= 1, h.first < limit, h.count <= limit - h.first,
+                                  holes.last.map({ $0.end < h.first }) ?? true else { throw bad("holes of '\(path)'") }
+                            holes.append(h)
+                        }
+                    }
+                    protection = ProtectedFile(version: version, kind: kind, chunkSize: cs, storedSize: stored, fileID: id,
+                                               root: root, object: object, holes: holes)
                 }
                 let plain = region == .encrypted ? nil : try decodeLocation(try r.getString("location"), context: context)
-                content = .file(size: size, region: region, protection: protection, plain: plain)
+                e.content = .file(size: size, region: region, protection: protection, plain: plain)
             default:
                 throw bad("entry type of '\(path)'")
             }
-            entries.append(Entry(path: path, mode: mode, mtimeSeconds: sec, mtimeNanoseconds: nsec, content: content))
+            entries.append(e)
         }
         guard bytes.count == Int(Padding.padme(UInt64(r.offset))),
               bytes[r.offset...].allSatisfy({ $0 == 0 }) else { throw bad("padding") }
-        return VolumeMetadata(reproducible: flags & 1 != 0, regions: regions, entries: entries)
+        return VolumeMetadata(version: version, reproducible: flags & 1 != 0, regions: regions, root: root, entries: entries)
+    }
+
+    private static func getTimes(_ e: inout Entry, _ r: inout ByteReader, _ bad: (String) -> FSPFError) throws {
+        e.mode = try r.get(UInt32.self, "mode")
+        guard e.mode & ~0o7777 == 0 else { throw bad("mode of '\(e.path)'") }
+        e.mtimeSeconds = try r.get(Int64.self, "mtime")
+        e.mtimeNanoseconds = try r.get(UInt32.self, "mtime")
+        guard e.mtimeNanoseconds < 1_000_000_000 else { throw bad("mtime of '\(e.path)'") }
+    }
+
+    private static func getAttributes(_ e: inout Entry, _ r: inout ByteReader, _ bad: (String) -> FSPFError) throws {
+        e.mode = try r.get(UInt32.self, "mode")
+        guard e.mode & ~0o7777 == 0 else { throw bad("mode of '\(e.path)'") }
+        e.uid = try r.get(UInt32.self, "uid")
+        e.gid = try r.get(UInt32.self, "gid")
+        e.mtimeSeconds = try r.get(Int64.self, "mtime")
+        e.mtimeNanoseconds = try r.get(UInt32.self, "mtime")
+        guard e.mtimeNanoseconds < 1_000_000_000 else { throw bad("mtime of '\(e.path)'") }
+        let n = try r.get(UInt32.self, "attribute count")
+        guard Int(n) <= r.remaining / 9 else { throw bad("attribute count of '\(e.path)'") }
+        for _ in 0..<n {
+            let name = try r.getString("attribute name", max: ExtendedAttribute.maximumNameLength)
+            let value = try r.getString("attribute value", max: ExtendedAttribute.maximumValueLength)
+            guard !name.isEmpty, !name.contains(0), name.contains(UInt8(ascii: ".")),
+                  e.xattrs.last.map({ $0.name.lexicographicallyPrecedes(name) }) ?? true else {
+                throw bad("extended attributes of '\(e.path)'")
+            }
+            e.xattrs.append(ExtendedAttribute(name: name, value: value))
+        }
     }
 
     private static func decodePath(_ raw: [UInt8], context: String) throws -> String {

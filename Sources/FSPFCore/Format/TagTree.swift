@@ -1,17 +1,18 @@
 import FSPFCrypto
-import FSPFSystem
 
-/// Geometry and hashing of a file's tag tree (docs/FORMAT.md §5).
+/// Geometry and hashing of a file's tag tree (docs/FORMAT.md §6).
 ///
-/// Level 0 holds the 16-byte chunk tags, 256 to a 4 KiB block. Level k > 0 holds the 32-byte
-/// hashes of level k-1's blocks, 128 to a block. The top level is the first with one block.
-/// The root binds the file's identity, sizes and chunk size to the top block, like
-/// fs-verity's descriptor digest: the root alone then says what the tree describes.
+/// Level 0 holds one leaf per chunk. Version 1: the chunk's 16-byte GCM tag, 256 to a 4 KiB
+/// block. Version 2: the GCM tag and the SHA-256 of the chunk's stored bytes (48 bytes), 64 to a
+/// 3 KiB block. Level k > 0 holds the 32-byte hashes of level k-1's blocks, 128 to a 4 KiB
+/// block. The top level is the first with one block. The root binds the file's identity,
+/// sizes and chunk size to the top block, like fs-verity's descriptor digest: the root alone
+/// then says what the tree describes.
 public struct TreeGeometry: Equatable, Sendable {
-    public static let blockSize = 4096
-    public static let tagsPerBlock = blockSize / 16
-    public static let hashesPerBlock = blockSize / 32
+    public static let hashesPerBlock = 128
+    public static let hashSize = 32
 
+    public let version: FormatVersion
     public let chunkCount: UInt64
     /// Number of entries at each level, bottom first.
     public let entries: [UInt64]
@@ -19,17 +20,24 @@ public struct TreeGeometry: Equatable, Sendable {
     public let levelOffsets: [UInt64]
     public let byteCount: UInt64
 
-    public init(chunkCount: UInt64) {
+    /// Size of one level-0 entry.
+    public static func leafSize(_ v: FormatVersion) -> Int { v == .v1 ? 16 : 48 }
+    /// Level-0 entries per block.
+    public static func leavesPerBlock(_ v: FormatVersion) -> Int { v == .v1 ? 256 : 64 }
+
+    public init(chunkCount: UInt64, version: FormatVersion) {
         precondition(chunkCount >= 1)
+        self.version = version
         self.chunkCount = chunkCount
         var entries = [chunkCount]
         var offsets: [UInt64] = [0]
-        var total = chunkCount * 16
-        var blocks = (chunkCount + UInt64(TreeGeometry.tagsPerBlock) - 1) / UInt64(TreeGeometry.tagsPerBlock)
+        var total = chunkCount * UInt64(TreeGeometry.leafSize(version))
+        let perLeafBlock = UInt64(TreeGeometry.leavesPerBlock(version))
+        var blocks = (chunkCount + perLeafBlock - 1) / perLeafBlock
         while blocks > 1 {
             entries.append(blocks)
             offsets.append(total)
-            total += blocks * 32
+            total += blocks * UInt64(TreeGeometry.hashSize)
             blocks = (blocks + UInt64(TreeGeometry.hashesPerBlock) - 1) / UInt64(TreeGeometry.hashesPerBlock)
         }
         self.entries = entries
@@ -39,43 +47,47 @@ public struct TreeGeometry: Equatable, Sendable {
 
     public var levels: Int { entries.count }
     public var topLevel: Int { entries.count - 1 }
+    public var leafSize: Int { TreeGeometry.leafSize(version) }
+    public var leavesPerBlock: Int { TreeGeometry.leavesPerBlock(version) }
 
-    public static func entrySize(level: Int) -> Int { level == 0 ? 16 : 32 }
-    public static func perBlock(level: Int) -> Int { level == 0 ? tagsPerBlock : hashesPerBlock }
+    public func entrySize(level: Int) -> Int { level == 0 ? leafSize : TreeGeometry.hashSize }
+    public func perBlock(level: Int) -> Int { level == 0 ? leavesPerBlock : TreeGeometry.hashesPerBlock }
 
     public func blockCount(level: Int) -> UInt64 {
-        let per = UInt64(TreeGeometry.perBlock(level: level))
+        let per = UInt64(perBlock(level: level))
         return (entries[level] + per - 1) / per
     }
 
     /// Byte range of block `index` of `level`, relative to the tree's start.
     public func blockRange(level: Int, index: UInt64) -> (offset: UInt64, count: Int) {
-        let per = UInt64(TreeGeometry.perBlock(level: level))
-        let size = UInt64(TreeGeometry.entrySize(level: level))
+        let per = UInt64(perBlock(level: level))
+        let size = UInt64(entrySize(level: level))
         let first = index * per
         let n = min(per, entries[level] - first)
         return (levelOffsets[level] + first * size, Int(n * size))
     }
 
-    /// Hash of a tree block: SHA-256("FSPF-NODE-v1" ‖ level ‖ index ‖ block).
-    static func nodeHash(level: Int, index: UInt64, block: UnsafeRawBufferPointer) -> [UInt8] {
+    /// Hash of a tree block: SHA-256("FSPF-NODE-v<version>" ‖ level ‖ index ‖ block).
+    func nodeHash(level: Int, index: UInt64, block: UnsafeRawBufferPointer) -> [UInt8] {
         var h = SHA256()
-        h.update(nodeLabel)
+        h.update(version == .v1 ? TreeGeometry.nodeLabel1 : TreeGeometry.nodeLabel2)
         h.update(littleEndian: UInt8(level))
         h.update(littleEndian: index)
         h.update(block)
         return h.finish()
     }
 
-    static let nodeLabel = Array("FSPF-NODE-v1".utf8)
-    static let rootLabel = Array("FSPF-ROOT-v1".utf8)
+    static let nodeLabel1 = Array("FSPF-NODE-v1".utf8)
+    static let rootLabel1 = Array("FSPF-ROOT-v1".utf8)
+    static let nodeLabel2 = Array("FSPF-NODE-v2".utf8)
+    static let rootLabel2 = Array("FSPF-ROOT-v2".utf8)
 
-    /// The file's root: SHA-256("FSPF-ROOT-v1" ‖ fileID ‖ kind ‖ size ‖ stored size ‖
+    /// The file's root: SHA-256("FSPF-ROOT-v<version>" ‖ fileID ‖ kind ‖ size ‖ stored size ‖
     /// chunk size ‖ levels ‖ hash of the top block).
-    static func root(fileID: [UInt8], kind: ChunkKind, size: UInt64, storedSize: UInt64, chunkSize: UInt32,
-                     levels: Int, topHash: [UInt8]) -> [UInt8] {
+    func root(fileID: [UInt8], kind: ChunkKind, size: UInt64, storedSize: UInt64, chunkSize: UInt32,
+              topHash: [UInt8]) -> [UInt8] {
         var h = SHA256()
-        h.update(rootLabel)
+        h.update(version == .v1 ? TreeGeometry.rootLabel1 : TreeGeometry.rootLabel2)
         h.update(fileID)
         h.update(littleEndian: kind.rawValue)
         h.update(littleEndian: size)
@@ -85,4 +97,11 @@ public struct TreeGeometry: Equatable, Sendable {
         h.update(topHash)
         return h.finish()
     }
+}
+
+/// A version-2 leaf: the chunk's GCM tag and the SHA-256 of its stored bytes (ciphertext of an
+/// encrypted file, plaintext of an authenticated one). A hole chunk's leaf is all zeros.
+enum Leaf {
+    static let tagRange = 0..<16
+    static let hashRange = 16..<48
 }

@@ -105,8 +105,10 @@ public struct VolumeInfo: Sendable {
 
     public var publicLines: [String] {
         [
-            "metadata:       \(metadataPath) (\(metadataBytes) bytes, format version \(header.version))",
-            "tag:            \(Hex.encode(header.tag))",
+            "metadata:       \(metadataPath) (\(metadataBytes) bytes, format version \(header.version.rawValue))",
+            "tag:            \(Hex.encode(header.tag.short))",
+            header.version == .v1 ? "full tag:       none (format version 1: the tag binds only against those without the key)"
+                                  : "full tag:       \(Hex.encode(header.tag.full))",
             "reproducible:   \(header.reproducible ? "yes" : "no")",
             "objects:        \(objectFiles) files, \(objectBytes) bytes in \(VolumeWriter.objectsDirectory)/",
         ]

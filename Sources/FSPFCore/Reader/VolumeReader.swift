@@ -13,7 +13,8 @@ public final class VolumeReader: Sendable {
     /// That directory, opened once: every later open is relative to it, so the volume stays
     /// readable when a mount covers its path (fspf-mount's mount-over).
     private let directoryFD: FileDescriptor
-    public let tag: [UInt8]
+    /// What an attestation policy pins for this exact volume version.
+    public let tag: VolumeTag
     public let metadata: VolumeMetadata
     let keys: VolumeKeys
     private let index: [[UInt8]: Int]
@@ -24,8 +25,11 @@ public final class VolumeReader: Sendable {
     private static let maxOpenFiles = 512
 
     /// Opens the volume at `path` (a volume directory or its metadata file). With
-    /// `expectedTag`, any other version of the volume is refused before anything is read.
-    public init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, cacheBytes: Int = 32 << 20) throws {
+    /// `expectedTag` (16 bytes: the short tag; 32: the full tag), any other version of the
+    /// volume is refused before anything is read, and so is a format-1 volume unless
+    /// `acceptVersion1` (its tag does not bind against key holders, FORMAT.md §13).
+    public init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, acceptVersion1: Bool = false,
+                cacheBytes: Int = 32 << 20) throws {
         let isDirectory = FileSystem.isDirectory(path)
         let metadataPath = isDirectory ? Paths.join(path, SealedMetadata.fileName) : path
         guard FileSystem.exists(metadataPath) else {
@@ -34,7 +38,8 @@ public final class VolumeReader: Sendable {
         }
         directoryFD = try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY)
         let file = try directoryFD.openForReading(relative: Paths.lastComponent(metadataPath)).readAll(limit: 1 << 30)
-        let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, path: metadataPath)
+        let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, acceptVersion1: acceptVersion1,
+                                                      path: metadataPath)
         self.metadataPath = metadataPath
         self.directory = Paths.parent(metadataPath)
         self.metadata = metadata
@@ -60,6 +65,7 @@ public final class VolumeReader: Sendable {
     // MARK: Listing
 
     public var entries: [Entry] { metadata.entries }
+    public var version: FormatVersion { metadata.version }
 
     /// Index of the entry at a volume path ("" or "/" is the root: nil).
     public func entryIndex(_ path: String) throws -> Int? {
@@ -119,7 +125,8 @@ public final class VolumeReader: Sendable {
         return Array(out[0..<got])
     }
 
-    public func read(entry i: Int, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    public func read(entry: Int, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let i = metadata.entries[entry].linkOf ?? entry  // a hard link reads its first path's data
         let e = metadata.entries[i]
         guard case .file(let size, _, let protection, let plain) = e.content else {
             throw FSPFError.badInput(path: e.path, reason: "not a regular file")
@@ -129,76 +136,73 @@ public final class VolumeReader: Sendable {
             let fd = try handle(i) { try self.directoryFD.openForReading(relative: plain!) }
             return try fd.read(into: buffer, at: offset)
         }
-        let data = try dataHandle(i, p)
         let cipher = ChunkCipher.forCurrentThread()
         cipher.select(keys, fileID: p.fileID)
         if size == 0 {
             // Nothing to return, but the file's one chunk (padding) is still authenticated, so
             // a tampered empty file fails like any other (kernels do not even ask to read it).
-            if offset == 0 { try authenticate(i, p, chunk: 0, data: data, into: cipher.scratch(Int(p.storedSize)), cipher) }
+            if offset == 0 { try require(i, p, 0, openChunk(i, p, 0, in: cipher.scratch(Int(p.storedSize)), cipher)) }
             return 0
         }
-        guard offset < size, buffer.count > 0 else { return 0 }
-        let end = min(offset + UInt64(buffer.count), size)
-        let cs = UInt64(p.chunkSize)
-        let first = offset / cs
-        let last = (end - 1) / cs
-        // Chunks that start inside the request and whose stored bytes (padding included) fit
-        // in the caller's buffer are read with one pread straight into it and authenticated
-        // there; the at most two others go through scratch.
-        let limit = offset + UInt64(buffer.count)
-        let wholeFrom = offset % cs == 0 ? first : first + 1
-        let wholeTo = min(last + 1, p.storedSize <= limit ? last + 1 : limit / cs)  // exclusive
-        var written = 0
-        var chunk = first
-        while chunk <= last {
-            let chunkStart = chunk * cs
-            let chunkLength = Int(min(cs, p.storedSize - chunkStart))
-            if chunk >= wholeFrom && chunk < wholeTo {
-                let spanEnd = min(wholeTo * cs, p.storedSize)
-                let span = UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + Int(spanEnd - chunkStart))])
-                let got = try data.read(into: span, at: dataBase(p) + chunkStart)
-                var at = 0
-                while chunk < wholeTo {
-                    let length = Int(min(cs, p.storedSize - chunk * cs))
-                    let work = UnsafeMutableRawBufferPointer(rebasing: span[at..<(at + length)])
-                    try authenticate(i, p, chunk: chunk, loaded: min(max(got - at, 0), length), into: work, cipher)
-                    at += length
-                    chunk += 1
-                }
-                // The last whole chunk may be the padded final one: only its real bytes count.
-                written += Int(min(spanEnd, end) - chunkStart)
-                continue
-            }
-            let from = Int(max(offset, chunkStart) - chunkStart)
-            let to = Int(min(end, chunkStart + UInt64(chunkLength)) - chunkStart)
-            let work = cipher.scratch(chunkLength)
-            try authenticate(i, p, chunk: chunk, data: data, into: work, cipher)
-            UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + to - from)])
-                .copyMemory(from: UnsafeRawBufferPointer(rebasing: work[from..<to]))
-            written += to - from
-            chunk += 1
+        let range = ChunkRange(offset: offset, capacity: buffer.count, size: size, storedSize: p.storedSize, chunkSize: p.chunkSize)
+        func partial(_ piece: ChunkRange.Partial) throws {
+            let work = cipher.scratch(piece.storedLength)
+            try require(i, p, piece.chunk, openChunk(i, p, piece.chunk, in: work, cipher))
+            UnsafeMutableRawBufferPointer(rebasing: buffer[piece.bufferOffset..<(piece.bufferOffset + piece.to - piece.from)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: work[piece.from..<piece.to]))
         }
-        return written
+        if let head = range.head { try partial(head) }
+        if let whole = range.whole {
+            // One pread for all whole chunks, straight into the caller's buffer; each is then
+            // checked and decrypted in place.
+            let span = UnsafeMutableRawBufferPointer(rebasing: buffer[whole.bufferOffset..<(whole.bufferOffset + whole.storedLength)])
+            let cs = Int(p.chunkSize)
+            let got = try dataHandle(i, p).read(into: span, at: dataBase(p) + whole.first * UInt64(cs))
+            var at = 0
+            for chunk in whole.first..<whole.end {
+                let length = min(cs, span.count - at)
+                let work = UnsafeMutableRawBufferPointer(rebasing: span[at..<(at + length)])
+                try require(i, p, chunk, openChunk(i, p, chunk, in: work, loaded: min(max(got - at, 0), length), cipher))
+                at += length
+            }
+        }
+        if let tail = range.tail { try partial(tail) }
+        return range.count
     }
 
-    enum ChunkCheck: String { case authentic, truncated = "data truncated on disk", forged = "authentication failed" }
-
-    /// Reads chunk `chunk` into `work` (exactly its length) and authenticates it against its
-    /// verified tag: decrypted in place for encrypted files, MAC-checked for authenticated ones.
-    /// A tag-tree failure throws; a bad chunk is reported (and scrubbed), for the caller to word.
-    func check(_ i: Int, _ p: ProtectedFile, chunk: UInt64, data: FileDescriptor,
-               into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws -> ChunkCheck {
-        let got = try data.read(into: work, at: dataBase(p) + chunk * UInt64(p.chunkSize))
-        return try check(i, p, chunk: chunk, loaded: got, in: work, cipher)
+    enum ChunkCheck: String {
+        case authentic
+        case truncated = "data truncated on disk"
+        case altered = "data does not match the hash in its tag tree"
+        case forged = "authentication failed"
     }
 
-    /// Authenticates chunk `chunk`, of which `loaded` bytes were read into `work`.
-    func check(_ i: Int, _ p: ProtectedFile, chunk: UInt64, loaded: Int,
-               in work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws -> ChunkCheck {
-        let tag = try chunkTag(i, p, chunk)
-        guard loaded == work.count else { return .truncated }
+    /// The one path every chunk takes: unless the caller already read it (`loaded` bytes of
+    /// it), read chunk `chunk` into `work` (exactly its stored length); take its leaf from the
+    /// verified tag tree; in version 2 compare the SHA-256 of the stored bytes with the leaf;
+    /// then decrypt in place (encrypted files) or check the MAC (authenticated ones). A hole
+    /// reads as zeros without touching the disk. A tag-tree failure throws; a bad chunk is
+    /// scrubbed and reported, for the caller to word.
+    func openChunk(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64, in work: UnsafeMutableRawBufferPointer,
+                   loaded: Int? = nil, _ cipher: ChunkCipher) throws -> ChunkCheck {
+        if p.isHole(chunk) {
+            Sodium.zero(work)
+            return .authentic
+        }
+        let leaf = try self.leaf(i, p, chunk)
+        let got = try loaded ?? dataHandle(i, p).read(into: work, at: dataBase(p) + chunk * UInt64(p.chunkSize))
+        guard got == work.count else { return .truncated }
+        if p.version >= .v2 {
+            var h = SHA256()
+            h.update(UnsafeRawBufferPointer(work))
+            let digest = h.finish()
+            guard leaf[(leaf.startIndex + Leaf.hashRange.lowerBound)...].elementsEqual(digest) else {
+                Sodium.zero(work)
+                return .altered
+            }
+        }
         let final = chunk == p.chunkCount - 1
+        let tag = leaf[leaf.startIndex..<(leaf.startIndex + 16)]
         let ok = tag.withUnsafeBytes { t in
             p.kind == .encrypted ? cipher.open(index: chunk, final: final, data: work, tag: t)
                                  : cipher.verifyMAC(index: chunk, final: final, data: UnsafeRawBufferPointer(work), tag: t)
@@ -207,25 +211,16 @@ public final class VolumeReader: Sendable {
         return ok ? .authentic : .forged
     }
 
-    /// Where chunk data starts in the file `dataHandle` returns.
-    private func dataBase(_ p: ProtectedFile) -> UInt64 { p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0 }
-
-    private func authenticate(_ i: Int, _ p: ProtectedFile, chunk: UInt64, data: FileDescriptor,
-                              into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws {
-        try authenticate(i, p, chunk: chunk, result: check(i, p, chunk: chunk, data: data, into: work, cipher))
-    }
-
-    private func authenticate(_ i: Int, _ p: ProtectedFile, chunk: UInt64, loaded: Int,
-                              into work: UnsafeMutableRawBufferPointer, _ cipher: ChunkCipher) throws {
-        try authenticate(i, p, chunk: chunk, result: check(i, p, chunk: chunk, loaded: loaded, in: work, cipher))
-    }
-
-    private func authenticate(_ i: Int, _ p: ProtectedFile, chunk: UInt64, result: ChunkCheck) throws {
+    /// Turns a chunk that is not authentic into the integrity error naming file, chunk and bytes.
+    private func require(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64, _ result: ChunkCheck) throws {
         guard result == .authentic else {
             let e = metadata.entries[i]
             throw integrity(e.path, chunk: chunk, cs: UInt64(p.chunkSize), size: e.size, result.rawValue)
         }
     }
+
+    /// Where chunk data starts in the file `dataHandle` returns.
+    private func dataBase(_ p: ProtectedFile) -> UInt64 { p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0 }
 
     /// The on-disk data of a protected file: its object (encrypted) or its plaintext (authenticated).
     func dataHandle(_ i: Int, _ p: ProtectedFile) throws -> FileDescriptor {
@@ -272,7 +267,7 @@ public final class VolumeReader: Sendable {
             }
             var header = [UInt8](repeating: 0, count: ObjectHeader.size)
             let n = try header.withUnsafeMutableBytes { try fd.read(into: $0, at: 0) }
-            guard n == ObjectHeader.size, header == ObjectHeader.bytes(kind: p.kind, fileID: p.fileID) else {
+            guard n == ObjectHeader.size, header == ObjectHeader.bytes(version: p.version, kind: p.kind, fileID: p.fileID) else {
                 throw FSPFError.integrity(path: path, reason: "object \(p.object) has a wrong header (swapped or replaced)")
             }
             let actual = UInt64(try fd.status().st_size)
@@ -300,12 +295,14 @@ public final class VolumeReader: Sendable {
         }
     }
 
-    /// The verified tag of a chunk.
-    func chunkTag(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64) throws -> ArraySlice<UInt8> {
-        let perBlock = UInt64(TreeGeometry.tagsPerBlock)
+    /// The verified leaf of a chunk: its GCM tag (version 1), or its GCM tag and the hash of its
+    /// stored bytes (version 2).
+    func leaf(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64) throws -> ArraySlice<UInt8> {
+        let g = geometries[i]!
+        let perBlock = UInt64(g.leavesPerBlock)
         let block = try verifiedBlock(i, p, level: 0, index: chunk / perBlock)
-        let at = Int(chunk % perBlock) * 16
-        return block[at..<(at + 16)]
+        let at = Int(chunk % perBlock) * g.leafSize
+        return block[at..<(at + g.leafSize)]
     }
 
     /// A tree block whose hash chain up to the sealed root has been checked; climbs only
@@ -322,10 +319,10 @@ public final class VolumeReader: Sendable {
         guard n == range.count else {
             throw FSPFError.integrity(path: path, reason: "tag tree block \(level)/\(index) truncated")
         }
-        let hash = block.withUnsafeBytes { TreeGeometry.nodeHash(level: level, index: index, block: $0) }
+        let hash = block.withUnsafeBytes { g.nodeHash(level: level, index: index, block: $0) }
         if level == g.topLevel {
-            let root = TreeGeometry.root(fileID: p.fileID, kind: p.kind, size: metadata.entries[i].size,
-                                         storedSize: p.storedSize, chunkSize: p.chunkSize, levels: g.levels, topHash: hash)
+            let root = g.root(fileID: p.fileID, kind: p.kind, size: metadata.entries[i].size,
+                              storedSize: p.storedSize, chunkSize: p.chunkSize, topHash: hash)
             guard Sodium.equal(root, p.root) else {
                 throw FSPFError.integrity(path: path, reason: "tag tree root does not match the metadata")
             }

@@ -53,7 +53,8 @@ public enum Verifier {
 
     private static func checkEntry(_ reader: VolumeReader, _ i: Int) -> (problems: [Problem], chunks: UInt64, bytes: UInt64) {
         let e = reader.metadata.entries[i]
-        guard case .file(_, _, let protection, let plain) = e.content else { return ([], 0, 0) }
+        // A hard link's data is its first path's, checked there.
+        guard e.linkOf == nil, case .file(_, _, let protection, let plain) = e.content else { return ([], 0, 0) }
         guard let p = protection else {
             // Not-protected content is unverified by design; only its presence is checked.
             if let plain, !FileSystem.exists(reader.location(plain)) {
@@ -70,6 +71,7 @@ public enum Verifier {
         do { data = try reader.dataHandle(i, p) } catch {
             return ([Problem(path: e.path, message: describe(error))], 0, 0)
         }
+        let perBlock = UInt64(p.geometry.leavesPerBlock)
         var chunks: UInt64 = 0
         var chunk: UInt64 = 0
         // Every chunk over the whole stored size (padding included), so every stored byte is checked.
@@ -79,12 +81,17 @@ public enum Verifier {
             let range = start...max(start, start + UInt64(max(length, 1)) - 1)
             do {
                 cipher.select(reader.keys, fileID: p.fileID)
-                let result = try reader.check(i, p, chunk: chunk, data: data,
-                                              into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]), cipher)
-                if result != .authentic { problems.append(Problem(path: e.path, chunk: chunk, bytes: range, message: result.rawValue)) }
+                if p.isHole(chunk) {
+                    // The leaf of a hole is zero; the disk holds nothing (or zeros) there.
+                    if try reader.leaf(i, p, chunk).contains(where: { $0 != 0 }) {
+                        problems.append(Problem(path: e.path, chunk: chunk, bytes: range, message: "a hole's leaf is not zero"))
+                    }
+                } else {
+                    let result = try reader.openChunk(i, p, chunk, in: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]), cipher)
+                    if result != .authentic { problems.append(Problem(path: e.path, chunk: chunk, bytes: range, message: result.rawValue)) }
+                }
             } catch {
                 // A bad tree block leaves every chunk below it unverifiable: report the span once.
-                let perBlock = UInt64(TreeGeometry.tagsPerBlock)
                 let last = min(p.chunkCount, (chunk / perBlock + 1) * perBlock) - 1
                 problems.append(Problem(path: e.path, chunk: chunk,
                                         bytes: start...max(start, min(p.storedSize, (last + 1) * cs) - 1),
@@ -94,7 +101,39 @@ public enum Verifier {
             chunks += 1
             chunk += 1
         }
+        problems += dataInHoles(e, p, data, buffer)
         return (problems, chunks, p.storedSize)
+    }
+
+    /// Holes are never read, so bytes written into one could never be served; they are still
+    /// reported, so that `verify` accounts for every byte on disk.
+    private static func dataInHoles(_ e: Entry, _ p: ProtectedFile, _ data: FileDescriptor,
+                                    _ buffer: UnsafeMutableRawBufferPointer) -> [Problem] {
+        guard !p.holes.isEmpty else { return [] }
+        let cs = UInt64(p.chunkSize)
+        let base: UInt64 = p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0
+        guard let extents = try? data.dataExtents(size: base + p.storedSize) else { return [] }
+        var problems: [Problem] = []
+        for h in p.holes {
+            let from = base + h.first * cs, to = base + h.end * cs
+            for x in extents where x.upperBound > from && x.lowerBound < to {
+                var at = max(x.lowerBound, from)
+                let end = min(x.upperBound, to)
+                while at < end {
+                    let n = Int(min(UInt64(buffer.count), end - at))
+                    let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+                    let got = (try? data.read(into: chunk, at: at)) ?? 0
+                    if chunk[0..<got].contains(where: { $0 != 0 }) {
+                        let c = (at - base) / cs
+                        problems.append(Problem(path: e.path, chunk: c, bytes: (c * cs)...((c + 1) * cs - 1),
+                                                message: "data stored where the file has a hole"))
+                        break
+                    }
+                    at += UInt64(n)
+                }
+            }
+        }
+        return problems
     }
 
     private static func describe(_ error: any Error) -> String {

@@ -40,7 +40,8 @@ final class Engine: @unchecked Sendable {
         let maxSegmentBytes = Int(plan.jobs.map(\.segmentBytes).max() ?? 1)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: maxSegmentBytes, alignment: 4096)
-            let tags = UnsafeMutableRawBufferPointer.allocate(byteCount: maxSegmentBytes / Int(ChunkSize.minimum) * 16 + 16, alignment: 16)
+            let leafSize = TreeGeometry.leafSize(.current)
+            let tags = UnsafeMutableRawBufferPointer.allocate(byteCount: (maxSegmentBytes / Int(ChunkSize.minimum) + 1) * leafSize, alignment: 16)
             var previous: Int?
             defer {
                 Sodium.zero(buffer)  // plaintext never outlives its use
@@ -122,9 +123,12 @@ final class Engine: @unchecked Sendable {
         job.sourceStat = st
         if let objectPath = job.objectPath, job.kind != .notProtected {
             let obj = try FileDescriptor.open(objectPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            if job.findsHoles && UInt64(st.st_blocks) * 512 < job.size {
+                job.holes = Engine.holeChunks(try src.dataExtents(size: job.size), size: job.size, chunkSize: UInt64(job.chunkSize))
+            }
             let p = job.protection!
             try obj.truncate(to: p.objectSize)
-            try ObjectHeader.bytes(kind: job.chunkKind, fileID: job.fileID).withUnsafeBytes { (b) throws in
+            try ObjectHeader.bytes(version: .current, kind: job.chunkKind, fileID: job.fileID).withUnsafeBytes { (b) throws in
                 try obj.write(b, at: 0)
             }
             job.objectFD = obj
@@ -185,43 +189,96 @@ final class Engine: @unchecked Sendable {
 
         let cs = Int(job.chunkSize)
         let firstChunk = start / UInt64(cs)
+        let leafSize = TreeGeometry.leafSize(.current)
         let pieceSize = max(cs, Engine.pieceBytes / cs * cs)
         let cipher = ChunkCipher.forCurrentThread()
         if job.kind != .notProtected { cipher.select(keys, fileID: job.fileID) }
-        var n = 0  // chunks sealed so far in this segment
+        let chunkTotal = job.protection?.chunkCount ?? 0
+        var n = 0  // chunks done so far in this segment
         var at = 0
         repeat {
             let to = min(at + pieceSize, dataCount)
-            if !hashed { try load(at, to) }
-            if let plain = job.plainFD, min(to, realCount) > at {
-                try plain.write(UnsafeRawBufferPointer(rebasing: buffer[at..<min(to, realCount)]), at: start + UInt64(at))
-            }
-            if job.kind != .notProtected {
-                var offset = at
-                while offset < to {
-                    let count = min(cs, to - offset)
-                    let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + count)])
-                    let tag = UnsafeMutableRawBufferPointer(rebasing: tags[(n * 16)..<(n * 16 + 16)])
-                    let index = firstChunk + UInt64(n)
-                    let final = index == job.protection!.chunkCount - 1
-                    if job.kind == .encrypted {
-                        cipher.seal(index: index, final: final, data: chunk, tag: tag)
-                    } else {
-                        cipher.mac(index: index, final: final, data: UnsafeRawBufferPointer(chunk), tag: tag)
+            // Runs of chunks that hold data, between the holes (which are never read nor written).
+            var runStart = at
+            while runStart < to {
+                var runEnd = runStart
+                if !job.holes.isEmpty {
+                    while runStart < to && job.isHole(firstChunk + UInt64(n)) {
+                        // A hole: its leaf stays zero, nothing goes to disk.
+                        Sodium.zero(UnsafeMutableRawBufferPointer(rebasing: tags[(n * leafSize)..<((n + 1) * leafSize)]))
+                        runStart = min(runStart + cs, to)
+                        n += 1
                     }
-                    offset += count
-                    n += 1
+                    runEnd = runStart
+                    while runEnd < to && !job.isHole(firstChunk + UInt64(n + (runEnd - runStart) / cs)) { runEnd = min(runEnd + cs, to) }
+                } else {
+                    runEnd = to
                 }
-                if job.kind == .encrypted {
-                    try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: buffer[at..<to]), at: UInt64(ObjectHeader.size) + start + UInt64(at))
+                guard runEnd > runStart else { continue }
+                if !hashed { try load(runStart, runEnd) }
+                if let plain = job.plainFD, min(runEnd, realCount) > runStart {
+                    try plain.write(UnsafeRawBufferPointer(rebasing: buffer[runStart..<min(runEnd, realCount)]), at: start + UInt64(runStart))
                 }
+                if job.kind != .notProtected {
+                    var offset = runStart
+                    while offset < runEnd {
+                        let count = min(cs, runEnd - offset)
+                        let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + count)])
+                        let leaf = UnsafeMutableRawBufferPointer(rebasing: tags[(n * leafSize)..<((n + 1) * leafSize)])
+                        let tag = UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.tagRange])
+                        let index = firstChunk + UInt64(n)
+                        let final = index == chunkTotal - 1
+                        if job.kind == .encrypted {
+                            cipher.seal(index: index, final: final, data: chunk, tag: tag)
+                        } else {
+                            cipher.mac(index: index, final: final, data: UnsafeRawBufferPointer(chunk), tag: tag)
+                        }
+                        // The leaf commits to the stored bytes (ciphertext, or the plaintext an
+                        // authenticated file keeps): hashed once, here, while still in cache.
+                        var h = SHA256()
+                        h.update(UnsafeRawBufferPointer(chunk))
+                        h.finish(into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
+                        offset += count
+                        n += 1
+                    }
+                    if job.kind == .encrypted {
+                        try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: buffer[runStart..<runEnd]),
+                                                at: UInt64(ObjectHeader.size) + start + UInt64(runStart))
+                    }
+                } else {
+                    n += (runEnd - runStart + cs - 1) / cs
+                }
+                runStart = runEnd
             }
             at = to
         } while at < dataCount
         if job.kind != .notProtected {
-            try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: tags[0..<(n * 16)]), at: job.protection!.treeOffset + firstChunk * 16)
+            try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: tags[0..<(n * leafSize)]),
+                                    at: job.protection!.treeOffset + firstChunk * UInt64(leafSize))
         }
         progress?.add(bytes: UInt64(realCount))
+    }
+
+    /// The chunks wholly inside holes of the input (and wholly inside its content: padding is
+    /// never a hole), as spans.
+    static func holeChunks(_ data: [Range<UInt64>], size: UInt64, chunkSize cs: UInt64) -> [HoleSpan] {
+        var spans: [HoleSpan] = []
+        let contentChunks = size / cs
+        var next: UInt64 = 0  // first byte not yet known to hold data
+        func hole(_ from: UInt64, _ to: UInt64) {
+            let first = (from + cs - 1) / cs
+            let end = min(to / cs, contentChunks)
+            guard end > first else { return }
+            if let last = spans.last, last.end == first { spans[spans.count - 1].count += end - first } else {
+                spans.append(HoleSpan(first: first, count: end - first))
+            }
+        }
+        for r in data {
+            if r.lowerBound > next { hole(next, r.lowerBound) }
+            next = max(next, r.upperBound)
+        }
+        if size > next { hole(next, size) }
+        return spans
     }
 
     /// Last segment of a file done: check the source did not change, build the tree's upper
@@ -250,21 +307,25 @@ final class Engine: @unchecked Sendable {
         let p = job.protection!
         let g = p.geometry
         let obj = try FileDescriptor.open(job.objectPath!, O_RDWR)
-        var block = [UInt8](repeating: 0, count: TreeGeometry.blockSize)
+        var block = [UInt8](repeating: 0, count: 4096)
+        func hashBlock(_ level: Int, _ index: UInt64) throws -> [UInt8] {
+            let range = g.blockRange(level: level, index: index)
+            return try block.withUnsafeMutableBytes { (buf) throws -> [UInt8] in
+                let part = UnsafeMutableRawBufferPointer(rebasing: buf[0..<range.count])
+                guard try obj.read(into: part, at: p.treeOffset + range.offset) == range.count else {
+                    throw FSPFError.io(path: job.objectPath!, operation: "read back", errno: EIO)
+                }
+                return g.nodeHash(level: level, index: index, block: UnsafeRawBufferPointer(part))
+            }
+        }
         for level in 0..<g.topLevel {
             var out: [UInt8] = []
-            out.reserveCapacity(TreeGeometry.blockSize)
+            out.reserveCapacity(4096)
             var written: UInt64 = 0
             let blocks = g.blockCount(level: level)
             for b in 0..<blocks {
-                let range = g.blockRange(level: level, index: b)
-                let hash = try block.withUnsafeMutableBytes { (buf) throws -> [UInt8] in
-                    let part = UnsafeMutableRawBufferPointer(rebasing: buf[0..<range.count])
-                    _ = try obj.read(into: part, at: p.treeOffset + range.offset)
-                    return TreeGeometry.nodeHash(level: level, index: b, block: UnsafeRawBufferPointer(part))
-                }
-                out += hash
-                if out.count == TreeGeometry.blockSize || b == blocks - 1 {
+                out += try hashBlock(level, b)
+                if out.count == 4096 || b == blocks - 1 {
                     try out.withUnsafeBytes { (o) throws in
                         try obj.write(o, at: p.treeOffset + g.levelOffsets[level + 1] + written)
                     }
@@ -273,13 +334,7 @@ final class Engine: @unchecked Sendable {
                 }
             }
         }
-        let top = g.blockRange(level: g.topLevel, index: 0)
-        let topHash = try block.withUnsafeMutableBytes { (buf) throws -> [UInt8] in
-            let part = UnsafeMutableRawBufferPointer(rebasing: buf[0..<top.count])
-            _ = try obj.read(into: part, at: p.treeOffset + top.offset)
-            return TreeGeometry.nodeHash(level: g.topLevel, index: 0, block: UnsafeRawBufferPointer(part))
-        }
-        return TreeGeometry.root(fileID: p.fileID, kind: p.kind, size: job.size, storedSize: p.storedSize,
-                                 chunkSize: p.chunkSize, levels: g.levels, topHash: topHash)
+        return g.root(fileID: p.fileID, kind: p.kind, size: job.size, storedSize: p.storedSize,
+                      chunkSize: p.chunkSize, topHash: try hashBlock(g.topLevel, 0))
     }
 }

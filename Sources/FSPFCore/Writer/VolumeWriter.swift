@@ -32,13 +32,20 @@ public struct WriterOptions: Sendable {
     /// file IDs hash the plaintext segment by segment (FORMAT.md §6).
     let segmentBytes: Int = 4 << 20
     public var progress: Progress? = nil
+    /// `--exclude` patterns (docs: InputTree.excluded).
+    public var excludes: [String] = []
+    /// Record extended attributes (`--no-xattrs` drops them).
+    public var xattrs = true
+    /// Store chunks that lie wholly in a hole of the input as holes (`--dense` stores them
+    /// encrypted like any data, hiding where the holes are).
+    public var sparse = true
 
     public init() {}
 }
 
 public struct WriteResult: Sendable {
     public var metadataPath: String
-    public var tag: [UInt8]
+    public var tag: VolumeTag
     public var files: Int
     public var bytes: UInt64
 }
@@ -149,6 +156,9 @@ final class FileJob: @unchecked Sendable {
     var plainLocation: String? = nil
     var inPlace = false
     var root: [UInt8] = []
+    /// Hole chunks, found when the protect pass opens the file (if `findsHoles`).
+    var holes: [HoleSpan] = []
+    var findsHoles = false
     // Per pass:
     var sourceFD: FileDescriptor? = nil
     var objectFD: FileDescriptor? = nil
@@ -174,10 +184,11 @@ final class FileJob: @unchecked Sendable {
     deinit { segmentDigests?.deallocate() }
 
     var chunkKind: ChunkKind { kind == .encrypted ? .encrypted : .authenticated }
+    func isHole(_ c: UInt64) -> Bool { holes.containsChunk(c) }
     var protection: ProtectedFile? {
         guard kind != .notProtected else { return nil }
-        return ProtectedFile(kind: chunkKind, chunkSize: chunkSize, storedSize: storedSize,
-                             fileID: fileID, root: root, object: objectLocation!)
+        return ProtectedFile(version: .current, kind: chunkKind, chunkSize: chunkSize, storedSize: storedSize,
+                             fileID: fileID, root: root, object: objectLocation!, holes: holes)
     }
 }
 
@@ -185,6 +196,7 @@ final class FileJob: @unchecked Sendable {
 final class Plan: @unchecked Sendable {
     var entries: [Entry] = []
     var jobs: [FileJob] = []
+    var root: Entry
     var directoriesToCreate: Set<String> = []
     let metadataDirectory: String
 
@@ -192,8 +204,11 @@ final class Plan: @unchecked Sendable {
         metadataDirectory = Paths.parent(metadataPath)
         var items: [InputItem] = []
         var counts: [(WriterSource, Int)] = []
+        var rootItem: InputItem? = nil
+        let scan = ScanOptions(excludes: options.excludes, xattrs: options.xattrs && !options.reproducible)
         for s in sources {
-            var scanned = try InputTree.scan(directory: s.directory, prefix: s.prefix)
+            var (scanned, top) = try InputTree.scan(directory: s.directory, prefix: s.prefix, options: scan)
+            if s.prefix.isEmpty && rootItem == nil { rootItem = top }
             // The prefix's own directories ("a", "a/b" for prefix "a/b").
             var p = s.prefix
             while !p.isEmpty {
@@ -204,6 +219,8 @@ final class Plan: @unchecked Sendable {
             items += scanned
             counts.append((s, scanned.count))
         }
+        root = Plan.entry(rootItem ?? InputItem(path: "", source: "", relative: "", kind: .directory, mode: 0o755, size: 0,
+                                                mtimeSeconds: 0, mtimeNanoseconds: 0), options)
         // Sort by raw path bytes: the order the format requires and that reproducible mode needs.
         var order = Array(items.indices)
         let keysBytes = items.map { Array($0.path.utf8) }
@@ -212,6 +229,8 @@ final class Plan: @unchecked Sendable {
         var idx = 0
         for (s, n) in counts { for i in idx..<(idx + n) { sourceOf[i] = s }; idx += n }
         var previous: (path: [UInt8], isDirectory: Bool)? = nil
+        // First path of each multiply-linked input file: later paths to it become links.
+        var linked: [String: (entry: Int, region: String)] = [:]
         for i in order {
             let item = items[i]
             let source = sourceOf[i]!
@@ -223,19 +242,22 @@ final class Plan: @unchecked Sendable {
             }
             previous = (keysBytes[i], isDirectory)
             let region = Region.of(item.path, in: regions)
-            let mtime = options.reproducible ? (options.reproducibleTime, UInt32(0)) : (item.mtimeSeconds, item.mtimeNanoseconds)
-            var mode = item.mode
-            if options.reproducible {
-                // What version control keeps: the executable bit only.
-                if case .file = item.kind { mode = item.mode & 0o111 != 0 ? 0o755 : 0o644 } else if case .directory = item.kind { mode = 0o755 } else { mode = 0o777 }
-            }
-            var entry = Entry(path: item.path, mode: mode, mtimeSeconds: mtime.0, mtimeNanoseconds: mtime.1, content: .directory)
+            var entry = Plan.entry(item, options)
             switch item.kind {
             case .directory:
                 entry.content = .directory
             case .symlink(let target):
                 entry.content = .symlink(target: target)
             case .file:
+                // Hard links are stored once where both paths share a region (reproducible
+                // volumes store every path, as version control does).
+                let inode = item.inode.map { "\($0.dev):\($0.ino)" }
+                if let inode, !options.reproducible, let first = linked[inode], first.region == region.path {
+                    entry.linkOf = first.entry
+                    entries.append(entry)
+                    continue
+                }
+                if let inode, linked[inode] == nil { linked[inode] = (entries.count, region.path) }
                 let job = FileJob(entryIndex: entries.count, item: item, region: region, segmentTarget: options.segmentBytes)
                 if region.kind != .notProtected {
                     job.fileID = options.reproducible ? [] : Sodium.randomBytes(ProtectedFile.idSize)
@@ -252,10 +274,27 @@ final class Plan: @unchecked Sendable {
                     directoriesToCreate.insert(Paths.parent(plain))
                 }
                 job.objectPath = source.output  // completed once the file ID is known
+                job.findsHoles = options.sparse && !options.reproducible && region.kind != .notProtected
                 jobs.append(job)
             }
             entries.append(entry)
         }
+    }
+
+    /// An item's recorded attributes. Reproducible volumes keep what version control keeps: the
+    /// executable bit, no owner, no extended attributes, one time for all (SOURCE_DATE_EPOCH).
+    private static func entry(_ item: InputItem, _ options: WriterOptions) -> Entry {
+        guard options.reproducible else {
+            return Entry(path: item.path, mode: item.mode, mtimeSeconds: item.mtimeSeconds, mtimeNanoseconds: item.mtimeNanoseconds,
+                         content: .directory, uid: item.uid, gid: item.gid, xattrs: item.xattrs)
+        }
+        let mode: UInt32
+        switch item.kind {
+        case .file: mode = item.mode & 0o111 != 0 ? 0o755 : 0o644
+        case .directory: mode = 0o755
+        case .symlink: mode = 0o777
+        }
+        return Entry(path: item.path, mode: mode, mtimeSeconds: options.reproducibleTime, mtimeNanoseconds: 0, content: .directory)
     }
 
     /// Object paths (named by file ID) and output directories; called once IDs are final.
@@ -291,7 +330,15 @@ final class Plan: @unchecked Sendable {
         for job in jobs {
             out[job.entryIndex].content = .file(size: job.size, region: job.kind, protection: job.protection, plain: job.plainLocation)
         }
-        return VolumeMetadata(reproducible: reproducible, regions: regions, entries: out)
+        // A link shares its first path's content and attributes (as the format decodes it).
+        for (i, e) in out.enumerated() {
+            if let first = e.linkOf {
+                out[i] = out[first]
+                out[i].path = e.path
+                out[i].linkOf = first
+            }
+        }
+        return VolumeMetadata(version: .current, reproducible: reproducible, regions: regions, root: root, entries: out)
     }
 
     static func location(of path: String, base: String) -> String {
