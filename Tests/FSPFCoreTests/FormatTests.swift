@@ -80,6 +80,21 @@ import FSPFProvisioning
         #expect(treeContents(t.sub("v")) == treeContents(reference + "/volume-v2"))
     }
 
+    /// The documented way from format 1 to 2: converting the format-1 reference volume gives
+    /// exactly the format-2 one (both reproducible, same key and input), tags included.
+    @Test func upgradeTurnsTheV1ReferenceIntoTheV2Reference() throws {
+        let t = TempDir()
+        let keys = try referenceKeys()
+        let old = try VolumeReader(path: reference + "/volume", keys: keys, expectedTag: Hex.decode(FormatTests.referenceTag)!,
+                                   acceptVersion1: true)
+        let result = try VolumeWriter.convert(old, output: t.sub("v2"), keys: keys, options: WriterOptions())
+        #expect(Hex.encode(result.tag.full) == FormatTests.referenceV2FullTag)
+        #expect(treeContents(t.sub("v2")) == treeContents(reference + "/volume-v2"))
+        expectError({ if case .usage = $0 { return true } else { return false } }) {
+            _ = try VolumeWriter.convert(old, output: reference + "/volume/inside", keys: keys, options: WriterOptions())
+        }
+    }
+
     @Test func padme() {
         #expect(Padding.padme(0) == 4096)
         #expect(Padding.padme(4096) == 4096)

@@ -100,30 +100,32 @@ final class Engine: @unchecked Sendable {
     }
 
     private func open(_ job: FileJob, pass: Pass) throws {
-        let src: FileDescriptor
-        do { src = try FileDescriptor.openForReading(job.source) } catch {
-            if case .io(_, _, let e)? = error as? FSPFError, e == EACCES || e == ENOENT || e == ELOOP {
-                throw FSPFError.noInput(path: job.source, reason: e == EACCES ? "permission denied" : "disappeared while encrypting")
+        var st = stat()
+        if job.fromVolume == nil {
+            let src: FileDescriptor
+            do { src = try FileDescriptor.openForReading(job.source) } catch {
+                if case .io(_, _, let e)? = error as? FSPFError, e == EACCES || e == ENOENT || e == ELOOP {
+                    throw FSPFError.noInput(path: job.source, reason: e == EACCES ? "permission denied" : "disappeared while encrypting")
+                }
+                throw error
             }
-            throw error
+            st = try src.status()
+            guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == job.size else {
+                throw FSPFError.badInput(path: job.source, reason: "file changed while being read")
+            }
+            job.sourceFD = src
+            if pass == .protect, options.reproducible, job.kind != .notProtected, !sameVersion(job.sourceStat, st) {
+                throw FSPFError.badInput(path: job.source, reason: "file changed while being read")
+            }
+            job.sourceStat = st
         }
-        let st = try src.status()
-        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == job.size else {
-            throw FSPFError.badInput(path: job.source, reason: "file changed while being read")
-        }
-        job.sourceFD = src
         if pass == .hash {
             job.segmentDigests = .allocate(byteCount: 32 * job.segmentCount, alignment: 8)
-            job.sourceStat = st
             return
         }
-        if options.reproducible, job.kind != .notProtected, !sameVersion(job.sourceStat, st) {
-            throw FSPFError.badInput(path: job.source, reason: "file changed while being read")
-        }
-        job.sourceStat = st
         if let objectPath = job.objectPath, job.kind != .notProtected {
             let obj = try FileDescriptor.open(objectPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
-            if job.findsHoles && UInt64(st.st_blocks) * 512 < job.size {
+            if job.findsHoles, let src = job.sourceFD, UInt64(st.st_blocks) * 512 < job.size {
                 job.holes = Engine.holeChunks(try src.dataExtents(size: job.size), size: job.size, chunkSize: UInt64(job.chunkSize))
             }
             let p = job.protection!
@@ -163,8 +165,8 @@ final class Engine: @unchecked Sendable {
         func load(_ from: Int, _ to: Int) throws {
             let real = min(to, realCount)
             if real > from {
-                let got = try job.sourceFD!.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[from..<real]),
-                                                 at: start + UInt64(from))
+                let got = try job.readSource(into: UnsafeMutableRawBufferPointer(rebasing: buffer[from..<real]),
+                                             at: start + UInt64(from))
                 guard got == real - from else { throw FSPFError.badInput(path: job.source, reason: "file changed while being read (shrank)") }
             }
             if to > max(from, real) { Sodium.zero(UnsafeMutableRawBufferPointer(rebasing: buffer[max(from, real)..<to])) }
@@ -284,11 +286,13 @@ final class Engine: @unchecked Sendable {
     /// Last segment of a file done: check the source did not change, build the tree's upper
     /// levels from the tags on disk, compute the root, close.
     private func finish(_ job: FileJob, pass: Pass) throws {
-        var probe: UInt8 = 0
-        let extra = try withUnsafeMutableBytes(of: &probe) { (b) throws in try job.sourceFD!.read(into: b, at: job.size) }
-        let st = try job.sourceFD!.status()
-        guard extra == 0, sameVersion(job.sourceStat, st) else {
-            throw FSPFError.badInput(path: job.source, reason: "file changed while being read")
+        if let src = job.sourceFD {
+            var probe: UInt8 = 0
+            let extra = try withUnsafeMutableBytes(of: &probe) { (b) throws in try src.read(into: b, at: job.size) }
+            let st = try src.status()
+            guard extra == 0, sameVersion(job.sourceStat, st) else {
+                throw FSPFError.badInput(path: job.source, reason: "file changed while being read")
+            }
         }
         if pass == .protect, job.kind != .notProtected {
             job.root = try buildTree(job)

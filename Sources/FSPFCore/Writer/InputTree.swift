@@ -21,6 +21,8 @@ struct InputItem {
     var xattrs: [ExtendedAttribute] = []
     /// Device and inode of a regular file with more than one link (hard links are stored once).
     var inode: (dev: UInt64, ino: UInt64)? = nil
+    /// The entry of the volume this item is read from (fspf upgrade).
+    var volumeEntry: Int? = nil
 }
 
 /// What to leave out or drop while scanning.
@@ -51,6 +53,30 @@ enum InputTree {
         }
         let root = try item(path: prefix, source: directory, relative: "", kind: .directory, st, options)
         return (items, root)
+    }
+
+    /// The items of an existing volume, with their recorded attributes, for re-encryption;
+    /// a hard link comes back as another path to the same inode.
+    static func items(of reader: VolumeReader, prefix: String) throws -> (items: [InputItem], root: InputItem) {
+        let linked = Set(reader.entries.compactMap(\.linkOf))
+        func item(_ e: Entry, _ i: Int?) -> InputItem {
+            var kind = InputItem.Kind.directory
+            if case .symlink(let t) = e.content { kind = .symlink(target: t) }
+            if case .file = e.content { kind = .file }
+            var item = InputItem(path: Paths.join(prefix, e.path), source: reader.metadataPath + ":" + e.path, relative: e.path,
+                                 kind: kind, mode: e.mode, uid: e.uid, gid: e.gid, size: kind.isFile ? e.size : 0,
+                                 mtimeSeconds: e.mtimeSeconds, mtimeNanoseconds: e.mtimeNanoseconds, xattrs: e.xattrs)
+            item.volumeEntry = i
+            if let i, kind.isFile, e.linkOf != nil || linked.contains(i) {
+                item.inode = (UInt64.max, UInt64(e.linkOf ?? i))
+            }
+            return item
+        }
+        let newest = reader.entries.max { ($0.mtimeSeconds, $0.mtimeNanoseconds) < ($1.mtimeSeconds, $1.mtimeNanoseconds) }
+        // A format-1 volume records no root: it gets what fspf-mount showed for it.
+        let root = reader.metadata.root ?? Entry(path: "", mode: 0o755, mtimeSeconds: newest?.mtimeSeconds ?? 0,
+                                                 mtimeNanoseconds: newest?.mtimeNanoseconds ?? 0, content: .directory)
+        return (reader.entries.enumerated().map { item($1, $0) }, item(root, nil))
     }
 
     private static func walk(_ dir: String, relative: String, prefix: String, options: ScanOptions,

@@ -6,8 +6,10 @@ import FSPFSystem
 
 /// Where one input directory goes in the volume.
 public struct WriterSource: Sendable {
-    /// The plaintext directory to read.
+    /// The plaintext directory to read (or, with `volume`, a name for it in messages).
     public var directory: String
+    /// Read the tree from this volume instead of a directory (`fspf upgrade`).
+    public var volume: VolumeReader? = nil
     /// Volume path the directory's content appears under ("" = root).
     public var prefix: String
     /// Directory that receives this source's objects and plain copies.
@@ -67,6 +69,33 @@ public enum VolumeWriter {
         if absoluteInput == "/" || Paths.isWithin(Plan.absolute(output), absoluteInput) {
             throw FSPFError.usage("\(output): the output must not lie inside the input \(input)")
         }
+        return try build(output: output, keys: keys, options: options) { [WriterSource(directory: input, prefix: "", output: $0)] }
+    }
+
+    /// Re-encrypts a volume of any format into a new format-2 volume directory `output` (`fspf
+    /// upgrade`): the same tree, regions, chunk sizes and attributes; every byte is verified as
+    /// it is read. A reproducible volume stays reproducible.
+    public static func convert(_ reader: VolumeReader, output: String, keys: VolumeKeys, options: WriterOptions) throws -> WriteResult {
+        if Paths.isWithin(Plan.absolute(output), Plan.absolute(reader.directory)) {
+            throw FSPFError.usage("\(output): the output must not lie inside the volume \(reader.directory)")
+        }
+        var o = options
+        o.regions = reader.metadata.regions
+        o.reproducible = reader.metadata.reproducible
+        // A reproducible volume gave every entry one time (SOURCE_DATE_EPOCH): keep it.
+        if o.reproducible { o.reproducibleTime = reader.entries.first?.mtimeSeconds ?? 0 }
+        return try build(output: output, keys: keys, options: o) {
+            var source = WriterSource(directory: reader.metadataPath, prefix: "", output: $0)
+            source.volume = reader
+            return [source]
+        }
+    }
+
+    /// Builds a volume directory: in `output` itself when it is an empty directory (a mount
+    /// point), else under a temporary sibling renamed into place at the end. On any failure
+    /// nothing that opens as a volume is left.
+    private static func build(output: String, keys: VolumeKeys, options: WriterOptions,
+                              sources: (String) -> [WriterSource]) throws -> WriteResult {
         let staging: String
         var renameAtEnd = false
         if let st = FileSystem.status(output) {
@@ -85,8 +114,7 @@ public enum VolumeWriter {
             renameAtEnd = true
         }
         do {
-            let source = WriterSource(directory: input, prefix: "", output: staging)
-            var result = try write(sources: [source], metadataPath: Paths.join(staging, SealedMetadata.fileName),
+            var result = try write(sources: sources(staging), metadataPath: Paths.join(staging, SealedMetadata.fileName),
                                    keys: keys, options: options)
             if renameAtEnd {
                 try FileSystem.rename(staging, output)
@@ -159,6 +187,8 @@ final class FileJob: @unchecked Sendable {
     /// Hole chunks, found when the protect pass opens the file (if `findsHoles`).
     var holes: [HoleSpan] = []
     var findsHoles = false
+    /// The file's plaintext comes from another volume's entry instead of `source` (fspf upgrade).
+    var fromVolume: (reader: VolumeReader, entry: Int)? = nil
     // Per pass:
     var sourceFD: FileDescriptor? = nil
     var objectFD: FileDescriptor? = nil
@@ -184,6 +214,19 @@ final class FileJob: @unchecked Sendable {
     deinit { segmentDigests?.deallocate() }
 
     var chunkKind: ChunkKind { kind == .encrypted ? .encrypted : .authenticated }
+
+    /// Source bytes at `offset`, verified when they come from a volume.
+    func readSource(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        guard let (reader, entry) = fromVolume else { return try sourceFD!.read(into: buffer, at: offset) }
+        var done = 0
+        while done < buffer.count {
+            let n = try reader.read(entry: entry, offset: offset + UInt64(done),
+                                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
     func isHole(_ c: UInt64) -> Bool { holes.containsChunk(c) }
     var protection: ProtectedFile? {
         guard kind != .notProtected else { return nil }
@@ -207,7 +250,8 @@ final class Plan: @unchecked Sendable {
         var rootItem: InputItem? = nil
         let scan = ScanOptions(excludes: options.excludes, xattrs: options.xattrs && !options.reproducible)
         for s in sources {
-            var (scanned, top) = try InputTree.scan(directory: s.directory, prefix: s.prefix, options: scan)
+            var (scanned, top) = try s.volume.map { try InputTree.items(of: $0, prefix: s.prefix) }
+                ?? InputTree.scan(directory: s.directory, prefix: s.prefix, options: scan)
             if s.prefix.isEmpty && rootItem == nil { rootItem = top }
             // The prefix's own directories ("a", "a/b" for prefix "a/b").
             var p = s.prefix
@@ -259,6 +303,7 @@ final class Plan: @unchecked Sendable {
                 }
                 if let inode, linked[inode] == nil { linked[inode] = (entries.count, region.path) }
                 let job = FileJob(entryIndex: entries.count, item: item, region: region, segmentTarget: options.segmentBytes)
+                if let reader = source.volume, let e = item.volumeEntry { job.fromVolume = (reader, e) }
                 if region.kind != .notProtected {
                     job.fileID = options.reproducible ? [] : Sodium.randomBytes(ProtectedFile.idSize)
                 }
