@@ -53,7 +53,7 @@ let package = Package(
             swiftSettings: strict),
         // The FUSE front end: callbacks, daemon life cycle, hardening.
         .target(name: "FSPFMount",
-                dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "CFuse3", .product(name: "Logging", package: "swift-log")],
+                dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "CFuse3", "CLinux", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strict),
         .executableTarget(
             name: "fspf-mount",

@@ -19,6 +19,9 @@ public struct MountConfiguration: Sendable {
     public var acceptVersion1 = false
     public var foreground = false
     public var allowOther = false
+    /// Show every entry as owned by this user / group (-o uid=, gid=) instead of the stored owner.
+    public var uid: uid_t?
+    public var gid: gid_t?
     /// Run as this user (name or name:group) once mounted.
     public var user: String?
     public var threads: UInt32 = 8
@@ -69,7 +72,7 @@ public enum MountDaemon {
 
         let readiness = Readiness()
         let readahead = config.readaheadKiB
-        let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace) {
+        let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace, uid: config.uid, gid: config.gid) {
             // INIT is answered only after this callback returns: confirm from another thread
             // that the mount serves requests, then tune it and report it live.
             Thread.detachNewThread {
@@ -84,7 +87,7 @@ public enum MountDaemon {
         var argv: [UnsafeMutablePointer<CChar>?] = ["fspf-mount", "-o", options].map { (s: String) in strdup(s) }
         defer { argv.forEach { free($0) } }
         var args = fuse_args(argc: Int32(argv.count), argv: nil, allocated: 0)
-        var ops = Operations.table()
+        var ops = Operations.table(for: volume)
         let userdata = Unmanaged.passRetained(volume).toOpaque()
         let session: OpaquePointer? = argv.withUnsafeMutableBufferPointer { buf in
             args.argv = buf.baseAddress

@@ -6,48 +6,71 @@ import Glibc
 import Logging
 
 /// What the FUSE callbacks see: the verified reader plus the mapping between volume
-/// entries and inode numbers (root = 1, entry i = i + 2). The volume is immutable while
-/// mounted, so inodes, attributes and listings never change.
+/// entries and inode numbers (root = 1, entry i = i + 2; the paths of a hard-linked file all
+/// have its first path's inode). The volume is immutable while mounted, so inodes, attributes
+/// and listings never change.
 final class MountedVolume: @unchecked Sendable {
     let reader: VolumeReader
     let logger: Logger
     let trace: Bool
-    let uid: uid_t
-    let gid: gid_t
+    /// Owner shown for every entry: the volume's own (format 2) unless mapped (-o uid=, gid=);
+    /// a format-1 volume records none and shows the daemon's.
+    let uidMap: uid_t?
+    let gidMap: gid_t?
     /// Attribute and entry cache lifetime given to the kernel: long, nothing changes.
     let timeout: Double = 86_400
     /// Called once the kernel's INIT has been answered: the mount is live.
     let onReady: @Sendable () -> Void
+    /// Whether any entry has extended attributes (otherwise getxattr stays unimplemented).
+    let hasXattrs: Bool
+    /// Whether any entry carries a POSIX ACL, which the kernel then enforces (FUSE_CAP_POSIX_ACL).
+    let hasACLs: Bool
     private let subdirectoryCounts: [Int: Int]
-    private let rootTime: timespec
+    private let linkCounts: [Int: Int]
+    private let root: Entry
     private let totalBytes: UInt64
 
-    init(reader: VolumeReader, logger: Logger, trace: Bool, onReady: @escaping @Sendable () -> Void) {
+    init(reader: VolumeReader, logger: Logger, trace: Bool, uid: uid_t? = nil, gid: gid_t? = nil,
+         onReady: @escaping @Sendable () -> Void) {
         self.reader = reader
         self.logger = logger
         self.trace = trace
         self.onReady = onReady
-        uid = getuid()
-        gid = getgid()
+        let v1 = reader.version == .v1
+        uidMap = uid ?? (v1 ? getuid() : nil)
+        gidMap = gid ?? (v1 ? getgid() : nil)
         var counts: [Int: Int] = [:]
-        var newest = timespec(tv_sec: 0, tv_nsec: 0)
+        var links: [Int: Int] = [:]
+        var newest = (Int64(0), UInt32(0))
         var total: UInt64 = 0
+        var xattrs = false, acls = false
         for e in reader.entries {
             if e.isDirectory {
                 let parent = Paths.parentIndex(of: e.path, in: reader)
                 counts[parent, default: 0] += 1
             }
-            total += e.size
-            if e.mtimeSeconds > newest.tv_sec { newest = timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds)) }
+            if let first = e.linkOf { links[first, default: 1] += 1 } else { total += e.size }
+            if (e.mtimeSeconds, e.mtimeNanoseconds) > newest { newest = (e.mtimeSeconds, e.mtimeNanoseconds) }
+            if !e.xattrs.isEmpty {
+                xattrs = true
+                acls = acls || e.xattrs.contains { $0.name.starts(with: Array("system.posix_acl_".utf8)) }
+            }
         }
+        // Format 1 records no root: it shows 0755 and the newest time in the tree, as it always did.
+        root = reader.metadata.root ?? Entry(path: "", mode: 0o755, mtimeSeconds: newest.0, mtimeNanoseconds: newest.1, content: .directory)
+        hasXattrs = xattrs || !root.xattrs.isEmpty
+        hasACLs = acls || root.xattrs.contains { $0.name.starts(with: Array("system.posix_acl_".utf8)) }
         subdirectoryCounts = counts
-        rootTime = newest
+        linkCounts = links
         totalBytes = total
     }
 
     static let rootInode: fuse_ino_t = 1
 
-    func inode(_ index: Int?) -> fuse_ino_t { index.map { fuse_ino_t($0 + 2) } ?? MountedVolume.rootInode }
+    /// The inode of an entry: a hard link has its first path's.
+    func inode(_ index: Int?) -> fuse_ino_t {
+        index.map { fuse_ino_t((reader.entries[$0].linkOf ?? $0) + 2) } ?? MountedVolume.rootInode
+    }
 
     /// nil for the root; throws ENOENT for an inode that does not exist.
     func index(_ ino: fuse_ino_t) throws(Errno) -> Int? {
@@ -56,22 +79,15 @@ final class MountedVolume: @unchecked Sendable {
         return Int(ino - 2)
     }
 
-    func entry(_ index: Int?) -> Entry? { index.map { reader.entries[$0] } }
+    func entry(_ index: Int?) -> Entry { index.map { reader.entries[$0] } ?? root }
 
     func attributes(_ index: Int?) -> stat {
         var st = stat()
+        let e = entry(index)
         st.st_ino = __ino_t(inode(index))
-        st.st_uid = uid
-        st.st_gid = gid
+        st.st_uid = uidMap ?? e.uid
+        st.st_gid = gidMap ?? e.gid
         st.st_blksize = 65536
-        guard let e = entry(index) else {
-            st.st_mode = S_IFDIR | 0o755
-            st.st_nlink = nlink_t(2 + (subdirectoryCounts[-1] ?? 0))
-            st.st_mtim = rootTime
-            st.st_ctim = rootTime
-            st.st_atim = rootTime
-            return st
-        }
         let time = timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds))
         st.st_mtim = time
         st.st_ctim = time
@@ -79,19 +95,39 @@ final class MountedVolume: @unchecked Sendable {
         switch e.content {
         case .directory:
             st.st_mode = S_IFDIR | mode_t(e.mode)
-            st.st_nlink = nlink_t(2 + (subdirectoryCounts[index!] ?? 0))
+            st.st_nlink = nlink_t(2 + (subdirectoryCounts[index ?? -1] ?? 0))
         case .symlink(let t):
             st.st_mode = S_IFLNK | 0o777
             st.st_nlink = 1
             st.st_size = off_t(t.count)
         case .file(let size, _, let p, _):
             st.st_mode = S_IFREG | mode_t(e.mode)
-            st.st_nlink = 1
+            st.st_nlink = nlink_t(linkCounts[e.linkOf ?? index!] ?? 1)
             st.st_size = off_t(size)
-            st.st_blocks = blkcnt_t((size + 511) / 512)
+            // Holes take no room, as on the disk the volume came from.
+            st.st_blocks = blkcnt_t((size - min(size, p?.holeBytes ?? 0) + 511) / 512)
             if let p { st.st_blksize = Int(p.chunkSize) }
         }
         return st
+    }
+
+    /// SEEK_DATA / SEEK_HOLE over the file's hole chunks; ENXIO at or past the end.
+    func seek(_ index: Int, offset: UInt64, data: Bool) throws(Errno) -> UInt64 {
+        let e = reader.entries[index]
+        guard case .file(let size, _, let p, _) = e.content else { throw Errno(EINVAL) }
+        guard offset < size else { throw Errno(ENXIO) }
+        let holes = p?.holes ?? []
+        let cs = UInt64(p?.chunkSize ?? 1)
+        // The hole span containing `offset`, or the first one after it.
+        let i = holes.firstIndex { $0.end * cs > offset }
+        if data {
+            guard let i, holes[i].first * cs <= offset else { return offset }
+            let next = holes[i].end * cs
+            guard next < size else { throw Errno(ENXIO) }
+            return next
+        }
+        guard let i else { return size }
+        return max(offset, holes[i].first * cs)
     }
 
     func statfs() -> statvfs {

@@ -1,4 +1,5 @@
 import CFuse3
+import CLinux
 import FSPFCore
 import FSPFCrypto
 import FSPFSystem
@@ -8,13 +9,15 @@ import Logging
 /// The libfuse low-level callbacks. Each finds its MountedVolume through the request's user
 /// data and answers exactly once. Every modifying operation answers EROFS.
 enum Operations {
-    static func table() -> fuse_lowlevel_ops {
+    static func table(for volume: MountedVolume) -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
         ops.`init` = { userdata, conn in
             guard let userdata, let conn else { return }
             let v = Unmanaged<MountedVolume>.fromOpaque(userdata).takeUnretainedValue()
-            let wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_PARALLEL_DIROPS)
+            var wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_PARALLEL_DIROPS)
                 | UInt32(FUSE_CAP_CACHE_SYMLINKS)
+            // Stored ACLs are enforced by the kernel, as on the file system they came from.
+            if v.hasACLs { wanted |= UInt32(FUSE_CAP_POSIX_ACL) }
             conn.pointee.want |= wanted & conn.pointee.capable
             conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)  // always plus: one round trip per listing
             v.logger.debug("FUSE session initialised", metadata: ["max_read": "\(conn.pointee.max_read)",
@@ -104,9 +107,32 @@ enum Operations {
                 fuse_reply_err(req, 0)
             }
         }
-        // getxattr and listxattr stay unimplemented: volumes carry no extended attributes, and
-        // the kernel remembers ENOSYS and stops asking, where an ENODATA answer would cost a
-        // round trip per file for every `ls -l` (which asks for ACLs and security labels).
+        // getxattr and listxattr only for a volume that stored extended attributes. Otherwise they
+        // stay unimplemented: the kernel remembers ENOSYS and stops asking, where an ENODATA
+        // answer would cost a round trip per file for every `ls -l` (which asks for ACLs and
+        // security labels).
+        if volume.hasXattrs {
+            ops.getxattr = { req, ino, name, size in
+                Operations.reply(req) { v in
+                    let e = v.entry(try v.index(ino))
+                    let wanted = Array(UnsafeBufferPointer(start: UnsafeRawPointer(name!).assumingMemoryBound(to: UInt8.self), count: strlen(name!)))
+                    guard let x = e.xattrs.first(where: { $0.name == wanted }) else { throw Errno(ENODATA) }
+                    try Operations.replyXattr(req, x.value, size)
+                }
+            }
+            ops.listxattr = { req, ino, size in
+                Operations.reply(req) { v in
+                    try Operations.replyXattr(req, v.entry(try v.index(ino)).xattrs.flatMap { $0.name + [0] }, size)
+                }
+            }
+        }
+        ops.lseek = { req, ino, off, whence, _ in
+            Operations.reply(req) { v in
+                guard let i = try v.index(ino) else { throw Errno(EISDIR) }
+                guard whence == FSPF_SEEK_DATA || whence == FSPF_SEEK_HOLE, off >= 0 else { throw Errno(EINVAL) }
+                fuse_reply_lseek(req, off_t(try v.seek(i, offset: UInt64(off), data: whence == FSPF_SEEK_DATA)))
+            }
+        }
         // Read-only in every way, even if the kernel's `ro` were bypassed.
         ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
         ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
@@ -145,6 +171,13 @@ enum Operations {
             v.logger.error("\(error)")
             fuse_reply_err(req, EIO)
         }
+    }
+
+    /// getxattr/listxattr protocol: size 0 asks for the length, a smaller buffer is ERANGE.
+    private static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) throws {
+        if size == 0 { fuse_reply_xattr(req, value.count); return }
+        guard size >= value.count else { throw Errno(ERANGE) }
+        value.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), value.count) }
     }
 
     private static func entryParam(_ v: MountedVolume, _ i: Int?) -> fuse_entry_param {

@@ -51,7 +51,8 @@ struct FSPFMountCommand: ParsableCommand {
     var acceptV1 = false
 
     @Flag(name: .long, help: "Stay in the foreground.") var foreground = false
-    @Option(name: .customShort("o"), help: "Mount option: only allow_other is accepted.") var mountOptions: [String] = []
+    @Option(name: .customShort("o"), help: "Mount options: allow_other; uid=N and gid=N show every entry as owned by N instead of its stored owner.")
+    var mountOptions: [String] = []
     @Option(name: .long, help: "After mounting, run as this user (user or user:group).") var user: String?
     @Option(name: .long, help: "FUSE worker threads.") var threads: UInt32 = 8
     @Option(name: .long, help: "Kernel readahead for the mount, KiB (0: kernel default).") var readaheadKb = 4096
@@ -72,8 +73,10 @@ struct FSPFMountCommand: ParsableCommand {
             config.skipTagCheck = noTagCheck
             config.acceptVersion1 = acceptV1
             for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
-                guard o == "allow_other" else { throw FSPFError.usage("-o \(o): only allow_other is supported (the mount is always ro)") }
-                config.allowOther = true
+                if o == "allow_other" { config.allowOther = true; continue }
+                if o.hasPrefix("uid="), let n = UInt32(o.dropFirst(4)) { config.uid = n; continue }
+                if o.hasPrefix("gid="), let n = UInt32(o.dropFirst(4)) { config.gid = n; continue }
+                throw FSPFError.usage("-o \(o): only allow_other, uid=N and gid=N are supported (the mount is always ro)")
             }
             config.tag = try expectedTag(hex: tag, environment: tagEnv)
             config.tagFromKeySource = config.tag == nil

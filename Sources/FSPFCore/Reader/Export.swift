@@ -5,7 +5,9 @@ import FSPFCrypto
 import FSPFSystem
 
 /// Writes a volume's plaintext tree to a new directory, atomically: built under a
-/// temporary name and renamed, so an integrity failure leaves nothing behind.
+/// temporary name and renamed, so an integrity failure leaves nothing behind. Hard links come
+/// back as links and holes as holes; owners and every extended attribute are restored when
+/// running as root, otherwise the `user.*` attributes only (the others need privileges).
 public enum Exporter {
     public static func decrypt(_ reader: VolumeReader, to output: String,
                                threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) throws {
@@ -34,10 +36,17 @@ public enum Exporter {
                 }
             }
             if let e = failure.withLock({ $0 }) { throw e }
+            // Links once their first paths exist.
+            for e in entries {
+                guard let first = e.linkOf else { continue }
+                let target = Paths.join(staging, e.path), existing = Paths.join(staging, entries[first].path)
+                try syscall("link", path: target) { link(existing, target) }
+            }
             // Directory modes and times last (deepest first), once nothing more is written in them.
             for e in entries.reversed() where e.isDirectory {
                 try finishAttributes(Paths.join(staging, e.path), e)
             }
+            if let root = reader.metadata.root { try finishAttributes(staging, root) }
             try FileSystem.rename(staging, output)
         } catch {
             FileSystem.removeTree(staging)
@@ -50,19 +59,25 @@ public enum Exporter {
         if Interrupt.requested { throw FSPFError.interrupted }
         let e = reader.metadata.entries[i]
         let target = Paths.join(staging, e.path)
+        guard e.linkOf == nil else { return }  // linked once its first path is written
         switch e.content {
         case .directory:
             return
         case .symlink(let t):
             try syscall("symlink", path: target) { symlink(String(decoding: t, as: UTF8.self), target) }
-            var times = [timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds))]
-            times.append(times[0])
-            utimensat(AT_FDCWD, target, times, AT_SYMLINK_NOFOLLOW)
-        case .file(let size, _, _, _):
+            try finishAttributes(target, e, symlink: true)
+        case .file(let size, _, let p, _):
             let out = try FileDescriptor.open(target, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            try out.truncate(to: size)
             var offset: UInt64 = 0
             while offset < size {
-                let n = try reader.read(entry: i, offset: offset, into: buffer)
+                // Hole chunks are skipped: the output keeps them as holes.
+                if let p, p.isHole(offset / UInt64(p.chunkSize)) {
+                    offset = (offset / UInt64(p.chunkSize) + 1) * UInt64(p.chunkSize)
+                    continue
+                }
+                let wanted = p.map { Int(min(UInt64(buffer.count), UInt64($0.chunkSize) - offset % UInt64($0.chunkSize))) } ?? buffer.count
+                let n = try reader.read(entry: i, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<max(wanted, 1)]))
                 guard n > 0 else { throw FSPFError.integrity(path: e.path, reason: "file ends early") }
                 try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), at: offset)
                 offset += UInt64(n)
@@ -71,11 +86,16 @@ public enum Exporter {
         }
     }
 
-    private static func finishAttributes(_ path: String, _ e: Entry) throws {
-        try syscall("chmod", path: path) { chmod(path, mode_t(e.mode)) }
+    private static func finishAttributes(_ path: String, _ e: Entry, symlink: Bool = false) throws {
+        let root = geteuid() == 0
+        if root { try syscall("chown", path: path) { lchown(path, e.uid, e.gid) } }
+        for x in e.xattrs where root || x.name.starts(with: Array("user.".utf8)) {
+            try FileSystem.setExtendedAttribute(path, name: x.name, value: x.value)
+        }
+        if !symlink { try syscall("chmod", path: path) { chmod(path, mode_t(e.mode)) } }
         var times = [timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds))]
         times.append(times[0])
-        try syscall("utimensat", path: path) { utimensat(AT_FDCWD, path, times, 0) }
+        try syscall("utimensat", path: path) { utimensat(AT_FDCWD, path, times, symlink ? AT_SYMLINK_NOFOLLOW : 0) }
     }
 }
 
