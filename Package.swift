@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFSystem", "FSPFCrypto"],
                     swiftSettings: strict),
         .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFProvisioning"], swiftSettings: strict),
-        .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFTestSupport"],
+        .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFMount", "FSPFProvisioning", "FSPFAttestation", "FSPFTestSupport"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

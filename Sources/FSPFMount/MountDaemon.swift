@@ -17,6 +17,8 @@ public struct MountConfiguration: Sendable {
     public var skipTagCheck = false
     /// Mount a format-1 volume under an expected tag (FORMAT.md §13).
     public var acceptVersion1 = false
+    /// Refuse to mount unless the kernel is inside a TEE (a confidential VM or container).
+    public var requireTEE = false
     public var foreground = false
     public var allowOther = false
     /// Show every entry as owned by this user / group (-o uid=, gid=) instead of the stored owner.
@@ -46,6 +48,13 @@ public enum MountDaemon {
     /// caller prints one line and exits with the error's status.
     public static func run(_ config: MountConfiguration, logger: Logger) throws -> Int32 {
         Hardening.apply(logger: logger)
+        // Where the plaintext goes: said before anything is fetched, and refused with --require-tee.
+        let environment = TEEEnvironment.detect()
+        if environment.kernelInsideTEE { logger.info("\(environment.summary)") } else { logger.warning("\(environment.summary)") }
+        if config.requireTEE && !environment.kernelInsideTEE {
+            throw FSPFError.mountFailed(path: config.mountpoint, reason: "--require-tee: the kernel that would receive the plaintext is not "
+                                        + "inside a TEE (\(environment.enclave ?? "no confidential VM or container found"))")
+        }
 
         let material = try config.key.loadMaterial(timeout: config.keyTimeout)
         var expected = config.tag

@@ -17,8 +17,10 @@ struct FSPFMountCommand: ParsableCommand {
         or --key-broker with --evidence (attested release, docs/ATTESTATION.md).
         The expected tag (--tag, --tag-env, or the key resource's) pins the exact volume version.
         Without MOUNTPOINT the volume directory itself is the mount point (mount-over).
+        A FUSE mount hands what it serves to the kernel: it protects data only where the kernel is inside the TEE
+        (confidential VMs and containers), not in SGX enclaves. It logs what it finds at start; --require-tee refuses elsewhere.
         Exit codes: 0 mounted (or, in the foreground, cleanly unmounted), 10 tag mismatch or integrity failure,
-        11 wrong key, 12 key source failed, 20 mount failed (mount point missing or busy), 21 no usable /dev/fuse,
+        11 wrong key, 12 key source failed, 20 mount failed (mount point missing or busy, or --require-tee outside a TEE), 21 no usable /dev/fuse,
         64 usage, 65 not a volume, 66 volume missing.
         """,
         version: "0.1.0")
@@ -50,6 +52,8 @@ struct FSPFMountCommand: ParsableCommand {
     @Flag(name: .customLong("accept-v1"), help: "Mount a format-1 volume under an expected tag (its tag does not bind against key holders).")
     var acceptV1 = false
 
+    @Flag(name: .long, help: "Refuse to mount unless the kernel is inside a TEE (SEV-SNP or TDX guest, confidential containers); see docs/SECURITY.md.")
+    var requireTee = false
     @Flag(name: .long, help: "Stay in the foreground.") var foreground = false
     @Option(name: .customShort("o"), help: "Mount options: allow_other; uid=N and gid=N show every entry as owned by N instead of its stored owner.")
     var mountOptions: [String] = []
@@ -72,6 +76,7 @@ struct FSPFMountCommand: ParsableCommand {
             config.logLevel = level
             config.skipTagCheck = noTagCheck
             config.acceptVersion1 = acceptV1
+            config.requireTEE = requireTee
             for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
                 if o == "allow_other" { config.allowOther = true; continue }
                 if o.hasPrefix("uid="), let n = UInt32(o.dropFirst(4)) { config.uid = n; continue }
