@@ -64,7 +64,7 @@ let package = Package(
             ],
             swiftSettings: strict),
         // Library-level measurements behind the chunk-size default (`make bench`).
-        .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], swiftSettings: strict),
+        .executableTarget(name: "fspf-bench", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "COpenSSL", "CSodium"], swiftSettings: strict),
         // The tamper matrix with its counts (`make test-security`).
         .executableTarget(name: "fspf-tamper", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], swiftSettings: strict),
         // libFuzzer targets for the parsers (`make fuzz`).

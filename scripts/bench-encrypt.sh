@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Part of `make bench`: `fspf encrypt` throughput on a 1 GiB tree next to
 # `openssl speed -evp aes-256-gcm` x cores, copying the same tree (cp -r, two parallel
-# copies, and into a gocryptfs mount), measured interleaved in one run, plus the per-chunk-size
-# library measurements behind the default chunk size. Prints markdown.
+# copies, and into a gocryptfs mount) and format 1's fspf as shipped before (scripts/bench-v1.sh),
+# measured interleaved in one run; the hash candidates for the tag tree; the per-chunk-size
+# library measurements of both formats behind the default chunk size. Prints markdown.
 set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh" "$@"
 work=$(mktemp -d /dev/shm/fspf-bench-XXXXXX)   # tmpfs: measure crypto and the tool, not the disk
@@ -39,12 +40,12 @@ encrypt() {
   cpu_fspf+=("$(awk '{print $1 + $2}' "$work/cpu")")
   user_fspf+=("$(awk '{print $1}' "$work/cpu")")
 }
-declare -A out=([floor]="$work/floor" [cp]="$work/copy" [gocryptfs]="$work/gmnt/tree" [fspf]="$work/vol")
+declare -A out=([floor]="$work/floor" [cp]="$work/copy" [gocryptfs]="$work/gmnt/tree" [fspf]="$work/vol" [fspf1]="$work/vol1")
 declare -A rates
 echo "contenders, $RUNS rounds" >&2
 encrypt; rm -rf "$work/vol"; cpu_fspf=(); user_fspf=()   # warm-up: first use of the binary and fresh pages
 for r in $(seq 1 "$RUNS"); do
-  for c in floor cp gocryptfs fspf; do
+  for c in floor cp gocryptfs fspf fspf1; do
     rm -rf "${out[$c]}"; sync; sleep 2
     s=$(now)
     case $c in
@@ -52,6 +53,7 @@ for r in $(seq 1 "$RUNS"); do
       cp) cp -r "$work/tree" "$work/copy" ;;
       gocryptfs) cp -r "$work/tree" "$work/gmnt/tree" ;;
       fspf) encrypt ;;
+      fspf1) "$V1/fspf" encrypt "$work/tree" --out "$work/vol1" --quiet > /dev/null ;;
     esac
     rates[$c]="${rates[$c]:-} $(rate "$(elapsed "$s")")"
   done
@@ -61,10 +63,12 @@ ideal=$(awk -v a="$single" -v c="$cores" 'BEGIN {print a * c}')
 f=$(med fspf)
 cpu=$(printf '%s\n' "${cpu_fspf[@]}" | median)
 user=$(printf '%s\n' "${user_fspf[@]}" | median)
-unmount "$work/gmnt"; rm -rf "$work/vol" "$work/tree" "$work/copy" "$work/floor" "$work/gcipher"
+unmount "$work/gmnt"; rm -rf "$work/vol" "$work/vol1" "$work/tree" "$work/copy" "$work/floor" "$work/gcipher"
 
-echo "chunk-size sweep (library level)" >&2
+echo "hash candidates, then the chunk-size sweeps (library level, both formats)" >&2
+hashes=$("$BENCH" hashes)
 sweep=$("$BENCH" "$work" 256)
+sweep1=$("$V1/fspf-bench" "$work" 256)
 
 cat <<MD
 ## \`fspf encrypt\` next to \`openssl speed -evp aes-256-gcm\` and to copying
@@ -85,29 +89,36 @@ whose cipher directory is on the same tmpfs, and \`fspf encrypt\`. Medians.
 | cp -r | $(printf '%.0f' "$(med cp)") | $(list ${rates[cp]}) |
 | cp -r into gocryptfs | $(printf '%.0f' "$(med gocryptfs)") | $(list ${rates[gocryptfs]}) |
 | **fspf encrypt** | **$(printf '%.0f' "$f")** | $(list ${rates[fspf]}) |
+| fspf encrypt, format 1 as shipped before | $(printf '%.0f' "$(med fspf1)") | $(list ${rates[fspf1]}) |
 
 | ratio | |
 |---|---:|
 | fspf encrypt ÷ (openssl × cores) — target ≥ 60 % | **$(awk -v f="$f" -v i="$ideal" 'BEGIN {printf "%.0f %%", 100 * f / i}')** $(at_least "$(ratio "$f" "$ideal")" 0.6) |
+| fspf encrypt ÷ format 1's — target ≥ 0.6 | $(ratio "$f" "$(med fspf1)") $(at_least "$(ratio "$f" "$(med fspf1)")" 0.6) |
 | fspf encrypt ÷ write floor | $(ratio "$f" "$(med floor)") |
 | fspf encrypt ÷ cp -r into gocryptfs | $(ratio "$f" "$(med gocryptfs)") |
 | fspf encrypt ÷ cp -r | $(ratio "$f" "$(med cp)") |
 | fspf's CPU time for 1 GiB (user + system, median) | $(printf '%.2f' "$cpu") s, of which user $(printf '%.2f' "$user") s |
 | user-space throughput per core (1 GiB ÷ user time) ÷ openssl one core | $(awk -v u="$user" -v a="$single" 'BEGIN {printf "%.0f %%", 100 * 1073.741824 / u / a}') |
 
+## The hash of the tag tree
+
+Format 2 hashes every stored byte into the tree (docs/FORMAT.md §6): the candidates from the
+libraries FSPF already uses, measured as \`openssl speed\` does (one core, one buffer in cache, the
+best of 5), next to the AES-256-GCM they are added to. \`fspf-bench hashes\`:
+
+$hashes
+
 ## Chunk size
 
 \`fspf-bench\` (Sources/fspf-bench) writes a 256 MiB random file into a volume per chunk size,
 then reads it back through \`VolumeReader\` with a warm page cache: sequentially in 1 MiB reads,
-and at random 4 KiB- and 128 KiB-aligned offsets. Each read decrypts and authenticates whole
-chunks, so small reads from large chunks pay for the whole chunk.
+and at random 4 KiB- and 128 KiB-aligned offsets. Each read verifies and decrypts whole chunks,
+so small reads from large chunks pay for the whole chunk. Format 2, as built:
 
 $sweep
 
-Default: **64 KiB**. Sequential reads (Spark and Parquet scans, the main workload) reach their
-plateau from 64 KiB on; random 128 KiB reads (the size FUSE hands over) are within a few percent
-of the best; the tag tree costs 16 bytes per 64 KiB (0.025 %). Smaller chunks win only for
-random 4 KiB reads, where a 4 KiB chunk avoids decrypting 60 KiB that are not wanted; volumes
-read that way can be built with \`--chunk-size 4K\`. Sizes above 64 KiB buy no sequential speed
-and cost random reads dearly.
+Format 1, as shipped before (its own fspf-bench, same machine, same run):
+
+$sweep1
 MD

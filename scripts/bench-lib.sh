@@ -5,6 +5,8 @@
 FSPF=$(realpath "${1:-.build/release/fspf}")
 MOUNT=$(dirname "$FSPF")/fspf-mount
 BENCH=$(dirname "$FSPF")/fspf-bench
+# Format 1, as shipped before format 2 (scripts/bench-v1.sh builds it).
+V1=${FSPF_V1:-$(realpath .build-v1/src/.build/release)}
 RUNS=${RUNS:-5}
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Part of `make bench`: reading the same data through the plain directory, libfuse's
 # passthrough_ll, gocryptfs -ro, securefs (read-only) and fspf-mount, interleaved round by
-# round in one run, page cache dropped before every measurement. Prints markdown.
+# round in one run, page cache dropped before every measurement; fspf-mount as built (format 2,
+# default chunk size), with 64 KiB chunks, and format 1 as shipped before (scripts/bench-v1.sh),
+# also warm (objects in the page cache, so the disk is out). Prints markdown.
 set -euo pipefail
 FIO_SECONDS=${FIO_SECONDS:-5}
 . "$(dirname "$0")/bench-lib.sh" "$@"
 work=$(mktemp -d /var/tmp/fspf-bench-read-XXXXXX)   # a real disk: dropping the page cache means something
-systems=(plain passthrough_ll gocryptfs securefs fspf)
+systems=(plain passthrough_ll gocryptfs securefs fspf fspf-64k fspf-v1)
+formats=(fspf-v1 fspf-64k fspf)
 cleanup() { for s in "${systems[@]}"; do unmount "$work/mnt/$s" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
@@ -17,6 +20,9 @@ make_tree "$work/plain/small" 100 16384 1
 echo "preparing the volumes" >&2
 for s in "${systems[@]}"; do mkdir -p "$work/mnt/$s"; done
 "$FSPF" encrypt "$work/plain" --out "$work/fspf" --key-out "$work/fspf.key" --quiet > "$work/fspf.line"
+"$FSPF" encrypt "$work/plain" --out "$work/fspf-64k" --chunk-size 64K --key-out "$work/fspf-64k.key" --quiet > "$work/fspf-64k.line"
+"$V1/fspf" encrypt "$work/plain" --out "$work/fspf-v1" --key-out "$work/fspf-v1.key" --quiet > "$work/fspf-v1.line"
+chunk=$("$FSPF" info "$work/fspf" --key-file "$work/fspf.key" | awk '/^region/ {print $NF / 1024 " KiB"; exit}')
 prepare_gocryptfs "$work/plain" "$work/gocryptfs" "$work/mnt/gocryptfs"
 prepare_securefs "$work/plain" "$work/securefs" "$work/mnt/securefs"
 build_passthrough "$work/passthrough_ll"
@@ -26,7 +32,10 @@ rmdir "$work/mnt/plain"; ln -s "$work/plain" "$work/mnt/plain"
 "$work/passthrough_ll" -o source="$work/plain",ro "$work/mnt/passthrough_ll"; wait_mounted "$work/mnt/passthrough_ll"
 mount_gocryptfs "$work/plain" "$work/gocryptfs" "$work/mnt/gocryptfs"
 mount_securefs "$work/plain" "$work/securefs" "$work/mnt/securefs"
-"$MOUNT" "$work/fspf" "$work/mnt/fspf" --key-file "$work/fspf.key" --tag "$(awk '{print $9}' "$work/fspf.line")"
+for f in fspf fspf-64k; do
+  "$MOUNT" "$work/$f" "$work/mnt/$f" --key-file "$work/$f.key" --tag "$(awk '{print $9}' "$work/$f.line")"
+done
+"$V1/fspf-mount" "$work/fspf-v1" "$work/mnt/fspf-v1" --key-file "$work/fspf-v1.key" --tag "$(awk '{print $9}' "$work/fspf-v1.line")"
 for s in "${systems[@]}"; do
   cmp -s "$work/plain/small/d0042/f042.dat" "$work/mnt/$s/small/d0042/f042.dat" || { echo "bench: $s serves wrong data" >&2; exit 1; }
 done
@@ -45,18 +54,29 @@ ls_tree() { ls -lR "$1/small"; }
 stat_tree() { find "$1/small" -type f -print0 | xargs -0 stat; }
 md5_tree() { find "$1/small" -type f -print0 | xargs -0 md5sum; }
 
-tests=(seq rand4k rand128k ls stat md5)
+# Warm: the big file's object in the page cache, the mount's own cached pages of the file
+# dropped (fadvise DONTNEED; fio does the same at start), so that every byte is verified and
+# decrypted again but none waits for the disk.
+warm() {  # volume mountpoint
+  find "$work/$1/.fspf-objects" -type f -size +100M -exec cat {} + > /dev/null
+  dd if="$2/big.bin" iflag=nocache count=0 status=none
+}
+
+tests=(seq rand4k rand128k ls stat md5 seqwarm rand4kwarm rand128kwarm)
 declare -A results
 for r in $(seq 1 "$RUNS"); do
   for t in "${tests[@]}"; do
     echo "run $r/$RUNS: $t" >&2
     for s in "${systems[@]}"; do
       d="$work/mnt/$s"
-      drop
       case $t in
-        seq) v=$(seq_read "$d") ;;
-        rand4k) v=$(fio_iops "$d" 4k) ;;
-        rand128k) v=$(fio_iops "$d" 128k) ;;
+        *warm) [[ $s == fspf* ]] || continue; warm "$s" "$d" ;;
+        *) drop ;;
+      esac
+      case $t in
+        seq|seqwarm) v=$(seq_read "$d") ;;
+        rand4k|rand4kwarm) v=$(fio_iops "$d" 4k) ;;
+        rand128k|rand128kwarm) v=$(fio_iops "$d" 128k) ;;
         ls) v=$(timed ls_tree "$d") ;;
         stat) v=$(timed stat_tree "$d") ;;
         md5) v=$(timed md5_tree "$d") ;;
@@ -65,17 +85,23 @@ for r in $(seq 1 "$RUNS"); do
     done
   done
 done
-fspf_pid=$(pgrep -n -f "fspf-mount $work/fspf") && fspf_rss=$(peak_rss "$fspf_pid")
+fspf_pid=$(pgrep -n -f "fspf-mount $work/fspf ") && fspf_rss=$(peak_rss "$fspf_pid")
 
 med() { printf '%s\n' ${results[$1.$2]} | median; }
 # Ratios read "how much better fspf is": throughput fspf/peer, times peer/fspf.
-better() { local f p; f=$(med "$1" fspf); p=$(med "$1" "$2"); case $1 in seq|rand*) ratio "$f" "$p" ;; *) ratio "$p" "$f" ;; esac; }
+better() { local f p; f=$(med "$1" "${3:-fspf}"); p=$(med "$1" "$2"); case $1 in seq*|rand*) ratio "$f" "$p" ;; *) ratio "$p" "$f" ;; esac; }
+peers=(plain passthrough_ll gocryptfs securefs fspf)
 row() {  # test label format
   local line="| $2 |" s
-  for s in "${systems[@]}"; do line+=" $(printf "$3" "$(med "$1" "$s")") |"; done
+  for s in "${peers[@]}"; do line+=" $(printf "$3" "$(med "$1" "$s")") |"; done
   echo "$line $(better "$1" gocryptfs) | $(better "$1" passthrough_ll) | $(better "$1" plain) |"
 }
-runs_row() { local s line="| $2 |"; for s in "${systems[@]}"; do line+=" $(list ${results[$1.$s]}) |"; done; echo "$line"; }
+format_row() {  # test label
+  local line="| $2 |" s
+  for s in "${formats[@]}"; do line+=" $(printf %.0f "$(med "$1" "$s")") |"; done
+  echo "$line $(better "$1" fspf-v1) | $(better "$1" fspf-v1 fspf-64k) | $(better "$1" gocryptfs fspf-64k) |"
+}
+runs_row() { local s line="| $2 |"; for s in "${systems[@]}"; do line+=" $(list ${results[$1.$s]:-}) |"; done; echo "$line"; }
 
 cat <<MD
 ## Reading: fspf-mount next to the plain directory and the peers
@@ -84,14 +110,14 @@ Same data for all: a 1 GiB random file and 10,000 files of 1 B–16 KiB in 100 d
 the same disk ($(df --output=source "$work" | tail -1)). Each system is mounted once, with its defaults:
 libfuse's \`passthrough_ll\` (FUSE without crypto, $(pkg-config --modversion fuse3)), \`gocryptfs -ro\`
 ($(gocryptfs -version | cut -d';' -f1 | cut -d' ' -f2)), \`securefs\` with \`-o ro\`, and \`fspf-mount\` on a volume made by
-\`fspf encrypt\` with default options. Measurements are interleaved (each round runs every test on
+\`fspf encrypt\` with default options (format 2, $chunk chunks). Measurements are interleaved (each round runs every test on
 every system in turn) and the page cache is dropped before each one. Medians of $RUNS rounds.
 Sequential: \`dd bs=1M\` of the 1 GiB file. Random: \`fio --rw=randread --ioengine=psync --numjobs=2\`,
 ${FIO_SECONDS} s. Tree: \`ls -lR\`, \`stat\` of every file, \`md5sum\` of every file (find | xargs).
 
 Ratios say how much better fspf is: throughput fspf ÷ peer, times peer ÷ fspf (above 1: fspf wins).
 
-| test | plain | passthrough_ll | gocryptfs | securefs | **fspf-mount** | vs gocryptfs | vs passthrough_ll | vs plain |
+| test | plain | passthrough_ll | gocryptfs | securefs | **fspf-mount** | fspf vs gocryptfs | vs passthrough_ll | vs plain |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 $(row seq "sequential read, MB/s" %.0f)
 $(row rand4k "random 4 KiB reads, IOPS" %.0f)
@@ -114,16 +140,43 @@ fspf-mount's peak resident memory over the whole run: ${fspf_rss:-?} MiB.
 | stat no slower than gocryptfs | $(better stat gocryptfs) × | $(at_least "$(better stat gocryptfs)" 1.0) |
 | md5sum no slower than gocryptfs | $(better md5 gocryptfs) × | $(at_least "$(better md5 gocryptfs)" 1.0) |
 
+### Format 2 against format 1, and the chunk size, through the mount
+
+The same reads in the same rounds through format 1 as shipped before format 2 (64 KiB chunks,
+built by scripts/bench-v1.sh), format 2 with 64 KiB chunks and format 2 as built ($chunk chunks).
+Warm: the file's object in the page cache and the mount's own pages of the file dropped, so
+every byte is verified and decrypted again while none waits for the disk.
+
+| test | format 1, 64 KiB | format 2, 64 KiB | **format 2, $chunk** | ÷ format 1 | 64 KiB ÷ format 1 | 64 KiB vs gocryptfs |
+|---|---:|---:|---:|---:|---:|---:|
+$(format_row seq "cold sequential, MB/s")
+$(format_row rand4k "cold random 4 KiB, IOPS")
+$(format_row rand128k "cold random 128 KiB, IOPS")
+$(format_row seqwarm "warm sequential, MB/s")
+$(format_row rand4kwarm "warm random 4 KiB, IOPS")
+$(format_row rand128kwarm "warm random 128 KiB, IOPS")
+$(format_row md5 "md5sum every file, ms")
+
+| target (format 2 as built against format 1) | measured | |
+|---|---:|---|
+| cold sequential read ≥ 0.9 × format 1 | $(better seq fspf-v1) × | $(at_least "$(better seq fspf-v1)" 0.9) |
+| warm sequential read ≥ 0.6 × format 1 | $(better seqwarm fspf-v1) × | $(at_least "$(better seqwarm fspf-v1)" 0.6) |
+| warm random 128 KiB ≥ 0.6 × format 1 | $(better rand128kwarm fspf-v1) × | $(at_least "$(better rand128kwarm fspf-v1)" 0.6) |
+| warm random 4 KiB ≥ 0.6 × format 1 | $(better rand4kwarm fspf-v1) × | $(at_least "$(better rand4kwarm fspf-v1)" 0.6) |
+
 <details><summary>Every run</summary>
 
-| test | plain | passthrough_ll | gocryptfs | securefs | fspf-mount |
-|---|---|---|---|---|---|
+| test | plain | passthrough_ll | gocryptfs | securefs | fspf-mount | fspf 64 KiB | fspf format 1 |
+|---|---|---|---|---|---|---|---|
 $(runs_row seq "sequential MB/s")
 $(runs_row rand4k "random 4 KiB IOPS")
 $(runs_row rand128k "random 128 KiB IOPS")
 $(runs_row ls "ls -lR ms")
 $(runs_row stat "stat ms")
 $(runs_row md5 "md5sum ms")
+$(runs_row seqwarm "warm sequential MB/s")
+$(runs_row rand4kwarm "warm random 4 KiB IOPS")
+$(runs_row rand128kwarm "warm random 128 KiB IOPS")
 
 </details>
 MD

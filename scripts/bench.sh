@@ -9,8 +9,10 @@ MARK='<!-- Everything above is written by make bench; everything below is kept. 
 for tool in gocryptfs securefs fio java; do
   command -v "$tool" > /dev/null || { echo "make bench: $tool missing (scripts/install-deps.sh --bench --spark)" >&2; exit 69; }
 done
-swift build -c release --product fspf-bench > /dev/null
 start=$(date +%s)
+swift build -c release --product fspf-bench > /dev/null
+FSPF_V1=$(scripts/bench-v1.sh)
+export FSPF_V1
 encrypt=$(scripts/bench-encrypt.sh "$FSPF")
 read=$(scripts/bench-read.sh "$FSPF")
 scale=$(scripts/bench-scale.sh "$FSPF")

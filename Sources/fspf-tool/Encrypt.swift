@@ -29,7 +29,7 @@ struct Encrypt: ParsableCommand {
     @Option(name: .long, help: "Store this path as encrypted (the default for the root).")
     var encrypted: [String] = []
 
-    @Option(name: .long, help: "Chunk size, a power of two from 4K to 16M (default 64K).")
+    @Option(name: .long, help: "Chunk size, a power of two from 4K to 16M (default 16K).")
     var chunkSize: String?
 
     @Flag(name: .long, help: "Same key and same input give a byte-identical volume and tag.")

@@ -196,7 +196,7 @@ import FSPFSystem
         #expect(try r2.read("logs/x.log") == Array("LOG".utf8))
     }
 
-    /// > 4 GiB input (sparse), default chunk size: offsets past 32 bits and a three-level tree.
+    /// > 4 GiB input (sparse), 64 KiB chunks: offsets past 32 bits and a three-level tree.
     @Test func largeSparseFile() throws {
         let t = TempDir()
         try FileSystem.makeDirectory(t.sub("in"))
@@ -206,7 +206,7 @@ import FSPFSystem
         let marks: [UInt64] = [0, 65534, 65540, (1 << 32) - 3, (1 << 32) + 2, size - 5]
         for m in marks { try Array("MARK!".utf8).withUnsafeBytes { try f.write(UnsafeRawBufferPointer(rebasing: $0[0..<Int(min(5, size - m))]), at: m) } }
         let keys = testKeys()
-        let result = try encrypt(t.sub("in"), t.sub("vol"), keys)
+        let result = try encrypt(t.sub("in"), t.sub("vol"), keys, options(chunk: 65536))
         let r = try VolumeReader(path: t.sub("vol"), keys: keys, expectedTag: result.tag.full)
         #expect(r.entries[0].size == size)
         for m in marks {

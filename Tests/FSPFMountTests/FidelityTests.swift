@@ -121,7 +121,8 @@ import FSPFTestSupport
 
     @Test(.timeLimit(.minutes(2))) func holesStayHolesUnlessDense() throws {
         let s = Sandbox()
-        // 64 MiB with data at 0 and at 40 MiB: chunks 1..639 and 641..1023 are holes (64 KiB chunks).
+        // 64 MiB with data at 0 and at 40 MiB: every chunk but those two is a hole.
+        let cs = off_t(ChunkSize.default)
         #expect(s.sh("mkdir in && truncate -s 64M in/sparse && printf head | dd of=in/sparse conv=notrunc status=none "
                      + "&& printf body | dd of=in/sparse bs=1M seek=40 conv=notrunc status=none").status == 0)
         let r = s.sh("fspf keygen > key && fspf encrypt in --out vol --key-file key | awk '{print $9}'")
@@ -131,14 +132,14 @@ import FSPFTestSupport
         mount(s, tag: tag)
         let fd = open(s.path + "/mnt/sparse", O_RDONLY | O_CLOEXEC)
         #expect(fd >= 0)
-        #expect(lseek(fd, 0, 4 /* SEEK_HOLE */) == 65536)
-        #expect(lseek(fd, 65536, 3 /* SEEK_DATA */) == 40 << 20)
-        #expect(lseek(fd, (40 << 20) + 10, 4) == (40 << 20) + 65536)
-        #expect(lseek(fd, (40 << 20) + 65536, 3) == -1 && errno == ENXIO)
+        #expect(lseek(fd, 0, 4 /* SEEK_HOLE */) == cs)
+        #expect(lseek(fd, cs, 3 /* SEEK_DATA */) == 40 << 20)
+        #expect(lseek(fd, (40 << 20) + 10, 4) == (40 << 20) + cs)
+        #expect(lseek(fd, (40 << 20) + cs, 3) == -1 && errno == ENXIO)
         close(fd)
         defer { _ = s.sh("umount mnt") }
         var st = stat()
-        #expect(stat(s.path + "/mnt/sparse", &st) == 0 && st.st_size == 64 << 20 && st.st_blocks * 512 == 2 * 65536)
+        #expect(stat(s.path + "/mnt/sparse", &st) == 0 && st.st_size == 64 << 20 && st.st_blocks * 512 == 2 * cs)
         #expect(s.sh("cmp mnt/sparse in/sparse").status == 0)
         _ = s.sh("umount mnt")
         // --dense stores them encrypted like data: nothing shows where they are.

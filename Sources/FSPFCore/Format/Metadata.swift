@@ -415,8 +415,8 @@ public struct VolumeMetadata: Equatable, Sendable {
 }
 
 public enum ChunkSize {
-    /// 64 KiB: see docs/FORMAT.md §2 and docs/BENCHMARKS.md for the measurements behind it.
-    public static let `default`: UInt32 = 64 * 1024
+    /// 16 KiB: see docs/FORMAT.md §2 and docs/BENCHMARKS.md for the measurements behind it.
+    public static let `default`: UInt32 = 16 * 1024
     public static let minimum: UInt32 = 4096
     public static let maximum: UInt32 = 16 * 1024 * 1024
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Synchronization
 import FSPFCrypto
@@ -23,6 +24,9 @@ public final class VolumeReader: Sendable {
     private let handles = Locked<[Int: FileDescriptor]>([:])
     let cache: TreeCache
     private static let maxOpenFiles = 512
+    private static let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    /// Smallest piece of a request worth a thread of its own.
+    private static let parallelRunBytes = 256 << 10
 
     /// Opens the volume at `path` (a volume directory or its metadata file). With
     /// `expectedTag` (16 bytes: the short tag; 32: the full tag), any other version of the
@@ -153,17 +157,44 @@ public final class VolumeReader: Sendable {
         }
         if let head = range.head { try partial(head) }
         if let whole = range.whole {
-            // One pread for all whole chunks, straight into the caller's buffer; each is then
-            // checked and decrypted in place.
+            // Whole chunks go straight into the caller's buffer, one pread per run of them, and
+            // are checked and decrypted there. A large request is cut into runs for all cores:
+            // hashing every byte (format 2) costs more than decrypting it.
             let span = UnsafeMutableRawBufferPointer(rebasing: buffer[whole.bufferOffset..<(whole.bufferOffset + whole.storedLength)])
             let cs = Int(p.chunkSize)
-            let got = try dataHandle(i, p).read(into: span, at: dataBase(p) + whole.first * UInt64(cs))
-            var at = 0
-            for chunk in whole.first..<whole.end {
-                let length = min(cs, span.count - at)
-                let work = UnsafeMutableRawBufferPointer(rebasing: span[at..<(at + length)])
-                try require(i, p, chunk, openChunk(i, p, chunk, in: work, loaded: min(max(got - at, 0), length), cipher))
-                at += length
+            let chunks = Int(whole.end - whole.first)
+            let runs = p.version >= .v2 ? max(1, min(VolumeReader.cores, chunks, span.count / VolumeReader.parallelRunBytes)) : 1
+            let data = try dataHandle(i, p)
+            // Disjoint parts of the caller's buffer, one per run.
+            let shared = SharedBuffer(span)
+            @Sendable func run(_ r: Int, _ cipher: ChunkCipher) throws {
+                let span = shared.buffer
+                let first = chunks * r / runs, end = chunks * (r + 1) / runs
+                let from = first * cs, to = min(end * cs, span.count)
+                let part = UnsafeMutableRawBufferPointer(rebasing: span[from..<to])
+                let got = try data.read(into: part, at: dataBase(p) + (whole.first + UInt64(first)) * UInt64(cs))
+                var at = 0
+                for chunk in (whole.first + UInt64(first))..<(whole.first + UInt64(end)) {
+                    let length = min(cs, part.count - at)
+                    let work = UnsafeMutableRawBufferPointer(rebasing: part[at..<(at + length)])
+                    try require(i, p, chunk, openChunk(i, p, chunk, in: work, loaded: min(max(got - at, 0), length), cipher))
+                    at += length
+                }
+            }
+            if runs == 1 {
+                try run(0, cipher)
+            } else {
+                let failure = Locked<(any Error)?>(nil)
+                DispatchQueue.concurrentPerform(iterations: runs) { r in
+                    do {
+                        let c = ChunkCipher.forCurrentThread()
+                        c.select(keys, fileID: p.fileID)
+                        try run(r, c)
+                    } catch {
+                        failure.withLock { if $0 == nil { $0 = error } }
+                    }
+                }
+                if let e = failure.withLock({ $0 }) { throw e }
             }
         }
         if let tail = range.tail { try partial(tail) }
@@ -336,4 +367,10 @@ public final class VolumeReader: Sendable {
         cache.insert(key, block)
         return block
     }
+}
+
+/// A buffer handed to several threads that each touch their own disjoint part of it.
+struct SharedBuffer: @unchecked Sendable {
+    let buffer: UnsafeMutableRawBufferPointer
+    init(_ buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
 }
