@@ -34,17 +34,34 @@ public struct SHA256: ~Copyable {
         return out
     }
 
-    /// Writes the 32-byte digest into `out` (no allocation: the writer's per-chunk path).
-    public consuming func finish(into out: UnsafeMutableRawBufferPointer) {
-        precondition(out.count == SHA256.size)
-        var n: UInt32 = 0
-        _ = EVP_DigestFinal_ex(ctx, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &n)
-    }
-
     public static func hash(_ bytes: [UInt8]) -> [UInt8] {
         var h = SHA256()
         h.update(bytes)
         return h.finish()
+    }
+}
+
+/// A SHA-256 context kept for many one-shot digests, so that hashing a chunk allocates
+/// nothing: one per thread on the hot paths (the reader's and the writer's chunks).
+public final class SHA256Context {
+    private let ctx: OpaquePointer
+
+    public init() {
+        guard let c = EVP_MD_CTX_new() else { fatalError("OpenSSL: SHA-256 unavailable") }
+        ctx = c
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    /// SHA-256 of `data` into the 32 bytes of `out`.
+    public func digest(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count == SHA256.size)
+        var n: UInt32 = 0
+        guard EVP_DigestInit_ex(ctx, EVP_sha256(), nil) == 1,
+              data.isEmpty || EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1,
+              EVP_DigestFinal_ex(ctx, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &n) == 1 else {
+            fatalError("OpenSSL: SHA-256 failed")
+        }
     }
 }
 

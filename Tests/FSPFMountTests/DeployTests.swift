@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FSPFMount
 import FSPFTestSupport
 
 /// The deployment recipes under deploy/: each passes its linter and deploy/check.py, each check
@@ -230,10 +231,16 @@ import FSPFTestSupport
             set +e
             (export FSPF_VOLUME=pod/fspf-volumes/code FSPF_MOUNTPOINT=pod/fspf/code; fspf-sidecar run; echo "none: exit $?") 2>&1
             (export FSPF_VOLUME=pod/fspf-volumes/code FSPF_MOUNTPOINT=pod/fspf/code FSPF_KEY_FILE=code.key FSPF_KEY_URL=http://127.0.0.1:1/; fspf-sidecar run; echo "two: exit $?") 2>&1
+            # FSPF_REQUIRE_TEE outside a confidential VM or container: refused, nothing mounted.
+            if [ \(TEEEnvironment.detect().kernelInsideTEE ? 1 : 0) = 0 ]; then
+              (export FSPF_VOLUME=pod/fspf-volumes/code FSPF_MOUNTPOINT=pod/fspf/code FSPF_KEY_FILE=code.key FSPF_REQUIRE_TEE=1; fspf-sidecar run; echo "require-tee: exit $?") 2>&1
+            else
+              echo "require-tee: exit 20 (a TEE here: the refusal is EnvironmentTests')"
+            fi
             """)
         #expect(r.status == 0, "\(r.out)\n\(r.err)")
         for line in ["cdh.yaml: both volumes served", "key-file.yaml: both volumes served", "key-server.yaml: both volumes served",
-                     "(0 set)", "none: exit 64", "(2 set)", "two: exit 64"] {
+                     "(0 set)", "none: exit 64", "(2 set)", "two: exit 64", "require-tee: exit 20"] {
             #expect(r.out.contains(line), "missing: \(line)\n\(r.out)")
         }
         #expect(Sandbox.mounts(below: s.path).isEmpty)

@@ -13,6 +13,8 @@ public enum ChunkKind: UInt8, Sendable {
 /// memory. Obtain with `ChunkCipher.forCurrentThread()`; never share across threads.
 final class ChunkCipher {
     private let gcm = GCMContext()
+    /// The leaves' hash (format 2), reused for every chunk.
+    let sha256 = SHA256Context()
     private let fileKey: UnsafeMutableRawBufferPointer
     private var currentSerial: UInt64 = 0
     private var currentFileID: [UInt8] = []

@@ -8,7 +8,6 @@ import FSPFSystem
 /// Every subkey has its own label, so no key is ever used by two different constructions.
 public final class VolumeKeys: Sendable {
     public static let keySize = 32
-    public static let tagSize = 16
 
     public let key: SecureBytes
     let metadataKey: SecureBytes

@@ -174,10 +174,20 @@ public final class VolumeReader: Sendable {
                 let part = UnsafeMutableRawBufferPointer(rebasing: span[from..<to])
                 let got = try data.read(into: part, at: dataBase(p) + (whole.first + UInt64(first)) * UInt64(cs))
                 var at = 0
+                // The level-0 block is looked up once for the leaves it holds.
+                let g = geometries[i]!
+                var block: (index: UInt64, bytes: [UInt8])? = nil
                 for chunk in (whole.first + UInt64(first))..<(whole.first + UInt64(end)) {
                     let length = min(cs, part.count - at)
                     let work = UnsafeMutableRawBufferPointer(rebasing: part[at..<(at + length)])
-                    try require(i, p, chunk, openChunk(i, p, chunk, in: work, loaded: min(max(got - at, 0), length), cipher))
+                    var leaf: ArraySlice<UInt8>? = nil
+                    if !p.isHole(chunk) {
+                        let index = chunk / UInt64(g.leavesPerBlock)
+                        if block?.index != index { block = (index, try verifiedBlock(i, p, level: 0, index: index)) }
+                        let offset = Int(chunk % UInt64(g.leavesPerBlock)) * g.leafSize
+                        leaf = block!.bytes[offset..<(offset + g.leafSize)]
+                    }
+                    try require(i, p, chunk, openChunk(i, p, chunk, in: work, loaded: min(max(got - at, 0), length), leaf: leaf, cipher))
                     at += length
                 }
             }
@@ -215,19 +225,21 @@ public final class VolumeReader: Sendable {
     /// reads as zeros without touching the disk. A tag-tree failure throws; a bad chunk is
     /// scrubbed and reported, for the caller to word.
     func openChunk(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64, in work: UnsafeMutableRawBufferPointer,
-                   loaded: Int? = nil, _ cipher: ChunkCipher) throws -> ChunkCheck {
+                   loaded: Int? = nil, leaf known: ArraySlice<UInt8>? = nil, _ cipher: ChunkCipher) throws -> ChunkCheck {
         if p.isHole(chunk) {
             Sodium.zero(work)
             return .authentic
         }
-        let leaf = try self.leaf(i, p, chunk)
+        let leaf = try known ?? self.leaf(i, p, chunk)
         let got = try loaded ?? dataHandle(i, p).read(into: work, at: dataBase(p) + chunk * UInt64(p.chunkSize))
         guard got == work.count else { return .truncated }
         if p.version >= .v2 {
-            var h = SHA256()
-            h.update(UnsafeRawBufferPointer(work))
-            let digest = h.finish()
-            guard leaf[(leaf.startIndex + Leaf.hashRange.lowerBound)...].elementsEqual(digest) else {
+            var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            let same = withUnsafeMutableBytes(of: &digest) { d in
+                cipher.sha256.digest(UnsafeRawBufferPointer(work), into: d)
+                return leaf.withUnsafeBytes { memcmp($0.baseAddress! + Leaf.hashRange.lowerBound, d.baseAddress!, 32) == 0 }
+            }
+            guard same else {
                 Sodium.zero(work)
                 return .altered
             }

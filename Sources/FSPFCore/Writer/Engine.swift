@@ -237,9 +237,7 @@ final class Engine: @unchecked Sendable {
                         }
                         // The leaf commits to the stored bytes (ciphertext, or the plaintext an
                         // authenticated file keeps): hashed once, here, while still in cache.
-                        var h = SHA256()
-                        h.update(UnsafeRawBufferPointer(chunk))
-                        h.finish(into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
+                        cipher.sha256.digest(UnsafeRawBufferPointer(chunk), into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
                         offset += count
                         n += 1
                     }
