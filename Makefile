@@ -63,13 +63,15 @@ demo: release
 demo-spark: release spark-deps
 	scripts/demo-spark.sh $(RELEASE_BIN)
 
-# Every measurement in one run, side by side with plain files, passthrough_ll, gocryptfs and
-# securefs (reads, trees, random I/O, the Spark job on 2 GiB of Parquet, encryption, mount time
-# and memory at scale, chunk sizes); writes docs/BENCHMARKS.md. 20–30 minutes; needs root
+# Every measurement in one run, side by side with plain files, passthrough_ll, gocryptfs,
+# securefs and format 1's fspf (reads cold and warm, trees, random I/O, the Spark job on 2 GiB of
+# Parquet, encryption, hashes, mount time and memory at scale, chunk sizes); writes
+# docs/BENCHMARKS.md. About 35 minutes; needs root
 # and ~30 GB of free disk. SPARK_SIZE=5GiB for a bigger Spark dataset.
 bench: release
 	@scripts/install-deps.sh --bench --spark
 	scripts/bench.sh $(RELEASE_BIN)
 
 clean:
-	rm -rf .build .build-fuzz fuzz-artifacts
+	rm -rf .build .build-fuzz .build-asan .build-tsan .build-v1 fuzz-artifacts
+	git worktree prune

@@ -65,6 +65,11 @@ cpu=$(printf '%s\n' "${cpu_fspf[@]}" | median)
 user=$(printf '%s\n' "${user_fspf[@]}" | median)
 unmount "$work/gmnt"; rm -rf "$work/vol" "$work/vol1" "$work/tree" "$work/copy" "$work/floor" "$work/gcipher"
 
+# The default chunk size, as a volume records it.
+mkdir "$work/one" && echo x > "$work/one/x"
+"$FSPF" encrypt "$work/one" --out "$work/one.vol" --key-out "$work/one.key" --quiet > /dev/null
+chunk=$("$FSPF" info "$work/one.vol" --key-file "$work/one.key" | awk '/^region/ {print $NF / 1024 " KiB"; exit}')
+rm -rf "$work/one" "$work/one.vol" "$work/one.key"
 echo "hash candidates, then the chunk-size sweeps (library level, both formats)" >&2
 hashes=$("$BENCH" hashes)
 sweep=$("$BENCH" "$work" 256)
@@ -74,7 +79,7 @@ cat <<MD
 ## \`fspf encrypt\` next to \`openssl speed -evp aes-256-gcm\` and to copying
 
 A 1 GiB tree of 16 random 64 MiB files on tmpfs (/dev/shm), so that no disk hides the cost of the
-tools; \`fspf encrypt\` with default options (64 KiB chunks, all cores). In each of $RUNS rounds, in
+tools; \`fspf encrypt\` with default options ($chunk chunks, all cores). In each of $RUNS rounds, in
 turn: the write floor ($cores parallel \`cp\` of a share of the files each: the same bytes written
 as new files with the same parallelism, no crypto), \`cp -r\`, \`cp -r\` into a gocryptfs mount
 whose cipher directory is on the same tmpfs, and \`fspf encrypt\`. Medians.
