@@ -45,7 +45,12 @@ import FSPFSystem
                                      protection: ProtectedFile(version: version, kind: .encrypted, chunkSize: 4096,
                                                                storedSize: Padding.padme(UInt64(ForgeryTests.evil.count)),
                                                                fileID: id, root: root, object: location), plain: nil)
-        // Free bits: bits 0-28 of every entry's nanoseconds (any value below 2^29 decodes).
+        return (try sealWithGCMTag(m, gcmTag, keys: keys, nonce: nonce), object, location)
+    }
+
+    /// `m` sealed under `nonce` with free bits (bits 0-28 of every entry's nanoseconds: any value
+    /// below 2^29 decodes) solved for so that its GCM tag is `gcmTag`.
+    func sealWithGCMTag(_ m: VolumeMetadata, _ gcmTag: [UInt8], keys: VolumeKeys, nonce: [UInt8]) throws -> [UInt8] {
         let free = m.entries.indices.flatMap { e in (0..<29).map { (e, $0) } }
         func seal(_ bits: Set<Int>) -> [UInt8] {
             var x = m
@@ -56,8 +61,8 @@ import FSPFSystem
         let columns = free.indices.map { GF2.Vector(xor(Array(seal([$0]).suffix(16)), Array(base.suffix(16)))) }
         let choice = try #require(GF2.solve(columns, GF2.Vector(xor(gcmTag, Array(base.suffix(16))))), "the tag map has full rank")
         let forged = seal(Set(choice))
-        #expect(Array(forged.suffix(16)) == gcmTag, "the forged metadata carries the honest GCM tag")
-        return (forged, object, location)
+        #expect(Array(forged.suffix(16)) == gcmTag, "the forged metadata carries the chosen GCM tag")
+        return forged
     }
 
     @Test func metadataForgeryOpensAFormat1VolumeUnderItsPinnedTag() throws {
@@ -100,17 +105,7 @@ import FSPFSystem
         try copyTree(reference + "/volume", t.sub("down"))
         let honest = try VolumeReader(path: t.sub("down"), keys: keys)
         let nonce = Array(readFile(t.sub("down/volume.fspf"))[16..<28])
-        let m = honest.metadata
-        let free = m.entries.indices.flatMap { e in (0..<29).map { (e, $0) } }
-        func seal(_ bits: Set<Int>) -> [UInt8] {
-            var x = m
-            for b in bits { x.entries[free[b].0].mtimeNanoseconds ^= 1 << UInt32(free[b].1) }
-            return sealMetadata(x, keys: keys, nonce: nonce)
-        }
-        let base = seal([])
-        let columns = free.indices.map { GF2.Vector(xor(Array(seal([$0]).suffix(16)), Array(base.suffix(16)))) }
-        let choice = try #require(GF2.solve(columns, GF2.Vector(xor(tag, Array(base.suffix(16))))))
-        writeFile(t.sub("down/volume.fspf"), seal(Set(choice)))
+        writeFile(t.sub("down/volume.fspf"), try sealWithGCMTag(honest.metadata, tag, keys: keys, nonce: nonce))
         return t.sub("down")
     }
 
