@@ -240,14 +240,14 @@ private func date(_ object: [String: Any], _ key: String, _ what: String) throws
     return t
 }
 
-struct TCBInfo {
+@_spi(Fuzzing) public struct TCBInfo {
     let fmspc: [UInt8]
     let pceID: [UInt8]
     let issueDate: Int64
     let nextUpdate: Int64
     let levels: [TCBLevel]
 
-    init(_ bytes: [UInt8]) throws {
+    @_spi(Fuzzing) public init(_ bytes: [UInt8]) throws {
         let o = try decodeObject(bytes, "TCB info")
         let version = o["version"] as? Int ?? 0
         guard version == 2 || version == 3 else { throw AttestationError("TCB info version \(version) is not supported") }
@@ -279,12 +279,12 @@ struct TCBInfo {
     }
 }
 
-struct QEIdentity {
+@_spi(Fuzzing) public struct QEIdentity {
     let issueDate: Int64
     let nextUpdate: Int64
     let object: [String: Any]
 
-    init(_ bytes: [UInt8]) throws {
+    @_spi(Fuzzing) public init(_ bytes: [UInt8]) throws {
         object = try decodeObject(bytes, "QE identity")
         guard (object["id"] as? String ?? "QE") == "QE", (object["version"] as? Int) == 2 else {
             throw AttestationError("QE identity: not a version 2 QE identity")

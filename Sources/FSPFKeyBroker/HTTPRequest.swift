@@ -3,10 +3,10 @@ import FSPFProvisioning
 /// An HTTP/1.1 request as the broker accepts it: a request line, headers of at most 16 KiB,
 /// a body by Content-Length only, at most `bodyLimit` bytes. Anything else is refused with a
 /// status and a reason, before the body is read.
-struct HTTPRequest {
+@_spi(Fuzzing) public struct HTTPRequest {
     var method: String
     var path: String
-    var body: [UInt8]
+    @_spi(Fuzzing) public var body: [UInt8]
 
     struct Failure: Error {
         var status: Int
@@ -20,7 +20,7 @@ struct HTTPRequest {
     }
 
     /// The parser alone: `receive` fills the buffer and returns the count, 0 at the end.
-    static func read(bodyLimit: Int, receive: (inout [UInt8]) throws -> Int) throws -> HTTPRequest {
+    @_spi(Fuzzing) public static func read(bodyLimit: Int, receive: (inout [UInt8]) throws -> Int) throws -> HTTPRequest {
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
         var headEnd: Range<Int>?

@@ -1,4 +1,5 @@
 import FSPFSystem
+import Foundation
 import Glibc
 
 /// Where fspf-mount runs, as far as plaintext is concerned (docs/SECURITY.md "Where plaintext
@@ -44,7 +45,7 @@ public struct TEEEnvironment: Sendable, Equatable {
         }
         // Gramine's pseudo-files inside an SGX enclave.
         if let type = try? FileSystem.readAll(root + "/dev/attestation/attestation_type", limit: 64) {
-            let kind = String(decoding: type, as: UTF8.self).trimmingCharacters(in: [" ", "\n"])
+            let kind = String(decoding: type, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if kind != "none" { env.enclave = "SGX enclave, Gramine (/dev/attestation, \(kind))" }
         }
         return env
@@ -75,14 +76,5 @@ public struct TEEEnvironment: Sendable, Equatable {
                 + "confidential-containers agent): whoever controls this kernel or host sees what the mount serves"
         }
         return "confidential-computing environment: " + confidentialVM.joined(separator: ", ")
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: Set<Character>) -> String {
-        var s = Substring(self)
-        while let c = s.first, set.contains(c) { s = s.dropFirst() }
-        while let c = s.last, set.contains(c) { s = s.dropLast() }
-        return String(s)
     }
 }

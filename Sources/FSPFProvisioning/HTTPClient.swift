@@ -77,7 +77,7 @@ public enum HTTPClient {
     }
 
     /// Status line, headers, then the body by Content-Length, chunked encoding or close.
-    static func response(_ response: [UInt8], limit: Int, url: String) throws -> Response {
+    @_spi(Fuzzing) public static func response(_ response: [UInt8], limit: Int, url: String) throws -> Response {
         func bad(_ why: String) -> FSPFError { .keyUnavailable(source: url, reason: why) }
         guard let end = response.firstRange(of: Array("\r\n\r\n".utf8)) else { throw bad("malformed HTTP answer") }
         let head = String(decoding: response[..<end.lowerBound], as: UTF8.self)

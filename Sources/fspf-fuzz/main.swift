@@ -1,11 +1,11 @@
 import Foundation
 import Glibc
-@testable import FSPFAttestation
-@testable import FSPFCore
+@_spi(Fuzzing) import FSPFAttestation
+@_spi(Fuzzing) import FSPFCore
 import FSPFCrypto
 import FSPFSystem
-@testable import FSPFKeyBroker
-@testable import FSPFProvisioning
+@_spi(Fuzzing) import FSPFKeyBroker
+@_spi(Fuzzing) import FSPFProvisioning
 
 // libFuzzer targets (`make fuzz`): the parsers that see attacker-controlled bytes.
 // Built with -sanitize=fuzzer,address this program's entry point hands control to libFuzzer
@@ -150,13 +150,10 @@ enum Fuzz {
     /// A volume.fspf whose sealed plaintext is exactly `plaintext`, in the format version the
     /// plaintext names (so both versions' decoders and readers are reached).
     static func sealRaw(_ plaintext: [UInt8]) -> [UInt8] {
-        let nonce = [UInt8](repeating: 7, count: 12)
         let version: FormatVersion = plaintext.count >= 10 && plaintext[8] == 1 && plaintext[9] == 0 ? .v1 : .v2
-        let header = SealedMetadata.header(version: version, reproducible: false, nonce: nonce,
-                                           commitment: keys.commitment(nonce: nonce), length: plaintext.count)
         var data = plaintext
-        let tag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &data)
-        return header + data + tag
+        return SealedMetadata.seal(plaintext: &data, version: version, reproducible: false,
+                                   nonce: [UInt8](repeating: 7, count: 12), keys: keys)
     }
 
     /// Seeds from real structures: the reference-like metadata, headers, keys, agent answers.

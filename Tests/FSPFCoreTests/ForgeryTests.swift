@@ -1,6 +1,6 @@
 import Glibc
 import Testing
-@testable import FSPFCore
+@_spi(Fuzzing) @testable import FSPFCore
 import FSPFCrypto
 import FSPFSystem
 
@@ -26,18 +26,16 @@ import FSPFSystem
     /// A different tree (hello.txt now holds the attacker's code, in a new object) whose sealed
     /// metadata carries the honest volume's GCM tag: only nanoseconds of modification times differ
     /// from what the attacker wants, and the strict decoder accepts them.
-    func forgeMetadata(_ volume: String, version: FormatVersion, acceptVersion1: Bool) throws -> (file: [UInt8], object: [UInt8], location: String) {
-        defer { // the honest hello.txt's object goes: nothing stray is left for verify to see
-            if let r = try? VolumeReader(path: volume, keys: try keys(), acceptVersion1: true), let i = try? r.entryIndex("hello.txt"),
-               case .file(_, _, let p?, _) = r.entries[i].content { unlink(r.location(p.object)) }
-        }
+    func forgeMetadata(_ volume: String, version: FormatVersion) throws -> (file: [UInt8], object: [UInt8], location: String) {
         let keys = try keys()
-        let honest = try VolumeReader(path: volume, keys: keys, acceptVersion1: acceptVersion1)
+        let honest = try VolumeReader(path: volume, keys: keys)
         let honestFile = readFile(volume + "/volume.fspf")
         let nonce = Array(honestFile[16..<28])
         let gcmTag = Array(honestFile.suffix(16))
         var m = honest.metadata
         let i = try #require(try honest.entryIndex("hello.txt"))
+        // The honest hello.txt's object goes: nothing stray is left for verify to see.
+        if case .file(_, _, let old?, _) = m.entries[i].content { unlink(honest.location(old.object)) }
         let id = [UInt8](repeating: 0xee, count: 32)
         let (object, root) = encryptedObject(keys, version: version, fileID: id, content: ForgeryTests.evil)
         let location = ".fspf-objects/ee/" + String(repeating: "e", count: 30)
@@ -55,7 +53,8 @@ import FSPFSystem
         func seal(_ bits: Set<Int>) -> [UInt8] {
             var x = m
             for b in bits { x.entries[free[b].0].mtimeNanoseconds ^= 1 << UInt32(free[b].1) }
-            return sealMetadata(x, keys: keys, nonce: nonce)
+            var plaintext = x.encoded()
+            return SealedMetadata.seal(plaintext: &plaintext, version: x.version, reproducible: x.reproducible, nonce: nonce, keys: keys)
         }
         let base = seal([])
         let columns = free.indices.map { GF2.Vector(xor(Array(seal([$0]).suffix(16)), Array(base.suffix(16)))) }
@@ -65,12 +64,17 @@ import FSPFSystem
         return forged
     }
 
-    @Test func metadataForgeryOpensAFormat1VolumeUnderItsPinnedTag() throws {
-        let t = TempDir()
-        try copyTree(reference + "/volume", t.sub("v"))
-        let (file, object, location) = try forgeMetadata(t.sub("v"), version: .v1, acceptVersion1: true)
+    /// A copy of a reference volume with the forged metadata and the attacker's object in place.
+    func plantForgedMetadata(_ t: TempDir, _ volume: String, version: FormatVersion) throws {
+        try copyTree(reference + "/" + volume, t.sub("v"))
+        let (file, object, location) = try forgeMetadata(t.sub("v"), version: version)
         writeFile(t.sub("v/volume.fspf"), file)
         writeFile(t.sub("v/" + location), object)
+    }
+
+    @Test func metadataForgeryOpensAFormat1VolumeUnderItsPinnedTag() throws {
+        let t = TempDir()
+        try plantForgedMetadata(t, "volume", version: .v1)
         // The attack works against format 1: the pinned tag opens the attacker's tree, every
         // check passes, and the attacker's code is served.
         let r = try VolumeReader(path: t.sub("v"), keys: try keys(), expectedTag: ForgeryTests.v1Tag, acceptVersion1: true)
@@ -82,10 +86,7 @@ import FSPFSystem
 
     @Test func metadataForgeryIsRefusedByFormat2() throws {
         let t = TempDir()
-        try copyTree(reference + "/volume-v2", t.sub("v"))
-        let (file, object, location) = try forgeMetadata(t.sub("v"), version: .v2, acceptVersion1: false)
-        writeFile(t.sub("v/volume.fspf"), file)
-        writeFile(t.sub("v/" + location), object)
+        try plantForgedMetadata(t, "volume-v2", version: .v2)
         // The GCM tag was matched as before, but the pinned tag is a SHA-256 of the file.
         for tag in [ForgeryTests.v2Tag, ForgeryTests.v2FullTag] {
             expectError({ $0.isIntegrity }) { _ = try VolumeReader(path: t.sub("v"), keys: try keys(), expectedTag: tag) }
@@ -166,14 +167,6 @@ import FSPFSystem
     }
 
     // MARK: Helpers
-
-    func sealMetadata(_ m: VolumeMetadata, keys: VolumeKeys, nonce: [UInt8]) -> [UInt8] {
-        var data = m.encoded()
-        let header = SealedMetadata.header(version: m.version, reproducible: m.reproducible, nonce: nonce,
-                                           commitment: keys.commitment(nonce: nonce), length: data.count)
-        let tag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &data)
-        return header + data + tag
-    }
 
     /// A one-chunk encrypted object of either format, and its root.
     func encryptedObject(_ keys: VolumeKeys, version: FormatVersion, fileID: [UInt8], content: [UInt8]) -> ([UInt8], [UInt8]) {

@@ -4,8 +4,8 @@ import Testing
 import FSPFAttestation
 import FSPFCrypto
 import FSPFSystem
-@testable import FSPFKeyBroker
-@testable import FSPFProvisioning
+@_spi(Fuzzing) @testable import FSPFKeyBroker
+@_spi(Fuzzing) @testable import FSPFProvisioning
 
 /// A broker on a free loopback port with one volume, "demo", released to simulated evidence
 /// of `code` signed by `attesterKey`.

@@ -2,7 +2,7 @@ import Glibc
 import Testing
 import FSPFCrypto
 import FSPFSystem
-@testable import FSPFProvisioning
+@_spi(Fuzzing) @testable import FSPFProvisioning
 
 @Suite struct ProvisioningTests {
     let keyHex = String(repeating: "ab", count: 32)

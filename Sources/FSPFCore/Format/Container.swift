@@ -35,20 +35,26 @@ public enum SealedMetadata {
     }
 
     /// Seals `metadata` (in its own format version); returns the file's bytes and the volume tag.
-    static func seal(_ metadata: VolumeMetadata, keys: VolumeKeys) -> (file: [UInt8], tag: VolumeTag) {
+    @_spi(Fuzzing) public static func seal(_ metadata: VolumeMetadata, keys: VolumeKeys) -> (file: [UInt8], tag: VolumeTag) {
         var plaintext = metadata.encoded()
-        defer { plaintext.withUnsafeMutableBytes { Sodium.zero($0) } }
         // Reproducible: a synthetic nonce from the plaintext, so equal input gives equal output
         // and different plaintexts get different nonces (SIV-style, FORMAT.md §9).
         let nonce = metadata.reproducible
             ? Array(keys.identity("metadata nonce", SHA256.hash(plaintext)).prefix(12))
             : Sodium.randomBytes(12)
-        let header = header(version: metadata.version, reproducible: metadata.reproducible, nonce: nonce,
-                            commitment: keys.commitment(nonce: nonce), length: plaintext.count)
-        var ciphertext = plaintext
-        let gcmTag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &ciphertext)
-        let file = header + ciphertext + gcmTag
+        let file = seal(plaintext: &plaintext, version: metadata.version, reproducible: metadata.reproducible, nonce: nonce, keys: keys)
         return (file, VolumeTag.of(file: file, version: metadata.version))
+    }
+
+    /// The file holding exactly `plaintext` sealed under `nonce`; `plaintext` is encrypted in
+    /// place, so no copy of it is left behind (the fuzzers and the forgery tests seal plaintexts
+    /// of their own).
+    @_spi(Fuzzing) public static func seal(plaintext: inout [UInt8], version: FormatVersion, reproducible: Bool, nonce: [UInt8],
+                                           keys: VolumeKeys) -> [UInt8] {
+        let header = header(version: version, reproducible: reproducible, nonce: nonce,
+                            commitment: keys.commitment(nonce: nonce), length: plaintext.count)
+        let gcmTag = ChunkCipher.sealMetadata(keys, nonce: nonce, aad: header, data: &plaintext)
+        return header + plaintext + gcmTag
     }
 
     /// What can be read without the key.

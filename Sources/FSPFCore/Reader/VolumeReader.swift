@@ -158,12 +158,12 @@ public final class VolumeReader: Sendable {
         if let head = range.head { try partial(head) }
         if let whole = range.whole {
             // Whole chunks go straight into the caller's buffer, one pread per run of them, and
-            // are checked and decrypted there. A large request is cut into runs for all cores:
-            // hashing every byte (format 2) costs more than decrypting it.
+            // are checked and decrypted there. A large request is cut into runs for all cores
+            // (hashing every byte, in format 2, costs more than decrypting it).
             let span = UnsafeMutableRawBufferPointer(rebasing: buffer[whole.bufferOffset..<(whole.bufferOffset + whole.storedLength)])
             let cs = Int(p.chunkSize)
             let chunks = Int(whole.end - whole.first)
-            let runs = p.version >= .v2 ? max(1, min(VolumeReader.cores, chunks, span.count / VolumeReader.parallelRunBytes)) : 1
+            let runs = max(1, min(VolumeReader.cores, chunks, span.count / VolumeReader.parallelRunBytes))
             let data = try dataHandle(i, p)
             // Disjoint parts of the caller's buffer, one per run.
             let shared = SharedBuffer(span)

@@ -196,27 +196,27 @@ final class Engine: @unchecked Sendable {
         let cipher = ChunkCipher.forCurrentThread()
         if job.kind != .notProtected { cipher.select(keys, fileID: job.fileID) }
         let chunkTotal = job.protection?.chunkCount ?? 0
-        var n = 0  // chunks done so far in this segment
+        // Segments start on chunk boundaries: the chunk at byte `offset` of the segment is the
+        // segment's (offset / cs)th, and so is its leaf.
+        func chunkIndex(_ offset: Int) -> UInt64 { firstChunk + UInt64(offset / cs) }
+        func leaf(_ offset: Int) -> UnsafeMutableRawBufferPointer {
+            let k = offset / cs
+            return UnsafeMutableRawBufferPointer(rebasing: tags[(k * leafSize)..<((k + 1) * leafSize)])
+        }
         var at = 0
         repeat {
             let to = min(at + pieceSize, dataCount)
-            // Runs of chunks that hold data, between the holes (which are never read nor written).
+            // Runs of chunks that hold data, between holes: a hole is neither read nor written,
+            // and its leaf stays zero.
             var runStart = at
             while runStart < to {
-                var runEnd = runStart
-                if !job.holes.isEmpty {
-                    while runStart < to && job.isHole(firstChunk + UInt64(n)) {
-                        // A hole: its leaf stays zero, nothing goes to disk.
-                        Sodium.zero(UnsafeMutableRawBufferPointer(rebasing: tags[(n * leafSize)..<((n + 1) * leafSize)]))
-                        runStart = min(runStart + cs, to)
-                        n += 1
-                    }
-                    runEnd = runStart
-                    while runEnd < to && !job.isHole(firstChunk + UInt64(n + (runEnd - runStart) / cs)) { runEnd = min(runEnd + cs, to) }
-                } else {
-                    runEnd = to
+                if job.isHole(chunkIndex(runStart)) {
+                    Sodium.zero(leaf(runStart))
+                    runStart += cs
+                    continue
                 }
-                guard runEnd > runStart else { continue }
+                var runEnd = min(runStart + cs, to)
+                while runEnd < to && !job.isHole(chunkIndex(runEnd)) { runEnd = min(runEnd + cs, to) }
                 if !hashed { try load(runStart, runEnd) }
                 if let plain = job.plainFD, min(runEnd, realCount) > runStart {
                     try plain.write(UnsafeRawBufferPointer(rebasing: buffer[runStart..<min(runEnd, realCount)]), at: start + UInt64(runStart))
@@ -226,9 +226,9 @@ final class Engine: @unchecked Sendable {
                     while offset < runEnd {
                         let count = min(cs, runEnd - offset)
                         let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + count)])
-                        let leaf = UnsafeMutableRawBufferPointer(rebasing: tags[(n * leafSize)..<((n + 1) * leafSize)])
+                        let leaf = leaf(offset)
                         let tag = UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.tagRange])
-                        let index = firstChunk + UInt64(n)
+                        let index = chunkIndex(offset)
                         let final = index == chunkTotal - 1
                         if job.kind == .encrypted {
                             cipher.seal(index: index, final: final, data: chunk, tag: tag)
@@ -239,21 +239,19 @@ final class Engine: @unchecked Sendable {
                         // authenticated file keeps): hashed once, here, while still in cache.
                         cipher.sha256.digest(UnsafeRawBufferPointer(chunk), into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
                         offset += count
-                        n += 1
                     }
                     if job.kind == .encrypted {
                         try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: buffer[runStart..<runEnd]),
                                                 at: UInt64(ObjectHeader.size) + start + UInt64(runStart))
                     }
-                } else {
-                    n += (runEnd - runStart + cs - 1) / cs
                 }
                 runStart = runEnd
             }
             at = to
         } while at < dataCount
         if job.kind != .notProtected {
-            try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: tags[0..<(n * leafSize)]),
+            let leaves = (dataCount + cs - 1) / cs
+            try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: tags[0..<(leaves * leafSize)]),
                                     at: job.protection!.treeOffset + firstChunk * UInt64(leafSize))
         }
         progress?.add(bytes: UInt64(realCount))
