@@ -209,7 +209,7 @@ final class Engine: @unchecked Sendable {
             // Runs of chunks that hold data, between holes: a hole is neither read nor written,
             // and its leaf stays zero.
             var runStart = at
-            while runStart < to {
+            repeat {  // at least once: an empty file still has its one, empty, chunk
                 if job.isHole(chunkIndex(runStart)) {
                     Sodium.zero(leaf(runStart))
                     runStart += cs
@@ -223,7 +223,7 @@ final class Engine: @unchecked Sendable {
                 }
                 if job.kind != .notProtected {
                     var offset = runStart
-                    while offset < runEnd {
+                    repeat {
                         let count = min(cs, runEnd - offset)
                         let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + count)])
                         let leaf = leaf(offset)
@@ -239,18 +239,18 @@ final class Engine: @unchecked Sendable {
                         // authenticated file keeps): hashed once, here, while still in cache.
                         cipher.sha256.digest(UnsafeRawBufferPointer(chunk), into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
                         offset += count
-                    }
+                    } while offset < runEnd
                     if job.kind == .encrypted {
                         try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: buffer[runStart..<runEnd]),
                                                 at: UInt64(ObjectHeader.size) + start + UInt64(runStart))
                     }
                 }
                 runStart = runEnd
-            }
+            } while runStart < to
             at = to
         } while at < dataCount
         if job.kind != .notProtected {
-            let leaves = (dataCount + cs - 1) / cs
+            let leaves = max(1, (dataCount + cs - 1) / cs)
             try job.objectFD!.write(UnsafeRawBufferPointer(rebasing: tags[0..<(leaves * leafSize)]),
                                     at: job.protection!.treeOffset + firstChunk * UInt64(leafSize))
         }
