@@ -8,6 +8,10 @@ let package = Package(
     name: "fspf",
     products: [
         .library(name: "FSPFCore", targets: ["FSPFCore"]),
+        // The C ABI of include/fspf.h, for reading volumes in-process (C, Python, the JVM). SwiftPM
+        // names it libFSPFLibrary.so ("fspf" is the CLI's name); `make lib` installs it as libfspf.so,
+        // the name it carries as its SONAME.
+        .library(name: "FSPFLibrary", type: .dynamic, targets: ["libfspf"]),
         .executable(name: "fspf", targets: ["fspf-tool"]),
         .executable(name: "fspf-mount", targets: ["fspf-mount"]),
         .executable(name: "fspf-bench", targets: ["fspf-bench"]),
@@ -44,6 +48,11 @@ let package = Package(
         // The attested key broker: store (keys sealed under a master key), policies, audit log, HTTPS.
         .target(name: "FSPFKeyBroker", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "FSPFProvisioning", "COpenSSL", "CSodium"],
                 swiftSettings: strict),
+        // include/fspf.h, so that libfspf's Swift side is checked against the very types C sees.
+        .systemLibrary(name: "CFSPFABI"),
+        // The C ABI over FSPFCore (libfspf.so): volumes, stat, listing, verified pread.
+        .target(name: "libfspf", dependencies: ["CFSPFABI", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning"],
+                swiftSettings: strict, linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libfspf.so"])]),
         .executableTarget(
             name: "fspf-tool",
             dependencies: [
@@ -78,6 +87,9 @@ let package = Package(
         .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFSystem", "FSPFCrypto"],
                     swiftSettings: strict),
         .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFProvisioning"], swiftSettings: strict),
+        .testTarget(name: "libfspfTests", dependencies: ["libfspf", "CFSPFABI", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFTestSupport"],
+                    exclude: ["c"],
+                    swiftSettings: strict),
         .testTarget(name: "FSPFMountTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFMount", "FSPFProvisioning", "FSPFAttestation", "FSPFTestSupport"],
                     swiftSettings: strict),
     ],

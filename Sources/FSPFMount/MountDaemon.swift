@@ -11,9 +11,8 @@ public struct MountConfiguration: Sendable {
     public var volume: String
     public var mountpoint: String
     public var key: KeySource
-    /// Expected tag; nil only with `skipTagCheck`.
+    /// Expected tag (else the key resource's); nil only with `skipTagCheck`.
     public var tag: [UInt8]?
-    public var tagFromKeySource = false
     public var skipTagCheck = false
     /// Mount a format-1 volume under an expected tag (FORMAT.md §13).
     public var acceptVersion1 = false
@@ -57,16 +56,8 @@ public enum MountDaemon {
         }
 
         let material = try config.key.loadMaterial(timeout: config.keyTimeout)
-        var expected = config.tag
-        if expected == nil, config.tagFromKeySource { expected = material.tag }
-        if let fromSource = material.tag, let given = config.tag, !Sodium.equal(fromSource, given) {
-            throw FSPFError.integrity(path: config.key.name, reason: "the tag from the key source differs from --tag")
-        }
+        let expected = try AccessOptions.pin(given: config.tag, material: material, source: config.key.name, skipTagCheck: config.skipTagCheck)
         if expected == nil {
-            guard config.skipTagCheck else {
-                throw FSPFError.usage("an expected tag is needed (--tag, --tag-env, or a key resource with a tag); "
-                                      + "--no-tag-check mounts without rollback protection")
-            }
             logger.warning("mounting without an expected tag: an older version of the volume would be accepted (--no-tag-check)")
         }
 

@@ -41,7 +41,6 @@ final class MountedVolume: @unchecked Sendable {
         gidMap = gid ?? (v1 ? getgid() : nil)
         var counts: [Int: Int] = [:]
         var links: [Int: Int] = [:]
-        var newest = (Int64(0), UInt32(0))
         var total: UInt64 = 0
         var xattrs = false, acls = false
         for e in reader.entries {
@@ -50,14 +49,12 @@ final class MountedVolume: @unchecked Sendable {
                 counts[parent, default: 0] += 1
             }
             if let first = e.linkOf { links[first, default: 1] += 1 } else { total += e.size }
-            if (e.mtimeSeconds, e.mtimeNanoseconds) > newest { newest = (e.mtimeSeconds, e.mtimeNanoseconds) }
             if !e.xattrs.isEmpty {
                 xattrs = true
                 acls = acls || e.xattrs.contains { $0.name.starts(with: Array("system.posix_acl_".utf8)) }
             }
         }
-        // Format 1 records no root: it shows 0755 and the newest time in the tree, as it always did.
-        root = reader.metadata.root ?? Entry(path: "", mode: 0o755, mtimeSeconds: newest.0, mtimeNanoseconds: newest.1, content: .directory)
+        root = reader.metadata.rootEntry
         hasXattrs = xattrs || !root.xattrs.isEmpty
         hasACLs = acls || root.xattrs.contains { $0.name.starts(with: Array("system.posix_acl_".utf8)) }
         subdirectoryCounts = counts

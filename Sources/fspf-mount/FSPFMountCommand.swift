@@ -37,7 +37,7 @@ struct FSPFMountCommand: ParsableCommand {
 
     @Option(name: .long, help: "Get key and tag from this key broker (https://HOST:PORT) after attestation.") var keyBroker: String?
     @Option(name: .long, help: "Evidence for --key-broker: sgx (Gramine's /dev/attestation), maa (Azure Attestation token), simulated.")
-    var evidence: EvidenceKind?
+    var evidence: AccessOptions.Evidence?
     @Option(name: .long, help: "Volume name at the key broker (default: the volume directory's name).") var volumeName: String?
     @Option(name: .long, help: "PEM certificate(s) to trust for the key broker (default: the system store).") var brokerCa: String?
     @Option(name: .long, help: "sgx: the runtime's attestation directory.") var attestationDir = "/dev/attestation"
@@ -67,7 +67,8 @@ struct FSPFMountCommand: ParsableCommand {
         LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
         let logger = Logger(label: "fspf-mount")
         do {
-            var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try keySource())
+            let access = self.access
+            var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try access.keySource(volume: volume))
             config.keyTimeout = keyTimeout
             config.foreground = foreground
             config.user = user
@@ -83,8 +84,7 @@ struct FSPFMountCommand: ParsableCommand {
                 if o.hasPrefix("gid="), let n = UInt32(o.dropFirst(4)) { config.gid = n; continue }
                 throw FSPFError.usage("-o \(o): only allow_other, uid=N and gid=N are supported (the mount is always ro)")
             }
-            config.tag = try expectedTag(hex: tag, environment: tagEnv)
-            config.tagFromKeySource = config.tag == nil
+            config.tag = try access.givenTag()
             throw ExitCode(try MountDaemon.run(config, logger: logger))
         } catch let e as FSPFError {
             let line = "fspf-mount: \(e.description)\n"
@@ -93,49 +93,16 @@ struct FSPFMountCommand: ParsableCommand {
         }
     }
 
-    func keySource() throws -> KeySource {
-        let chosen = try KeySource.choose([
-            ("--key-file", keyFile.map(KeySource.file)), ("--key-env", keyEnv.map(KeySource.environment)),
-            ("--key-fd", keyFd.map(KeySource.descriptor)), ("--key-stdin", keyStdin ? .standardInput : nil),
-            ("--key-url", keyUrl.map(KeySource.url)), ("--key-broker", try brokerRequest().map(KeySource.broker))])
-        guard let chosen else {
-            throw FSPFError.usage("a key source is needed: --key-file, --key-env, --key-fd, --key-stdin, --key-url or --key-broker")
-        }
-        return chosen
-    }
-
-    enum EvidenceKind: String, ExpressibleByArgument, CaseIterable { case sgx, maa, simulated }
-
-    func brokerRequest() throws -> BrokerRequest? {
-        let given: [(String, Bool, EvidenceKind?)] = [
-            ("--collateral", collateral != nil, .sgx), ("--maa-attester", maaAttester != nil, .maa),
-            ("--attester-key", attesterKey != nil, .simulated), ("--simulated-mrenclave", simulatedMrenclave != nil, .simulated),
-            ("--evidence", evidence != nil, nil), ("--volume-name", volumeName != nil, nil), ("--broker-ca", brokerCa != nil, nil)]
-        guard let url = keyBroker else {
-            if let stray = given.first(where: { $0.1 }) { throw FSPFError.usage("\(stray.0) needs --key-broker") }
-            return nil
-        }
-        guard let evidence else { throw FSPFError.usage("--key-broker needs --evidence sgx, maa or simulated") }
-        if let stray = given.first(where: { $0.1 && $0.2 != nil && $0.2 != evidence }) {
-            throw FSPFError.usage("\(stray.0) does not apply to --evidence \(evidence.rawValue)")
-        }
-        let attester: Attester
-        switch evidence {
-        case .sgx: attester = .gramine(directory: attestationDir, collateral: collateral)
-        case .maa:
-            guard let maaAttester else { throw FSPFError.usage("--evidence maa needs --maa-attester COMMAND") }
-            attester = .maa(command: maaAttester)
-        case .simulated:
-            guard let attesterKey else { throw FSPFError.usage("--evidence simulated needs --attester-key FILE") }
-            var measurement: [UInt8]?
-            if let hex = simulatedMrenclave {
-                guard let m = Hex.decode(hex), m.count == 32 else { throw FSPFError.usage("--simulated-mrenclave: 64 hex digits") }
-                measurement = m
-            }
-            attester = .simulated(keyFile: attesterKey, mrEnclave: measurement)
-        }
-        let parts = volume.split(separator: "/")
-        let name = volumeName ?? String((parts.last?.hasSuffix(".fspf") == true ? parts.dropLast().last : parts.last) ?? "")
-        return BrokerRequest(url: url, volume: name, caFile: brokerCa, attester: attester)
+    /// The key and tag options as the library (libfspf) takes them too.
+    var access: AccessOptions {
+        var a = AccessOptions()
+        a.keyFile = keyFile; a.keyEnv = keyEnv; a.keyFd = keyFd; a.keyStdin = keyStdin; a.keyUrl = keyUrl
+        a.keyTimeout = keyTimeout; a.keyBroker = keyBroker; a.evidence = evidence; a.volumeName = volumeName
+        a.brokerCa = brokerCa; a.attestationDir = attestationDir; a.collateral = collateral; a.maaAttester = maaAttester
+        a.attesterKey = attesterKey; a.simulatedMrenclave = simulatedMrenclave; a.tag = tag; a.tagEnv = tagEnv
+        a.noTagCheck = noTagCheck; a.acceptV1 = acceptV1
+        return a
     }
 }
+
+extension AccessOptions.Evidence: ExpressibleByArgument {}

@@ -178,6 +178,15 @@ public struct VolumeMetadata: Equatable, Sendable {
     /// Sorted by path bytes; the root directory is not among them.
     public var entries: [Entry]
 
+    /// The root's attributes as readers show them: format 1 records none, so its root shows
+    /// 0755 and the newest modification time in the tree (as fspf-mount always showed it).
+    public var rootEntry: Entry {
+        if let root { return root }
+        let newest = entries.max { ($0.mtimeSeconds, $0.mtimeNanoseconds) < ($1.mtimeSeconds, $1.mtimeNanoseconds) }
+        return Entry(path: "", mode: 0o755, mtimeSeconds: newest?.mtimeSeconds ?? 0, mtimeNanoseconds: newest?.mtimeNanoseconds ?? 0,
+                     content: .directory)
+    }
+
     public init(version: FormatVersion = .current, reproducible: Bool, regions: [Region], root: Entry? = nil, entries: [Entry]) {
         self.version = version
         self.reproducible = reproducible

@@ -72,11 +72,7 @@ enum InputTree {
             }
             return item
         }
-        let newest = reader.entries.max { ($0.mtimeSeconds, $0.mtimeNanoseconds) < ($1.mtimeSeconds, $1.mtimeNanoseconds) }
-        // A format-1 volume records no root: it gets what fspf-mount showed for it.
-        let root = reader.metadata.root ?? Entry(path: "", mode: 0o755, mtimeSeconds: newest?.mtimeSeconds ?? 0,
-                                                 mtimeNanoseconds: newest?.mtimeNanoseconds ?? 0, content: .directory)
-        return (reader.entries.enumerated().map { item($1, $0) }, item(root, nil))
+        return (reader.entries.enumerated().map { item($1, $0) }, item(reader.metadata.rootEntry, nil))
     }
 
     private static func walk(_ dir: String, relative: String, prefix: String, options: ScanOptions,
