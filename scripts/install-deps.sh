@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
 # Installs the system packages FSPF needs (Debian/Ubuntu). Quick no-op when all are present.
 # --bench adds the peers and tools `make bench` measures against; --spark adds Java 17 and the
-# project-local virtualenv .venv with PySpark (examples/nyc-taxi/requirements.txt) and the
-# deployment recipes' linters (deploy/requirements.txt, shellcheck).
+# project-local virtualenv .venv with PySpark (examples/nyc-taxi/requirements.txt), the Python
+# package's fsspec, pandas and pytest (python/requirements.txt) and the deployment recipes' linters
+# (deploy/requirements.txt, shellcheck). The JDK (not only the JRE): the Hadoop file system's javac and jni.h.
 set -euo pipefail
 packages=(fuse3 libfuse3-dev libssl-dev libsodium-dev pkg-config openssl util-linux time)
 spark=false
 for option in "$@"; do
   case $option in
     --bench) packages+=(gocryptfs securefs fio gcc procps) ;;
-    --spark) spark=true; packages+=(openjdk-17-jre-headless python3-venv procps shellcheck gettext-base) ;;
+    --spark) spark=true; packages+=(openjdk-17-jdk-headless python3-venv procps shellcheck gettext-base) ;;
     *) echo "install-deps.sh: unknown option $option" >&2; exit 64 ;;
   esac
 done
 venv() {
   $spark || return 0
-  local reqs=(examples/nyc-taxi/requirements.txt deploy/requirements.txt)
+  local reqs=(examples/nyc-taxi/requirements.txt python/requirements.txt deploy/requirements.txt)
   # Reinstalled only when the requirements changed.
   if [ -x .venv/bin/python ] && cat "${reqs[@]}" | cmp -s - .venv/requirements.txt; then return 0; fi
-  echo "setting up .venv (PySpark, pyarrow, numpy; hadolint, kubernetes-validate, yamllint)"
+  echo "setting up .venv (PySpark, pyarrow, numpy, fsspec, pandas, pytest; hadolint, kubernetes-validate, yamllint)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "${reqs[@]/#/-r}"
   cat "${reqs[@]}" > .venv/requirements.txt

@@ -10,6 +10,14 @@ import FSPFTestSupport
     /// In `make test-asan` the library itself is instrumented, so every program that loads it must be.
     static let sanitized = ProcessInfo.processInfo.environment["FSPF_SANITIZED"] != nil ? "-fsanitize=address" : ""
 
+    /// The toolchain's AddressSanitizer runtime, for programs not built with it (python, java).
+    static func asanRuntime() throws -> String {
+        let r = Tool.sh("clang -print-file-name=libclang_rt.asan-x86_64.so", cwd: "/")
+        let path = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(FileManager.default.fileExists(atPath: path), "no ASan runtime at '\(path)'")
+        return path
+    }
+
     /// Compiles the check program into `s` (with `extra` flags) against a `lib/libfspf.so` there.
     static func compile(_ s: Sandbox, _ output: String, _ extra: String = "") -> Tool.Result {
         s.sh("""
