@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN := .build/release/fspf
 
-.PHONY: deps spark-deps build release test test-security test-asan test-tsan fuzz demo demo-spark bench clean
+.PHONY: deps spark-deps build release lib test test-security test-asan test-tsan fuzz demo demo-spark bench clean
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker --export-dynamic
 
@@ -20,8 +20,15 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product fspf
 	$(SWIFT) build -c release --product fspf-mount
+	$(SWIFT) build -c release --product FSPFLibrary
 
-# Every test: library tests, CLI tests against the built binary, real FUSE mounts.
+# The in-process readers in .build/lib: libfspf.so with include/fspf.h (C, Python's ctypes), and
+# the Hadoop file system for fspf:// (fspf-hadoop.jar, libfspf_jni.so) for spark-submit --jars.
+lib: release spark-deps
+	scripts/build-lib.sh .build/release/libFSPFLibrary.so .build/lib
+
+# Every test: library tests, CLI tests against the built binary, real FUSE mounts, libfspf from
+# C (also under ASan), Python (pytest) and Spark (fspf:// in local mode and on a cluster).
 test: deps spark-deps
 	$(SWIFT) build
 	$(SWIFT) test
@@ -58,8 +65,9 @@ demo: release
 	scripts/demo.sh $(RELEASE_BIN)
 
 # The confidential Spark job: generated NYC-taxi Parquet and the PySpark job in two volumes,
-# keys from the key server, spark-submit through the mounts (local and standalone), compared
-# with the plain run. Installs Java 17 and PySpark (.venv) on first use. ROWS=N sets the size.
+# keys from the key server, spark-submit through the mounts (local and standalone), then with
+# the data read in-process through fspf:// (libfspf in the JVMs), all compared with the plain run.
+# Installs Java 17 and PySpark (.venv) on first use. ROWS=N sets the size.
 demo-spark: release spark-deps
 	scripts/demo-spark.sh $(RELEASE_BIN)
 

@@ -6,8 +6,11 @@
 #   3. mount both with fspf-mount, the keys released after (simulated) attestation
 #   4. spark-submit local:///…/job.py from the mount, in local mode, then on a standalone master
 #      with two workers on loopback; the same job on the plain files
-#   5. the three results must be identical
-# Usage: scripts/demo-spark.sh [path/to/fspf]   (fspf-mount beside it; .venv from install-deps --spark)
+#   5. the same job with the data read in-process through fspf:// (libfspf in the JVMs, the key
+#      from the key server to each JVM: no mount, no FUSE), locally and on the cluster
+#   6. all results must be identical
+# Usage: scripts/demo-spark.sh [path/to/fspf]   (fspf-mount and libFSPFLibrary.so beside it; .venv and
+# the JDK from install-deps --spark)
 set -euo pipefail
 FSPF=${1:-.build/release/fspf}
 FSPF=$(cd "$(dirname "$FSPF")" && pwd)/$(basename "$FSPF")
@@ -36,12 +39,14 @@ wait_for() {
   done
   echo "demo-spark: timed out waiting for '$2' in $1:" >&2; tail -5 "$1" >&2; exit 1
 }
-submit() {  # submit NAME MASTER JOB DATA [full]: runs the job, keeps its result as NAME.json
-  echo "\$ spark-submit --master $2 $3 $4"
-  spark-submit --master "$2" --conf spark.log.level=WARN --conf spark.ui.enabled=false \
-    --conf spark.pyspark.python="$PYSPARK_PYTHON" "$3" "$4" --result "$work/$1.json" > "$work/$1.out" 2> "$work/$1.err" ||
-    { tail -20 "$work/$1.err" >&2; exit 1; }
-  if [ "${5:-}" = full ]; then cat "$work/$1.out"; else grep -E "^(rows|seconds):" "$work/$1.out"; fi
+submit() {  # submit NAME MASTER [SPARK-OPTION…] JOB DATA: runs the job, keeps its result as NAME.json
+  local name=$1 master=$2; shift 2
+  local job=${*: -2:1} data=${*: -1}
+  echo "\$ spark-submit --master $master${FSPF_SHOWN:+ $FSPF_SHOWN} $job $data"
+  spark-submit --master "$master" --conf spark.log.level=WARN --conf spark.ui.enabled=false \
+    --conf spark.pyspark.python="$PYSPARK_PYTHON" "$@" --result "$work/$name.json" > "$work/$name.out" 2> "$work/$name.err" ||
+    { tail -20 "$work/$name.err" >&2; exit 1; }
+  if [ "${FULL:-}" = 1 ]; then cat "$work/$name.out"; else grep -E "^(rows|seconds):" "$work/$name.out"; fi
 }
 
 step "generate $ROWS NYC-taxi trips as Parquet"
@@ -50,7 +55,7 @@ cp examples/nyc-taxi/job.py "$work/plain/code/"
 python examples/nyc-taxi/generate.py "$work/plain/data" --rows "$ROWS"
 
 step "key server, policy, encrypt and register the job code and the data"
-keyserver_init >/dev/null
+keyserver_init "$(readlink -f "$(command -v java)")" >/dev/null  # fspf-mount, and the JVM for fspf://
 mkdir "$work/volumes"
 "$FSPF" encrypt "$work/plain/code" --out "$work/volumes/code" --reproducible --quiet \
   --register "$work/ks" --volume-name code --policy "$work/policy.json"
@@ -67,7 +72,7 @@ done
 ls -R "$work/mnt" | head -12
 
 step "Spark, local mode, job and data read through fspf-mount"
-submit local-mount 'local[2]' "local://$work/mnt/code/job.py" "$work/mnt/data" full
+FULL=1 submit local-mount 'local[2]' "local://$work/mnt/code/job.py" "$work/mnt/data"
 
 step "Spark standalone: a master and two workers on loopback"
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -83,15 +88,25 @@ wait_for "$work/master.log" "Registering worker" 2
 submit cluster-mount "spark://127.0.0.1:$port" "local://$work/mnt/code/job.py" "$work/mnt/data"
 grep -h "Launching executor\|Asked to launch executor" "$work"/worker-*.log | sed 's/^.*INFO /  /' | head -4
 
+step "Spark reading the data in-process: fspf:///… through libfspf in each JVM, no mount for the data"
+scripts/build-lib.sh "$(dirname "$FSPF")/libFSPFLibrary.so" "$work/lib" | sed 's/^/  /'
+fspf=(--jars "$work/lib/fspf-hadoop.jar" --conf spark.hadoop.fs.fspf.impl=org.fspf.hadoop.FspfFileSystem
+      --conf spark.hadoop.fs.fspf.library-dir="$work/lib" --conf spark.hadoop.fs.fspf.volume="$work/volumes/data"
+      --conf spark.hadoop.fs.fspf.key-broker="$keyserver_url" --conf spark.hadoop.fs.fspf.evidence=simulated
+      --conf spark.hadoop.fs.fspf.attester-key="$work/attester.key" --conf spark.hadoop.fs.fspf.broker-ca="$work/ks/tls/cert.pem")
+echo "  spark.hadoop.fs.fspf.*: volume $work/volumes/data, key and tag from $keyserver_url after attestation of each JVM"
+FSPF_SHOWN="--jars fspf-hadoop.jar --conf spark.hadoop.fs.fspf.*" submit local-fspf 'local[2]' "${fspf[@]}" "local://$work/mnt/code/job.py" fspf:///
+FSPF_SHOWN="--jars fspf-hadoop.jar --conf spark.hadoop.fs.fspf.*" submit cluster-fspf "spark://127.0.0.1:$port" "${fspf[@]}" "local://$work/mnt/code/job.py" fspf:///
+
 step "the same job on the plain files"
 submit plain 'local[2]' "$work/plain/code/job.py" "$work/plain/data"
 
 step "results"
-for r in local-mount cluster-mount; do
+for r in local-mount cluster-mount local-fspf cluster-fspf; do
   if ! cmp -s "$work/plain.json" "$work/$r.json"; then
     echo "demo-spark: $r differs from the plain run:" >&2
     diff "$work/plain.json" "$work/$r.json" >&2 || true
     exit 1
   fi
 done
-echo "local mode through the mount, standalone cluster through the mount and the plain run: identical"
+echo "local and standalone through the mount, local and standalone through fspf:// in-process, and the plain run: identical"

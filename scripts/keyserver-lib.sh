@@ -4,12 +4,15 @@
 # (docs/ATTESTATION.md). The MRENCLAVE the simulated attester claims is fspf-mount's SHA-256.
 # Needs FSPF, MOUNT and work set.
 
-# keyserver_init: store $work/ks, attester key $work/attester.key, policy $work/policy.json.
+# keyserver_init [PROGRAM…]: store $work/ks, attester key $work/attester.key, policy
+# $work/policy.json naming fspf-mount and each PROGRAM (e.g. the JVM that reads fspf:// in-process).
 keyserver_init() {
   "$FSPF" keyserver init --store "$work/ks"
   "$FSPF" attester init --out "$work/attester.key" > "$work/attester.pub"
-  printf '{"mrenclave": ["%s"], "simulated": true, "simulated_attesters": ["%s"]}\n' \
-    "$(sha256sum "$MOUNT" | cut -d' ' -f1)" "$(cat "$work/attester.pub")" > "$work/policy.json"
+  local measurements
+  measurements=$(sha256sum "$MOUNT" "$@" | awk '{printf "%s\"%s\"", (NR > 1 ? ", " : ""), $1}')
+  printf '{"mrenclave": [%s], "simulated": true, "simulated_attesters": ["%s"]}\n' \
+    "$measurements" "$(cat "$work/attester.pub")" > "$work/policy.json"
 }
 
 # keyserver_start: serves $work/ks on a free loopback port; sets keyserver_pid, and broker to
@@ -27,6 +30,7 @@ keyserver_start() {
   [ -n "$url" ] || { echo "the key server did not start" >&2; exit 1; }
   echo "key server listening on $url"
   broker=(--key-broker "$url" --evidence simulated --attester-key "$work/attester.key" --broker-ca "$work/ks/tls/cert.pem")
+  keyserver_url=$url
 }
 
 # keyserver_stop: stops it if it runs (SIGTERM: an orderly stop).
