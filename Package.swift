@@ -77,7 +77,8 @@ let package = Package(
         // The tamper matrix with its counts (`make test-security`).
         .executableTarget(name: "fspf-tamper", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], swiftSettings: strict),
         // libFuzzer targets for the parsers (`make fuzz`).
-        .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker"],
+        .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
+                                                        "libfspf", "CFSPFABI"],
                           swiftSettings: strict),
         .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning"], swiftSettings: strict),
         // Runs the built executables as scripts do; shared by the tests of both tools.

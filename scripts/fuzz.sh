@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p fuzz-artifacts
 total_runs=0; total_crashes=0
 printf '%-10s %12s %10s %8s\n' target executions corpus crashes
-for target in metadata header open key resource quote x509 collateral token broker; do
+for target in metadata header open key resource quote x509 collateral token broker libfspf; do
   mkdir -p "$work/$target"
   seeds=()
   [ -d "$root/fixtures/fuzz/$target" ] && seeds+=("$root/fixtures/fuzz/$target")

@@ -13,7 +13,8 @@ import FSPFSystem
 //   FSPF_FUZZ_TARGET=<target> fspf-fuzz [libFuzzer flags] CORPUS...
 //   fspf-fuzz --seeds DIR      writes a seed corpus per target
 // Targets: metadata, header, open, key, resource; quote, x509, collateral, token, broker (attestation
-// evidence and the key broker's requests, with the real fixtures in fixtures/attestation as context).
+// evidence and the key broker's requests, with the real fixtures in fixtures/attestation as context);
+// libfspf (the C ABI, LibraryFuzz.swift).
 
 typealias Callback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
 typealias Driver = @convention(c) (UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>, Callback) -> CInt
@@ -28,6 +29,8 @@ enum Fuzz {
     }()
 
     static let targets: [String: @Sendable (UnsafeBufferPointer<UInt8>) -> Void] = [
+        // libfspf's C ABI driven by a program read from the input (LibraryFuzz).
+        "libfspf": { data in LibraryFuzz.run(data) },
         // Metadata plaintext decoding (after authentication): must reject, never crash.
         "metadata": { data in _ = try? VolumeMetadata.decode(Array(data), context: "fuzz") },
         // The public header of volume.fspf: read without the key, by `fspf info`.
@@ -200,6 +203,7 @@ enum Fuzz {
             "token": [Array(Attestation.token.utf8), Attestation.policy.json()],
             "broker": try brokerSeeds(),
             "x509": [try Attestation.quote.pckChain()[0].der],
+            "libfspf": LibraryFuzz.seeds,
         ]
         for (target, list) in seeds {
             try FileSystem.makeDirectories(root + "/" + target)
