@@ -3,7 +3,8 @@
 # passthrough_ll, gocryptfs -ro, securefs (read-only) and fspf-mount, interleaved round by
 # round in one run, page cache dropped before every measurement; fspf-mount as built (format 2,
 # default chunk size), with 64 KiB chunks, and format 1 as shipped before (scripts/bench-v1.sh),
-# also warm (objects in the page cache, so the disk is out). Prints markdown.
+# also warm (objects in the page cache, so the disk is out); then libfspf in-process against the
+# mount with the same requests from one process (scripts/read-bench.c). Prints markdown.
 set -euo pipefail
 FIO_SECONDS=${FIO_SECONDS:-5}
 . "$(dirname "$0")/bench-lib.sh" "$@"
@@ -85,6 +86,26 @@ for r in $(seq 1 "$RUNS"); do
     done
   done
 done
+
+# In-process: one process, 2 threads per core, 128 KiB requests, the objects warm; the same
+# program reads the file on the mount with pread(2) and the volume through libfspf.
+scripts/build-lib.sh "$(dirname "$FSPF")/libFSPFLibrary.so" "$work/lib" > /dev/null
+clang -O2 -std=c11 -D_GNU_SOURCE -Wall -Werror -I include scripts/read-bench.c -o "$work/read-bench" \
+  -L "$work/lib" -lfspf -Wl,-rpath,"$work/lib" -lpthread
+bench_threads=$(( $(nproc) * 2 ))
+fspf_tag=$(awk '{print $9}' "$work/fspf.line")
+for r in $(seq 1 "$RUNS"); do
+  for t in libseq librand; do
+    echo "run $r/$RUNS: $t" >&2
+    mode=${t#lib}
+    warm fspf
+    v=$("$work/read-bench" posix "$work/mnt/fspf/big.bin" "$mode" 131072 "$bench_threads" 0 | cut -d' ' -f1)
+    results[$t.fspf]="${results[$t.fspf]:-} $v"
+    warm fspf
+    v=$("$work/read-bench" lib "$work/fspf" "$work/fspf.key" "$fspf_tag" big.bin "$mode" 131072 "$bench_threads" 0 | cut -d' ' -f1)
+    results[$t.libfspf]="${results[$t.libfspf]:-} $v"
+  done
+done
 fspf_pid=$(pgrep -n -f "fspf-mount $work/fspf ") && fspf_rss=$(peak_rss "$fspf_pid")
 
 med() { printf '%s\n' ${results[$1.$2]} | median; }
@@ -163,6 +184,23 @@ $(format_row md5 "md5sum every file, ms")
 | warm sequential read ≥ 0.6 × format 1 | $(better seqwarm fspf-v1) × | $(at_least "$(better seqwarm fspf-v1)" 0.6) |
 | warm random 128 KiB ≥ 0.6 × format 1 | $(better rand128kwarm fspf-v1) × | $(at_least "$(better rand128kwarm fspf-v1)" 0.6) |
 | warm random 4 KiB ≥ 0.6 × format 1 | $(better rand4kwarm fspf-v1) × | $(at_least "$(better rand4kwarm fspf-v1)" 0.6) |
+
+### In-process reading (libfspf) against the mount
+
+The same volume (format 2, $chunk chunks) read by one process with $bench_threads threads in 128 KiB requests
+(\`scripts/read-bench.c\`): through the mount with \`pread(2)\`, and in-process through libfspf's
+\`fspf_pread\`. Warm as above: the object in the page cache, every byte verified and decrypted
+again, none waiting for the disk. Sequential: the file cut into one part per thread, each read
+front to back; random: every 128 KiB block once in a random order (no request finds plaintext a
+previous one left in a cache). MB/s, medians of $RUNS rounds.
+
+| 128 KiB reads, warm | fspf-mount | **libfspf** | libfspf ÷ mount | target |
+|---|---:|---:|---:|---|
+| sequential, MB/s | $(printf %.0f "$(med libseq fspf)") | $(printf %.0f "$(med libseq libfspf)") | $(ratio "$(med libseq libfspf)" "$(med libseq fspf)") | ≥ 2: $(at_least "$(ratio "$(med libseq libfspf)" "$(med libseq fspf)")" 2) |
+| random, MB/s | $(printf %.0f "$(med librand fspf)") | $(printf %.0f "$(med librand libfspf)") | $(ratio "$(med librand libfspf)" "$(med librand fspf)") | ≥ 2: $(at_least "$(ratio "$(med librand libfspf)" "$(med librand fspf)")" 2) |
+
+Runs, MB/s: sequential mount $(list ${results[libseq.fspf]}), libfspf $(list ${results[libseq.libfspf]});
+random mount $(list ${results[librand.fspf]}), libfspf $(list ${results[librand.libfspf]}).
 
 <details><summary>Every run</summary>
 
