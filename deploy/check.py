@@ -12,6 +12,10 @@ project's .venv: PyYAML, kubernetes-validate). Each command exits 1 with one lin
                                          ConfigMaps it names from KEY-SOURCES) as export lines
     check.py session FILE                a rendered SCONE CAS session; prints each service as a
                                          command line with its environment
+    check.py inprocess-template FILE     + the rules of a pod reading volumes in-process (fspf://):
+                                         no FUSE, nothing privileged, the volume read-only
+    check.py gramine FRAGMENT            the Gramine manifest fragment: TOML, libfspf trusted, volumes allowed
+    check.py occlum BOM JSON             the Occlum bom.yaml and Occlum.json fragments
     check.py spark-load TEMPLATE         Spark's own pod-template loader keeps the sidecars
 Options: --root DIR prefixes the absolute paths printed (a container's root laid out in DIR).
 """
@@ -176,6 +180,77 @@ def check_pod_template(path):
             problem(f"{path}: Spark's container mounts {volume} writable")
 
 
+def check_inprocess_template(path):
+    """A pod whose JVMs read volumes through fspf:// needs none of what mounting needs."""
+    check_kubernetes([path])
+    spec = documents(path)[0].get("spec", {})
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for v in volumes.values():
+        if "/dev/fuse" in json.dumps(v.get("hostPath", {})):
+            problem(f"{path}: volume {v['name']} brings /dev/fuse into the pod")
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        name = f"{path}: {c['name']}"
+        sc = c.get("securityContext", {})
+        if sc.get("privileged"):
+            problem(f"{name}: privileged, which reading in-process never needs")
+        if sc.get("allowPrivilegeEscalation", True):
+            problem(f"{name}: allowPrivilegeEscalation is not false")
+        if sc.get("capabilities", {}).get("add"):
+            problem(f"{name}: adds capabilities {sc['capabilities']['add']}")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            problem(f"{name}: does not drop all capabilities")
+        for m in c.get("volumeMounts", []):
+            if m["name"] not in volumes:
+                problem(f"{name}: volume {m['name']} is not defined")
+            if m.get("mountPropagation") not in (None, "None"):
+                problem(f"{name}: mount propagation on {m['mountPath']}: nothing is mounted in-process")
+            if m["mountPath"].startswith("/fspf-volumes/") and not m.get("readOnly"):
+                problem(f"{name}: the volume at {m['mountPath']} is mounted writable")
+        if not any(m["mountPath"].startswith("/fspf-volumes/") for m in c.get("volumeMounts", [])):
+            problem(f"{name}: mounts no volume under /fspf-volumes (the ciphertext spark.hadoop.fs.fspf.volume names)")
+
+
+def check_gramine(path):
+    """libfspf and what it links measured; the volumes outside the measurement (allowed files)."""
+    import tomllib
+    try:
+        with open(path, "rb") as f:
+            manifest = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        problem(f"{path}: not TOML: {e}")
+        return
+    trusted = manifest.get("sgx", {}).get("trusted_files", [])
+    allowed = manifest.get("sgx", {}).get("allowed_files", [])
+    for needed in ("file:/opt/fspf/lib/", "libcrypto.so.3", "libsodium.so.23"):
+        if not any(needed in t for t in trusted):
+            problem(f"{path}: {needed} is not a trusted file: the enclave would load an unmeasured library")
+    if any(t.startswith("file:/fspf-volumes") for t in trusted) or "file:/fspf-volumes/" not in allowed:
+        problem(f"{path}: the volumes must be allowed files (verified by libfspf), not trusted ones")
+    env = manifest.get("loader", {}).get("env", {})
+    if not str(env.get("FSPF_LIBRARY", "")).startswith("/opt/fspf/lib/"):
+        problem(f"{path}: FSPF_LIBRARY does not point into /opt/fspf/lib")
+    if manifest.get("sgx", {}).get("remote_attestation") != "dcap":
+        problem(f"{path}: no DCAP remote attestation: evidence=sgx needs /dev/attestation")
+
+
+def check_occlum(bom, config):
+    copied = json.dumps(documents(bom))
+    for needed in ("/opt/fspf/lib", "libcrypto.so.3", "libsodium.so.23"):
+        if needed not in copied:
+            problem(f"{bom}: {needed} is not copied into the image")
+    with open(config) as f:
+        try:
+            occlum = json.load(f)
+        except json.JSONDecodeError as e:
+            problem(f"{config}: not JSON: {e}")
+            return
+    env = occlum.get("env", {}).get("default", [])
+    if "FSPF_LIBRARY=/opt/fspf/lib/libfspf.so" not in env:
+        problem(f"{config}: FSPF_LIBRARY is not set to the image's libfspf")
+    if not any(m.get("target") == "/fspf-volumes" and m.get("type") == "hostfs" for m in occlum.get("mount", [])):
+        problem(f"{config}: the volumes are not mounted from the host (hostfs)")
+
+
 def sidecar_env(template, key_sources, container):
     pod = documents(template)[0]
     c = next(c for c in pod["spec"]["initContainers"] if c["name"] == container)
@@ -245,7 +320,7 @@ def check_spark_load(path):
     finally:
         spark.stop()
     original = documents(path)[0]["spec"]
-    for c in original["initContainers"]:
+    for c in original.get("initContainers", []):
         got = next((x for x in loaded["spec"].get("initContainers", []) if x["name"] == c["name"]), None)
         if got is None:
             problem(f"{path}: Spark dropped the init container {c['name']}")
@@ -253,6 +328,8 @@ def check_spark_load(path):
             problem(f"{path}: Spark changed {c['name']}: {json.dumps(got, sort_keys=True)}")
     if container.get("volumeMounts") != original["containers"][0]["volumeMounts"]:
         problem(f"{path}: Spark's container lost its mounts: {container.get('volumeMounts')}")
+    if container.get("securityContext") != original["containers"][0].get("securityContext"):
+        problem(f"{path}: Spark changed its container's security context: {container.get('securityContext')}")
 
 
 def main():
@@ -278,6 +355,12 @@ def main():
         result = "".join(" ".join(["env"] + [shlex.quote(f"{k}={v}") for k, v in s["environment"].items()]
                                   + [shlex.quote(rebase(a, root)) for a in s["argv"]]) + "\n"
                          for s in check_session(args[0]))
+    elif command == "inprocess-template":
+        check_inprocess_template(args[0])
+    elif command == "gramine":
+        check_gramine(args[0])
+    elif command == "occlum":
+        check_occlum(args[0], args[1])
     elif command == "spark-load":
         check_spark_load(args[0])
     else:

@@ -108,6 +108,59 @@ import FSPFTestSupport
         }
     }
 
+    static let inProcessTemplate = root + "/deploy/kubernetes/spark-inprocess-pod-template.yaml"
+
+    /// The template for reading in-process (fspf://): strict schemas, and none of what mounting
+    /// needs — each rule shown to catch a broken copy — and Spark's loader keeps it as written.
+    @Test(.timeLimit(.minutes(2))) func inProcessPodTemplateNeedsNoFUSEAndNoPrivilege() throws {
+        let s = Sandbox()
+        let r = sh(s, """
+            \(Self.check) inprocess-template '\(Self.inProcessTemplate)'
+            \(Self.check) spark-load '\(Self.inProcessTemplate)' 2> spark.err || { tail -5 spark.err; exit 1; }
+            """)
+        #expect(r.status == 0 && r.out.contains("inprocess-template: ok") && r.out.contains("spark-load: ok"), "\(r.out)\n\(r.err)")
+        let broken: [(String, String)] = [
+            ("s/privileged: false/privileged: true/", "privileged, which reading in-process never needs"),
+            ("s/allowPrivilegeEscalation: false/allowPrivilegeEscalation: true/", "allowPrivilegeEscalation is not false"),
+            ("s/drop: \\[\"ALL\"\\]/add: [\"SYS_ADMIN\"]/", "adds capabilities"),
+            ("0,/readOnly: true/{/readOnly: true/d}", "mounted writable"),
+            ("s|mountPath: /fspf-volumes/data|mountPath: /data|", "mounts no volume under /fspf-volumes"),
+            ("s/runAsNonRoot: true/runAsNonRot: true/", "'runAsNonRot' was unexpected"),
+        ]
+        for (edit, expected) in broken {
+            let b = sh(s, "sed '\(edit)' '\(Self.inProcessTemplate)' > broken.yaml; \(Self.check) inprocess-template broken.yaml")
+            #expect(b.status == 1 && b.err.contains(expected), "\(edit): \(b.out)\(b.err)")
+        }
+    }
+
+    /// The Gramine manifest fragment and the Occlum configuration for libfspf in an enclave: they
+    /// parse, measure libfspf and its libraries, and leave the volumes to libfspf (not run: no SGX).
+    @Test func enclaveConfigurationsMeasureLibfspf() throws {
+        let s = Sandbox()
+        let gramine = Self.root + "/deploy/gramine/fspf.manifest.fragment.toml"
+        let bom = Self.root + "/deploy/occlum/bom.yaml", occlum = Self.root + "/deploy/occlum/Occlum.json.fragment"
+        let r = sh(s, """
+            \(Self.check) gramine '\(gramine)'
+            \(Self.check) occlum '\(bom)' '\(occlum)'
+            yamllint -c '\(Self.root)/deploy/.yamllint' '\(bom)'
+            """)
+        #expect(r.status == 0 && r.out.contains("gramine: ok") && r.out.contains("occlum: ok"), "\(r.out)\n\(r.err)")
+        let broken: [(String, String, String)] = [
+            (gramine, "/libsodium.so.23/d", "libsodium.so.23 is not a trusted file"),
+            (gramine, "s|\"file:/fspf-volumes/\",|\"file:/data/\",|", "must be allowed files"),
+            (gramine, "s/= \"dcap\"/= \"none\"/", "no DCAP remote attestation"),
+            (gramine, "s/^fs.mounts = \\[/fs.mounts = {/", "not TOML"),
+            (bom, "s|- /opt/fspf/lib$|- /opt/other|", "/opt/fspf/lib is not copied"),
+            (occlum, "s/\"hostfs\"/\"sefs\"/", "not mounted from the host"),
+        ]
+        for (file, edit, expected) in broken {
+            let isBom = file == bom, isOcclum = file == occlum
+            let command = isBom ? "occlum broken '\(occlum)'" : isOcclum ? "occlum '\(bom)' broken" : "gramine broken"
+            let b = sh(s, "sed '\(edit)' '\(file)' > broken; \(Self.check) \(command)")
+            #expect(b.status == 1 && b.err.contains(expected), "\(edit): \(b.out)\(b.err)")
+        }
+    }
+
     /// Spark reads the template with its own Kubernetes client model before building the driver
     /// and executor pods: the native sidecars and the propagation must come through unchanged.
     @Test(.timeLimit(.minutes(2))) func sparkKeepsTheSidecarsOfTheTemplate() throws {

@@ -31,8 +31,15 @@ static void throw_status(JNIEnv *env, fspf_status status, const fspf_error *err)
     if (e) (*env)->Throw(env, (jthrowable)e);
 }
 
+/* The 9 longs of org.fspf.hadoop.Native.stat. */
+static void stat_values(const fspf_stat *s, jlong v[9]) {
+    jlong values[9] = {s->type, s->mode, (jlong)s->size, s->mtime_sec, s->mtime_nsec, s->uid, s->gid, s->region, (jlong)s->inode};
+    memcpy(v, values, sizeof values);
+}
+
 static jlongArray stat_array(JNIEnv *env, const fspf_stat *s) {
-    jlong v[9] = {s->type, s->mode, (jlong)s->size, s->mtime_sec, s->mtime_nsec, s->uid, s->gid, s->region, (jlong)s->inode};
+    jlong v[9];
+    stat_values(s, v);
     jlongArray a = (*env)->NewLongArray(env, 9);
     if (a) (*env)->SetLongArrayRegion(env, a, 0, 9, v);
     return a;
@@ -116,8 +123,9 @@ JNIEXPORT jobjectArray JNICALL Java_org_fspf_hadoop_Native_list(JNIEnv *env, jcl
     if (names && flat) {
         for (jsize i = 0; i < n; i++) {
             fspf_stat st;
+            jlong v[9];
             fspf_dir_stat(d, (size_t)i, &st, NULL);
-            jlong v[9] = {st.type, st.mode, (jlong)st.size, st.mtime_sec, st.mtime_nsec, st.uid, st.gid, st.region, (jlong)st.inode};
+            stat_values(&st, v);
             (*env)->SetLongArrayRegion(env, flat, i * 9, 9, v);
             jstring name = (*env)->NewStringUTF(env, fspf_dir_name(d, (size_t)i));
             if (!name) break;
