@@ -49,12 +49,12 @@ test-asan: deps spark-deps
 	  $(SWIFT) test --skip-build --scratch-path .build-asan -Xswiftc -sanitize=address
 
 # The library suites under ThreadSanitizer: the writer's workers, the concurrent reader and
-# verifier, the key broker's connection threads. (The FUSE daemon forks, which ThreadSanitizer
-# does not support; docs/SECURITY.md.)
+# verifier, the key broker's connection threads, libfspf's handles shared by threads. (The FUSE
+# daemon forks, which ThreadSanitizer does not support; docs/SECURITY.md.)
 test-tsan: deps
 	$(SWIFT) build --build-tests --scratch-path .build-tsan -Xswiftc -sanitize=thread
 	FSPF_SANITIZED=1 $(SWIFT) test --skip-build --scratch-path .build-tsan -Xswiftc -sanitize=thread \
-	  --filter 'FSPFCoreTests|FSPFProvisioningTests|FSPFKeyBrokerTests'
+	  --filter 'FSPFCoreTests|FSPFProvisioningTests|FSPFKeyBrokerTests|libfspfTests.ConcurrencyTests'
 
 # libFuzzer on every parser, FUZZ_SECONDS per target, with AddressSanitizer.
 fuzz: deps

@@ -6,7 +6,7 @@ import FSPFTestSupport
 /// an error and linked against the built libfspf.so, walks volumes and checks every byte,
 /// every error code and concurrent reads — plain and under AddressSanitizer.
 @Suite(.serialized) struct CProgramTests {
-    static let library = Paths.buildDirectory + "/libFSPFLibrary.so"
+    static let library = Build.directory + "/libFSPFLibrary.so"
     /// In `make test-asan` the library itself is instrumented, so every program that loads it must be.
     static let sanitized = ProcessInfo.processInfo.environment["FSPF_SANITIZED"] != nil ? "-fsanitize=address" : ""
 
@@ -87,7 +87,7 @@ import FSPFTestSupport
     }
 }
 
-enum Paths {
+enum Build {
     /// Where the running build's products are (.build/debug, or the sanitizer builds' directory).
-    static let buildDirectory = URL(fileURLWithPath: Tool.binary).deletingLastPathComponent().path
+    static let directory = URL(fileURLWithPath: Tool.binary).deletingLastPathComponent().path
 }
