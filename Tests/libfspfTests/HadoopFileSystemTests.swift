@@ -112,7 +112,7 @@ import FSPFTestSupport
             cp -a vol altered
             for o in $(find altered/.fspf-objects -type f); do flip "$o" $(( $(stat -c %s "$o") / 2 )); done
             altered=("${fspf[@]/$PWD\/vol/$PWD/altered}")
-            ! submit altered 'local[2]' "${altered[@]}" "$job" fspf:///trips 2>/dev/null
+            ! submit altered 'local[2]' "${altered[@]}" "$job" fspf:///trips > /dev/null 2>&1
             grep -q 'org.fspf.hadoop.IntegrityException: .*trips/year=2024/month=[123]/.*integrity check failed' altered.err
             head -1 c.out
             head -1 notebook.out

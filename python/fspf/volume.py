@@ -133,7 +133,10 @@ class Volume:
         self.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # at interpreter shutdown the binding may be gone already
+            pass
 
     def _live(self):
         if not self._handle:
