@@ -85,7 +85,7 @@ import FSPFTestSupport
             cmp plain.json local.json
             # The same volume from C (every byte against the plain tree) and from the notebook
             # script (pyarrow through fsspec: the job's exact result, computed without Spark).
-            ./check vol key.hex "$(cat tag)" plain > c.out
+            env -u LD_PRELOAD ./check vol key.hex "$(cat tag)" plain > c.out   # (instrumented itself under ASan)
             PYTHONPATH='\#(Tool.packageRoot)/python' FSPF_LIBRARY="$PWD/lib/libfspf.so" \
               python '\#(Tool.packageRoot)/examples/nyc-taxi/notebook.py' /trips --volume vol --key-file key.hex \
               --tag "$(cat tag)" --result notebook.json > notebook.out

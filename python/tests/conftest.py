@@ -15,10 +15,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FSPF = os.environ.get("FSPF_BIN", str(ROOT / ".build/debug/fspf"))
 os.environ.setdefault("FSPF_LIBRARY", str(pathlib.Path(FSPF).parent / "libFSPFLibrary.so"))
 sys.path.insert(0, str(ROOT / "python"))
+# The fspf binaries' environment: in `make test-asan` this interpreter runs with the sanitizer's
+# runtime preloaded (for the instrumented libfspf), which the instrumented tools bring themselves.
+TOOL_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
 
 def fspf(*args, **kwargs):
-    return subprocess.run([FSPF, *args], check=True, capture_output=True, text=True, **kwargs)
+    return subprocess.run([FSPF, *args], check=True, capture_output=True, text=True, env=TOOL_ENV, **kwargs)
 
 
 class Corpus:

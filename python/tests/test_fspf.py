@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import fspf
-from conftest import FSPF, ROOT, fspf as run_fspf
+from conftest import FSPF, ROOT, TOOL_ENV, fspf as run_fspf
 
 
 def plain_files(root):
@@ -132,7 +132,7 @@ def test_key_server_release_with_simulated_evidence(corpus, tmp_path):
     run_fspf("keyserver", "register", "--store", str(tmp_path / "ks"), "--volume-name", "data", "--key-file", str(corpus.key_file),
              "--tag", corpus.tag, "--policy", str(tmp_path / "policy.json"))
     server = subprocess.Popen([FSPF, "keyserver", "serve", "--store", str(tmp_path / "ks"), "--listen", "127.0.0.1:0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=TOOL_ENV)
     try:
         url = None
         for line in server.stdout:
