@@ -41,21 +41,27 @@ import FSPFTestSupport
             .map { Tool.packageRoot + "/.venv/lib/\($0)/site-packages/pyspark/jars" } ?? ""
     }
 
-    /// In `make test-asan` libfspf is instrumented: the JVM needs the runtime loaded first.
+    /// In `make test-asan` libfspf is instrumented: the programs that load it (java, python) need
+    /// the sanitizer's runtime preloaded — and only they: `$pre COMMAND` (other tools, e.g. dd,
+    /// trip over its stricter checks, and instrumented ones bring their own runtime).
     static func environment() throws -> [String: String] {
-        CProgramTests.sanitized.isEmpty ? [:] : ["LD_PRELOAD": try CProgramTests.asanRuntime()]
+        ["FSPF_ASAN_PRELOAD": CProgramTests.sanitized.isEmpty ? "" : try CProgramTests.asanRuntime()]
     }
+    static let preload = #"pre=(); [ -z "$FSPF_ASAN_PRELOAD" ] || pre=(env LD_PRELOAD="$FSPF_ASAN_PRELOAD")"#
 
     @Test(.timeLimit(.minutes(5))) func fileSystemContractFromJava() throws {
         let s = Sandbox()
         try HadoopFileSystemTests.prepare(s)
         let r = s.sh("""
+            exec bash -s <<'SCRIPT'
             set -e
+            \(HadoopFileSystemTests.preload)
             mkdir classes
             javac --release 11 -Xlint:all -Werror -cp "lib/fspf-hadoop.jar:$(ls '\(HadoopFileSystemTests.jars)'/hadoop-client-api-*.jar)" -d classes \
               '\(Tool.packageRoot)/java/test/FspfFileSystemCheck.java'
-            java -cp "classes:lib/fspf-hadoop.jar:\(HadoopFileSystemTests.jars)/*" FspfFileSystemCheck \
+            "${pre[@]}" java -cp "classes:lib/fspf-hadoop.jar:\(HadoopFileSystemTests.jars)/*" FspfFileSystemCheck \
               "$PWD/vol" "$PWD/key.hex" "$(cat tag)" "$PWD/plain" "$PWD/tampered" "$PWD/lib" 2> java.err || { tail -30 java.err; exit 1; }
+            SCRIPT
             """, env: try HadoopFileSystemTests.environment())
         #expect(r.status == 0, "\(r.out)\(r.err)")
         #expect(r.out.hasPrefix("ok: "), "\(r.out)")
@@ -70,6 +76,7 @@ import FSPFTestSupport
             bash -s <<'SCRIPT'
             set -e
             \#(Sandbox.flipFunction)
+            \#(HadoopFileSystemTests.preload)
             export PATH='\#(HadoopFileSystemTests.venv)':$PATH PYSPARK_PYTHON='\#(HadoopFileSystemTests.venv)/python' SPARK_LOCAL_IP=127.0.0.1
             job='\#(Tool.packageRoot)/examples/nyc-taxi/job.py'
             fspf=(--jars lib/fspf-hadoop.jar --conf spark.hadoop.fs.fspf.impl=org.fspf.hadoop.FspfFileSystem
@@ -77,7 +84,7 @@ import FSPFTestSupport
                   --conf spark.hadoop.fs.fspf.tag="$(cat tag)" --conf spark.hadoop.fs.fspf.library-dir="$PWD/lib")
             submit() {  # NAME MASTER ARGS…
               local name=$1 master=$2; shift 2
-              spark-submit --master "$master" --conf spark.log.level=WARN --conf spark.ui.enabled=false "$@" \
+              "${pre[@]}" spark-submit --master "$master" --conf spark.log.level=WARN --conf spark.ui.enabled=false "$@" \
                 --result $name.json > $name.out 2> $name.err || { echo "$name failed:"; grep -E 'Exception|Error' $name.err | head -5; return 1; }
             }
             submit plain 'local[2]' "$job" plain/trips
@@ -85,18 +92,18 @@ import FSPFTestSupport
             cmp plain.json local.json
             # The same volume from C (every byte against the plain tree) and from the notebook
             # script (pyarrow through fsspec: the job's exact result, computed without Spark).
-            env -u LD_PRELOAD ./check vol key.hex "$(cat tag)" plain > c.out   # (instrumented itself under ASan)
-            PYTHONPATH='\#(Tool.packageRoot)/python' FSPF_LIBRARY="$PWD/lib/libfspf.so" \
+            ./check vol key.hex "$(cat tag)" plain > c.out
+            "${pre[@]}" env PYTHONPATH='\#(Tool.packageRoot)/python' FSPF_LIBRARY="$PWD/lib/libfspf.so" \
               python '\#(Tool.packageRoot)/examples/nyc-taxi/notebook.py' /trips --volume vol --key-file key.hex \
               --tag "$(cat tag)" --result notebook.json > notebook.out
             cmp plain.json notebook.json
             # The standalone cluster: a master and two workers on loopback, executors in their own JVMs.
             port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-            spark-class org.apache.spark.deploy.master.Master --host 127.0.0.1 --port $port --webui-port 0 > master.log 2>&1 &
+            "${pre[@]}" spark-class org.apache.spark.deploy.master.Master --host 127.0.0.1 --port $port --webui-port 0 > master.log 2>&1 &
             echo $! > pids
             for _ in $(seq 300); do grep -q "elected leader" master.log && break; sleep 0.1; done
             for w in 1 2; do
-              spark-class org.apache.spark.deploy.worker.Worker spark://127.0.0.1:$port --cores 1 --memory 1g --webui-port 0 \
+              "${pre[@]}" spark-class org.apache.spark.deploy.worker.Worker spark://127.0.0.1:$port --cores 1 --memory 1g --webui-port 0 \
                 --work-dir "$PWD/worker-$w" > worker-$w.log 2>&1 &
               echo $! >> pids
             done
