@@ -20,6 +20,8 @@ import org.apache.hadoop.util.Progressable;
  * no privileged pod). Read-only.
  *
  * <pre>
+ *   spark.hadoop.fs.fspf.impl        org.fspf.hadoop.FspfFileSystem   (jars given with --jars are not
+ *                                    seen by Hadoop's service loader; on the class path they are)
  *   spark.hadoop.fs.fspf.volume      /volumes/data            the volume directory on every node
  *   spark.hadoop.fs.fspf.key-file    /keys/data.key           or key-env, key-url, key-broker + evidence …
  *   spark.hadoop.fs.fspf.tag         &lt;64 hex digits&gt;         or tag-env; a key-server reply carries it
