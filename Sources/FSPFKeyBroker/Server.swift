@@ -9,6 +9,9 @@ import Glibc
 /// releases the key and tag sealed to the requester's ephemeral key. One thread per connection,
 /// at most `maxConnections` at once; every connection has a deadline, every body a size limit.
 public final class KeyBrokerServer: @unchecked Sendable {
+    /// Each connection's thread's stack (the fuzz harness runs its targets on one this size).
+    public static let connectionStackSize = 1 << 20
+
     public struct Configuration: Sendable {
         public var host = "127.0.0.1"
         public var port: UInt16 = 8443
@@ -96,7 +99,7 @@ public final class KeyBrokerServer: @unchecked Sendable {
                 defer { active.withLock { $0 -= 1 } }
                 handle(fd: fd, peer: peer)
             }
-            thread.stackSize = 1 << 20
+            thread.stackSize = KeyBrokerServer.connectionStackSize
             thread.start()
         }
         // Let requests in progress answer (each is bounded by its I/O timeouts).

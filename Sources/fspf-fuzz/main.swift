@@ -242,13 +242,24 @@ guard let symbol = dlsym(nil, "LLVMFuzzerRunDriver") else {  // nil: RTLD_DEFAUL
     exit(64)
 }
 Fuzz.target = chosen
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
+nonisolated(unsafe) var argc = CommandLine.argc
+nonisolated(unsafe) var argv = CommandLine.unsafeArgv
+nonisolated(unsafe) var status: CInt = 0
 let driver = unsafeBitCast(symbol, to: Driver.self)
-exit(driver(&argc, &argv) { data, size in
-    Fuzz.target(UnsafeBufferPointer(start: data, count: size))
-    return 0
-})
+// Every input is run on a thread with a key-server connection's stack, where requests are
+// decoded: a recursion that fits the main thread's 8 MiB but not that stack crashes here too.
+let finished = DispatchSemaphore(value: 0)
+let worker = Thread {
+    status = driver(&argc, &argv) { data, size in
+        Fuzz.target(UnsafeBufferPointer(start: data, count: size))
+        return 0
+    }
+    finished.signal()
+}
+worker.stackSize = KeyBrokerServer.connectionStackSize
+worker.start()
+finished.wait()
+exit(status)
 
 /// libFuzzer's own entry point, should its `main` be the one linked in.
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -167,6 +167,16 @@ final class Broker: @unchecked Sendable {
         let nonce = Base64.encode(try b.nonce())
         let weird = #"{"nonce": "\#(nonce)", "public_key": "AAAA", "evidence": {"type": "tpm"}}"#
         #expect(try status("POST /v1/volumes/demo/release HTTP/1.1\r\nContent-Length: \(weird.utf8.count)\r\n\r\n\(weird)") == 400)
+        // Collateral nested 350 objects or 480 arrays deep (about 2 KB): before the nesting limit,
+        // decoding it overflowed the connection thread's stack and killed the server.
+        for (open, close) in [(#"{"a":"#, "}"), ("[", "]")] {
+            for depth in [350, 480, JSONValue.maximumDepth + 1] {
+                let nested = String(repeating: open, count: depth) + "1" + String(repeating: close, count: depth)
+                let body = #"{"nonce": "\#(nonce)", "public_key": "AAAA", "evidence": {"type": "sgx", "quote": "", "collateral": \#(nested)}}"#
+                #expect(try status("POST /v1/volumes/demo/release HTTP/1.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)") == 400,
+                        "nested \(depth) deep")
+            }
+        }
         // Plain HTTP, random bytes, and a client that says nothing: dropped without an answer.
         #expect(try raw(Array("GET /v1/health HTTP/1.1\r\n\r\n".utf8), useTLS: false) == nil)
         #expect(try raw(Sodium.randomBytes(3000), useTLS: false) == nil)
