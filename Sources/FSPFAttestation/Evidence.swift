@@ -4,7 +4,7 @@ import FSPFSystem
 /// Evidence as a client submits it.
 public enum Evidence: Sendable {
     /// A DCAP quote, with collateral when the client fetched it (it is signed by Intel, so it
-    /// need not come from a trusted party); otherwise the verifier's own collateral is used.
+    /// need not come from a trusted party), used only where the verifier has none of its own.
     case sgx(quote: [UInt8], collateral: [UInt8]?)
     case maa(token: String)
     case simulated([UInt8])
@@ -45,9 +45,13 @@ public struct Appraiser: Sendable {
             switch evidence {
             case .sgx(let bytes, let supplied):
                 let quote = try SGXQuote(bytes)
-                guard let collateralBytes = supplied ?? collateral else {
+                // The verifier's own collateral wins: a client's is genuine Intel data too, but it
+                // may be from before a TCB recovery or a PCK revocation and still within its validity.
+                guard let collateralBytes = collateral ?? supplied else {
                     throw AttestationError("no collateral for this quote (send it with the quote or configure the server's)")
                 }
+                checks.append(Check("collateral", true, collateral == nil ? "the request's (the verifier has none)"
+                                    : supplied == nil ? "the verifier's own" : "the verifier's own (the request's ignored)"))
                 let report = DCAPVerifier.verify(quote: quote, collateral: try Collateral(json: collateralBytes),
                                                  root: intelRoot, at: time)
                 checks += report.checks

@@ -41,7 +41,7 @@ struct FSPFMountCommand: ParsableCommand {
     @Option(name: .long, help: "Volume name at the key broker (default: the volume directory's name).") var volumeName: String?
     @Option(name: .long, help: "PEM certificate(s) to trust for the key broker (default: the system store).") var brokerCa: String?
     @Option(name: .long, help: "sgx: the runtime's attestation directory.") var attestationDir = "/dev/attestation"
-    @Option(name: .long, help: "sgx: collateral JSON to send with the quote (else the broker uses its own).") var collateral: String?
+    @Option(name: .long, help: "sgx: collateral JSON to send with the quote (used only by a broker that has none of its own).") var collateral: String?
     @Option(name: .long, help: "maa: command that attests with $FSPF_RUNTIME_DATA and prints the token.") var maaAttester: String?
     @Option(name: .long, help: "simulated: the attester key file (fspf attester init).") var attesterKey: String?
     @Option(name: .long, help: "simulated: claim this MRENCLAVE (64 hex) instead of fspf-mount's own SHA-256.") var simulatedMrenclave: String?

@@ -166,6 +166,13 @@ struct Recording {
         // The quote's report data is "Hello, world!", not a binding to a nonce: refused.
         let fresh = a.appraise(.sgx(quote: quote, collateral: nil), policy: p, reportData: binding)
         #expect(!fresh.accepted && fresh.reason.hasPrefix("binding"))
+        // The verifier's own collateral wins over what the request carries (here: nothing usable;
+        // in an attack, genuine but older collateral from before a TCB recovery or a revocation).
+        let supplied = a.appraise(.sgx(quote: quote, collateral: Array("{}".utf8)), policy: p, reportData: q.report.reportData)
+        #expect(supplied.accepted, "\(supplied.reason)")
+        #expect(supplied.checks.contains { $0.name == "collateral" && $0.detail == "the verifier's own (the request's ignored)" })
+        let only = Appraiser(time: collateralTime).appraise(.sgx(quote: quote, collateral: collateral), policy: p, reportData: q.report.reportData)
+        #expect(only.accepted && only.checks.contains { $0.detail == "the request's (the verifier has none)" }, "\(only.reason)")
         // No collateral anywhere.
         let none = Appraiser(time: collateralTime).appraise(.sgx(quote: quote, collateral: nil), policy: p, reportData: binding)
         #expect(!none.accepted && none.reason.contains("no collateral"))
