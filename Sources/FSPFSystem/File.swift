@@ -199,11 +199,22 @@ public enum FileSystem {
         try d.sync()
     }
 
-    /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync directory.
+    /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync directory. The
+    /// temporary file has an unpredictable name and is created new (O_EXCL, O_NOFOLLOW), so that
+    /// nobody with write access to the directory can plant a link there for the write to follow.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
-        let tmp = path + ".tmp-\(getpid())"
+        var tmp = ""
+        var created: FileDescriptor? = nil
+        for _ in 0..<8 where created == nil {
+            tmp = path + ".tmp-" + String(UInt64.random(in: .min ... .max), radix: 16)
+            do {
+                created = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+            } catch FSPFError.io(_, _, EEXIST) {
+                continue
+            }
+        }
+        guard let f = created else { throw FSPFError.io(path: tmp, operation: "create", errno: EEXIST) }
         do {
-            let f = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
             try bytes.withUnsafeBytes { (b) throws in try f.write(b, at: 0) }
             try f.sync()
             try rename(tmp, path)
