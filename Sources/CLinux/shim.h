@@ -2,9 +2,20 @@
 #define FSPF_CLINUX_SHIM_H
 // Linux interfaces that Swift's Glibc module does not import: extended attributes, and the
 // lseek whences that glibc only defines under _GNU_SOURCE.
+#include <stdint.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 static const int FSPF_SEEK_DATA = 3;  // SEEK_DATA, linux/fs.h
 static const int FSPF_SEEK_HOLE = 4;  // SEEK_HOLE
+
+// openat2(2) (Linux 5.6), which glibc 2.36 does not wrap: opens `path` below `dirfd` with
+// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so that no component may be a symbolic link or leave the
+// directory. -1 with errno ENOSYS on older kernels.
+static inline int fspf_openat_no_symlinks(int dirfd, const char *path, int flags) {
+    struct { uint64_t flags, mode, resolve; } how = {(uint64_t)flags, 0, 0x08 /* RESOLVE_BENEATH */ | 0x04 /* RESOLVE_NO_SYMLINKS */};
+    return (int)syscall(437 /* SYS_openat2 */, dirfd, path, &how, sizeof how);
+}
 #endif

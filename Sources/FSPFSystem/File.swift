@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// An open file descriptor that closes itself. pread/pwrite at explicit offsets only, so one
@@ -22,11 +23,43 @@ public final class FileDescriptor: @unchecked Sendable {
         try open(path, O_RDONLY | O_NOFOLLOW)
     }
 
-    /// Opens `path` relative to this directory descriptor (absolute paths ignore it). Lets a
-    /// reader keep using a directory after something is mounted over it.
+    /// Opens the regular file `path` relative to this directory descriptor (absolute paths ignore
+    /// it). Lets a reader keep using a directory after something is mounted over it. A relative
+    /// path may not pass through any symbolic link or leave the directory (openat2, else one
+    /// component at a time with O_NOFOLLOW); anything but a regular file (a FIFO that would block
+    /// every reader, a device) is refused with EIO without waiting on it.
     public func openForReading(relative path: String) throws -> FileDescriptor {
-        let fd = try syscall("open", path: path) { openat(self.fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
-        return FileDescriptor(fd: fd, path: path)
+        let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK
+        let fd: Int32
+        if path.hasPrefix("/") {
+            fd = try syscall("open", path: path) { openat(self.fd, path, flags) }
+        } else {
+            fd = try syscall("open", path: path) {
+                let r = fspf_openat_no_symlinks(self.fd, path, flags)
+                return r == -1 && errno == ENOSYS ? FileDescriptor.openComponents(self.fd, path, flags) : r
+            }
+        }
+        let file = FileDescriptor(fd: fd, path: path)
+        guard (try file.status().st_mode & S_IFMT) == S_IFREG else {
+            throw FSPFError.io(path: path, operation: "open (not a regular file)", errno: EIO)
+        }
+        return file
+    }
+
+    /// openat one component at a time, none followed if it is a symbolic link (kernels without openat2).
+    private static func openComponents(_ dir: Int32, _ path: String, _ flags: Int32) -> Int32 {
+        let parts = path.split(separator: "/").map(String.init)
+        guard !parts.isEmpty, !parts.contains("..") else { errno = EXDEV; return -1 }
+        var current = dir
+        for (i, part) in parts.enumerated() {
+            let last = i == parts.count - 1
+            let next = openat(current, part, last ? flags : O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let saved = errno
+            if current != dir { close(current) }
+            guard next >= 0 else { errno = saved; return -1 }
+            current = next
+        }
+        return current
     }
 
     /// Reads until `buffer` is full or end of file; returns the bytes read.

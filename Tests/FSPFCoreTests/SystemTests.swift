@@ -22,4 +22,27 @@ import FSPFSystem
         let names = try FileSystem.list(dir).map { String(decoding: $0, as: UTF8.self) }.sorted()
         #expect(names == ["record.json", "record.json.tmp-\(getpid())", "victim"])
     }
+
+    /// A volume's backing files were opened with O_NOFOLLOW on the last component only: a region
+    /// directory replaced by a link was followed, and a FIFO put in a file's place blocked every
+    /// reader that opened it.
+    @Test(.timeLimit(.minutes(1))) func backingFilesFollowNoLinkAndMustBeRegular() throws {
+        let dir = NSTemporaryDirectory() + "fspf-system-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileSystem.makeDirectories(dir + "/volume/real")
+        try FileSystem.makeDirectories(dir + "/elsewhere")
+        defer { FileSystem.removeTree(dir) }
+        try FileSystem.writeAtomically(dir + "/volume/real/file", Array("ok".utf8))
+        try FileSystem.writeAtomically(dir + "/elsewhere/file", Array("attacker".utf8))
+        #expect(symlink(dir + "/elsewhere", dir + "/volume/linked") == 0)
+        #expect(symlink("real/file", dir + "/volume/file-link") == 0)
+        #expect(mkfifo(dir + "/volume/real/fifo", 0o644) == 0)
+        let volume = try FileDescriptor.open(dir + "/volume", O_RDONLY | O_DIRECTORY)
+        #expect(try volume.openForReading(relative: "real/file").readAll(limit: 10) == Array("ok".utf8))
+        for refused in ["linked/file", "file-link", "../elsewhere/file", "real/../linked/file"] {
+            #expect(throws: FSPFError.self, "\(refused)") { _ = try volume.openForReading(relative: refused) }
+        }
+        #expect(throws: FSPFError.io(path: "real/fifo", operation: "open (not a regular file)", errno: EIO)) {
+            _ = try volume.openForReading(relative: "real/fifo")
+        }
+    }
 }
