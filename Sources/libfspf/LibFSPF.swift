@@ -117,12 +117,23 @@ func report(_ error: UnsafeMutablePointer<fspf_error>?, _ body: () throws -> Voi
     if let error {
         error.pointee.code = Int32(failure.status.rawValue)
         withUnsafeMutableBytes(of: &error.pointee.message) { out in
-            let bytes = Array(failure.message.utf8.prefix(out.count - 1))
+            let bytes = failure.message.utf8.prefix(out.count - 1)
             out.copyBytes(from: bytes)
             out[bytes.count] = 0
         }
     }
     return failure.status
+}
+
+/// `report` for the functions that make a handle: `out` is NULL on any failure, else the handle
+/// of what `make` returns.
+func produce(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ name: String, _ error: UnsafeMutablePointer<fspf_error>?,
+             _ make: () throws -> AnyObject) -> fspf_status {
+    report(error) {
+        let slot = try output(out, name)
+        slot.pointee = nil
+        slot.pointee = handle(try make())
+    }
 }
 
 func object<T: AnyObject>(_ handle: OpaquePointer?, _ what: String) throws -> T {
@@ -173,9 +184,7 @@ public func fspf_version() -> UnsafePointer<CChar> {
 public func fspf_volume_open(_ path: UnsafePointer<CChar>?, _ key: UnsafePointer<UInt8>?, _ keyLength: Int,
                              _ tag: UnsafePointer<CChar>?, _ flags: UInt32, _ volume: UnsafeMutablePointer<OpaquePointer?>?,
                              _ error: UnsafeMutablePointer<fspf_error>?) -> fspf_status {
-    report(error) {
-        let out = try output(volume, "volume")
-        out.pointee = nil
+    produce(volume, "volume", error) {
         guard let path else { throw APIError(FSPF_E_USAGE, "path is NULL") }
         guard let key, keyLength == VolumeKeys.keySize else {
             throw APIError(FSPF_E_USAGE, "a volume key is \(VolumeKeys.keySize) bytes, got \(key == nil ? "NULL" : "\(keyLength) bytes")")
@@ -186,9 +195,8 @@ public func fspf_volume_open(_ path: UnsafePointer<CChar>?, _ key: UnsafePointer
             throw APIError(FSPF_E_USAGE, "an expected tag is needed (or FSPF_OPEN_NO_TAG_CHECK: no rollback protection)")
         }
         let secret = SecureBytes(count: keyLength) { $0.copyMemory(from: UnsafeRawBufferPointer(start: key, count: keyLength)) }
-        let reader = try VolumeReader(path: String(cString: path), keys: try VolumeKeys(key: secret), expectedTag: expected,
-                                      acceptVersion1: flags & FSPF_OPEN_ACCEPT_V1 != 0)
-        out.pointee = handle(Volume(reader))
+        return Volume(try VolumeReader(path: String(cString: path), keys: try VolumeKeys(key: secret), expectedTag: expected,
+                                       acceptVersion1: flags & FSPF_OPEN_ACCEPT_V1 != 0))
     }
 }
 
@@ -196,9 +204,7 @@ public func fspf_volume_open(_ path: UnsafePointer<CChar>?, _ key: UnsafePointer
 public func fspf_volume_open_options(_ path: UnsafePointer<CChar>?, _ options: UnsafePointer<UnsafePointer<CChar>?>?,
                                      _ volume: UnsafeMutablePointer<OpaquePointer?>?,
                                      _ error: UnsafeMutablePointer<fspf_error>?) -> fspf_status {
-    report(error) {
-        let out = try output(volume, "volume")
-        out.pointee = nil
+    produce(volume, "volume", error) {
         guard let path else { throw APIError(FSPF_E_USAGE, "path is NULL") }
         var access = AccessOptions()
         var at = options
@@ -210,8 +216,7 @@ public func fspf_volume_open_options(_ path: UnsafePointer<CChar>?, _ options: U
         }
         let location = String(cString: path)
         let (key, tag) = try access.load(volume: location)
-        let reader = try VolumeReader(path: location, keys: try VolumeKeys(key: key), expectedTag: tag, acceptVersion1: access.acceptV1)
-        out.pointee = handle(Volume(reader))
+        return Volume(try VolumeReader(path: location, keys: try VolumeKeys(key: key), expectedTag: tag, acceptVersion1: access.acceptV1))
     }
 }
 
@@ -267,15 +272,13 @@ public func fspf_readlink(_ volume: OpaquePointer?, _ path: UnsafePointer<CChar>
 @_cdecl("fspf_list")
 public func fspf_list(_ volume: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ dir: UnsafeMutablePointer<OpaquePointer?>?,
                       _ error: UnsafeMutablePointer<fspf_error>?) -> fspf_status {
-    report(error) {
-        let out = try output(dir, "dir")
-        out.pointee = nil
+    produce(dir, "dir", error) {
         let v: Volume = try object(volume, "volume")
         let i = try v.index(path)
         if let i, !v.reader.entries[i].isDirectory {
             throw APIError(FSPF_E_NOT_A_DIRECTORY, "\(v.reader.entries[i].path): not a directory")
         }
-        out.pointee = handle(Directory(v, v.reader.children(of: i)))
+        return Directory(v, v.reader.children(of: i))
     }
 }
 
@@ -307,16 +310,14 @@ public func fspf_dir_close(_ dir: OpaquePointer?) { release(dir, as: Directory.s
 @_cdecl("fspf_open")
 public func fspf_open(_ volume: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ file: UnsafeMutablePointer<OpaquePointer?>?,
                       _ error: UnsafeMutablePointer<fspf_error>?) -> fspf_status {
-    report(error) {
-        let out = try output(file, "file")
-        out.pointee = nil
+    produce(file, "file", error) {
         let v: Volume = try object(volume, "volume")
         let index = try v.index(path)
         guard let i = index, v.reader.entries[i].isFile else {
             let e = index.map { v.reader.entries[$0] }
             throw APIError(FSPF_E_NOT_A_FILE, "\(e?.path ?? "/"): \(e?.isDirectory == false ? "a symbolic link" : "a directory"), not a regular file")
         }
-        out.pointee = handle(File(v, i))
+        return File(v, i)
     }
 }
 
