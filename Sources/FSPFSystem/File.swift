@@ -62,12 +62,15 @@ public final class FileDescriptor: @unchecked Sendable {
         return current
     }
 
-    /// Reads until `buffer` is full or end of file; returns the bytes read.
+    /// Reads until `buffer` is full or end of file; returns the bytes read. Nothing lies beyond
+    /// off_t's range, so an offset there reads as end of file (libfspf passes callers' offsets).
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        guard offset < UInt64(off_t.max) else { return 0 }
+        let count = Int(min(UInt64(buffer.count), UInt64(off_t.max) - offset))
         var done = 0
-        while done < buffer.count {
+        while done < count {
             let n = try syscall("read", path: path) {
-                Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+                Glibc.pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
             }
             if n == 0 { break }
             done += n
@@ -76,6 +79,9 @@ public final class FileDescriptor: @unchecked Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        guard offset <= UInt64(off_t.max) - UInt64(buffer.count) else {
+            throw FSPFError.io(path: path, operation: "write", errno: EFBIG)
+        }
         var done = 0
         while done < buffer.count {
             let n = try syscall("write", path: path) {

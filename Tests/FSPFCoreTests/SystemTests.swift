@@ -45,4 +45,22 @@ import FSPFSystem
             _ = try volume.openForReading(relative: "real/fifo")
         }
     }
+
+    /// Offsets come from libfspf's callers as uint64_t: one beyond off_t's range trapped in the
+    /// conversion (found by fspf-fuzz's libfspf target on a not-protected file).
+    @Test func offsetsBeyondOffTAreEndOfFile() throws {
+        let dir = NSTemporaryDirectory() + "fspf-system-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileSystem.makeDirectories(dir)
+        defer { FileSystem.removeTree(dir) }
+        try FileSystem.writeAtomically(dir + "/file", Array("data".utf8))
+        let fd = try FileDescriptor.open(dir + "/file", O_RDWR)
+        var buffer = [UInt8](repeating: 0, count: 16)
+        for offset in [UInt64.max, UInt64(Int64.max) + 1, UInt64(Int64.max), UInt64(Int64.max) - 4] {
+            #expect(try buffer.withUnsafeMutableBytes { try fd.read(into: $0, at: offset) } == 0, "\(offset)")
+        }
+        #expect(try buffer.withUnsafeMutableBytes { try fd.read(into: $0, at: 1) } == 3)
+        #expect(throws: FSPFError.io(path: dir + "/file", operation: "write", errno: EFBIG)) {
+            try buffer.withUnsafeBytes { try fd.write($0, at: UInt64.max - 2) }
+        }
+    }
 }

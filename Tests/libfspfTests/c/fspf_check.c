@@ -98,6 +98,8 @@ static void compare_file(fspf_volume *v, const char *vpath, const unsigned char 
     CHECK(got == 0, "read at the end gave %zu", got);
     EXPECT(fspf_pread(f, buf, 10, size + 12345, &got, &err), FSPF_OK, err);
     CHECK(got == 0, "read past the end gave %zu", got);
+    EXPECT(fspf_pread(f, buf, 10, UINT64_MAX, &got, &err), FSPF_OK, err);  /* beyond off_t */
+    CHECK(got == 0, "read at UINT64_MAX gave %zu", got);
     EXPECT(fspf_pread(f, buf, 0, 0, &got, &err), FSPF_OK, err);
     EXPECT(fspf_pread(f, NULL, 10, 0, &got, &err), FSPF_E_USAGE, err);
     free(buf);
