@@ -49,7 +49,7 @@ test-asan: deps spark-deps
 	  $(SWIFT) test --skip-build --scratch-path .build-asan -Xswiftc -sanitize=address
 
 # The library suites under ThreadSanitizer: the writer's workers, the concurrent reader and
-# verifier, the key broker's connection threads, libfspf's handles shared by threads. (The FUSE
+# verifier, the key broker's event loops and workers, libfspf's handles shared by threads. (The FUSE
 # daemon forks, which ThreadSanitizer does not support; docs/SECURITY.md.)
 test-tsan: deps
 	$(SWIFT) build --build-tests --scratch-path .build-tsan -Xswiftc -sanitize=thread

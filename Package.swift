@@ -20,6 +20,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C shims: they only expose the system libraries to Swift.
@@ -45,8 +47,15 @@ let package = Package(
         // key broker (evidence from the runtime, sealed reply); HTTP(S) on OpenSSL.
         .target(name: "FSPFProvisioning", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "COpenSSL", "CSodium"],
                 swiftSettings: strict),
-        // The attested key broker: store (keys sealed under a master key), policies, audit log, HTTPS.
-        .target(name: "FSPFKeyBroker", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "FSPFProvisioning", "COpenSSL", "CSodium"],
+        // The attested key broker: store (keys sealed under a master key), policies, audit log, and
+        // its HTTPS server on SwiftNIO (event-driven connections, deadlines, per-peer quotas).
+        .target(name: "FSPFKeyBroker", dependencies: ["CLinux", "FSPFSystem", "FSPFCrypto", "FSPFAttestation", "FSPFProvisioning", "COpenSSL", "CSodium",
+                                                     .product(name: "NIOCore", package: "swift-nio"),
+                                                     .product(name: "NIOPosix", package: "swift-nio"),
+                                                     .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                     .product(name: "NIOTLS", package: "swift-nio"),
+                                                     .product(name: "NIOEmbedded", package: "swift-nio"),
+                                                     .product(name: "NIOSSL", package: "swift-nio-ssl")],
                 swiftSettings: strict),
         // include/fspf.h, so that libfspf's Swift side is checked against the very types C sees.
         .systemLibrary(name: "CFSPFABI"),
@@ -85,7 +94,11 @@ let package = Package(
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], path: "Tests/FSPFTestSupport", swiftSettings: strict),
         .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFTestSupport"], swiftSettings: strict),
         .testTarget(name: "FSPFAttestationTests", dependencies: ["FSPFAttestation", "FSPFSystem", "FSPFCrypto"], swiftSettings: strict),
-        .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFSystem", "FSPFCrypto"],
+        .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFSystem", "FSPFCrypto",
+                                                            "FSPFTestSupport",
+                                                            .product(name: "NIOCore", package: "swift-nio"),
+                                                            .product(name: "NIOPosix", package: "swift-nio"),
+                                                            .product(name: "NIOSSL", package: "swift-nio-ssl")],
                     swiftSettings: strict),
         .testTarget(name: "FSPFProvisioningTests", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFProvisioning"], swiftSettings: strict),
         .testTarget(name: "libfspfTests", dependencies: ["libfspf", "CFSPFABI", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFTestSupport"],

@@ -1,8 +1,10 @@
 #ifndef FSPF_CLINUX_SHIM_H
 #define FSPF_CLINUX_SHIM_H
-// Linux interfaces that Swift's Glibc module does not import: extended attributes, and the
-// lseek whences that glibc only defines under _GNU_SOURCE.
+// Linux interfaces that Swift's Glibc module does not import: extended attributes, the lseek
+// whences and pthread_getattr_np that glibc only declares under _GNU_SOURCE.
+#include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
@@ -17,5 +19,17 @@ static const int FSPF_SEEK_HOLE = 4;  // SEEK_HOLE
 static inline int fspf_openat_no_symlinks(int dirfd, const char *path, int flags) {
     struct { uint64_t flags, mode, resolve; } how = {(uint64_t)flags, 0, 0x08 /* RESOLVE_BENEATH */ | 0x04 /* RESOLVE_NO_SYMLINKS */};
     return (int)syscall(437 /* SYS_openat2 */, dirfd, path, &how, sizeof how);
+}
+
+int pthread_getattr_np(pthread_t thread, pthread_attr_t *attr);  // glibc, _GNU_SOURCE only
+
+// The calling thread's stack size in bytes, 0 if unknown.
+static inline size_t fspf_thread_stack_size(void) {
+    pthread_attr_t attr;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
+    pthread_attr_getstacksize(&attr, &size);
+    pthread_attr_destroy(&attr);
+    return size;
 }
 #endif

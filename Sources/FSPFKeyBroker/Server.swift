@@ -1,234 +1,245 @@
+import CLinux
 import FSPFAttestation
 import FSPFCrypto
-import FSPFSystem
 import FSPFProvisioning
+import FSPFSystem
 import Foundation
 import Glibc
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
 
-/// The HTTPS key broker: issues nonces, appraises evidence against each volume's policy, and
-/// releases the key and tag sealed to the requester's ephemeral key. One thread per connection,
-/// at most `maxConnections` at once; every connection has a deadline, every body a size limit.
+/// The HTTPS key broker on SwiftNIO: connections are event-driven (an idle or slow client costs a
+/// socket and a few kilobytes, not a thread), each has a handshake and a request deadline, each
+/// peer a share of the connections and of the outstanding nonces, every request a bounded head
+/// and body. What a request asks for is worked out on a pool of worker threads (`BrokerService`),
+/// so that signature checks and audit syncs never stall the event loops.
 public final class KeyBrokerServer: @unchecked Sendable {
-    /// Each connection's thread's stack (the fuzz harness runs its targets on one this size).
-    public static let connectionStackSize = 1 << 20
+    /// The least stack a worker thread may have (checked at start); the fuzz harness runs its
+    /// targets on a thread of exactly this size, so whatever fits there fits the server.
+    public static let minimumStackSize = 1 << 20
 
     public struct Configuration: Sendable {
         public var host = "127.0.0.1"
         public var port: UInt16 = 8443
-        /// Collateral used for SGX quotes that arrive without their own.
+        /// Collateral for SGX quotes; it takes precedence over collateral in a request.
         public var collateral: [UInt8]?
         public var nonceLifetime: Double = 120
         public var maxOutstandingNonces = 10_000
-        public var maxConnections = 64
-        public var connectionTimeout: Double = 10
+        public var maxNoncesPerPeer = 64
+        /// Open connections at once, in all (lowered to what the descriptor limit allows) and per peer.
+        public var maxConnections = 4096
+        public var maxConnectionsPerPeer = 64
+        public var handshakeTimeout: Double = 5
+        public var requestTimeout: Double = 10
+        /// Requests waiting for a worker before new ones get 503 at once.
+        public var maxPendingWork = 1024
+        public var eventLoops = System.coreCount
+        public var workers = max(2, System.coreCount)
         public init() {}
     }
 
-    let store: BrokerStore
-    let tls: TLSContext
-    let audit: AuditLog
     let configuration: Configuration
-    let clock: @Sendable () -> Int64
-    private var listener: Int32 = -1
+    let service: BrokerService
+    private let group: MultiThreadedEventLoopGroup
+    private let pool: NIOThreadPool
+    private let tls: NIOSSLContext
+    private let channel = Locked<(any Channel)?>(nil)
+    private let connections: ConnectionQuota
+    private let pending = Locked(0)
     private let stopped = Locked(false)
-    private let nonces = Locked<[String: (volume: String, expires: Double)]>([:])
-    private let active = Locked<Int>(0)
 
     public init(store: BrokerStore, configuration: Configuration, clock: @escaping @Sendable () -> Int64 = UTCTime.now) throws {
-        self.store = store
         self.configuration = configuration
-        self.clock = clock
-        do { tls = try TLSContext(certificate: store.certificatePath, privateKey: store.privateKeyPath) } catch {
+        do {
+            var c = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(store.certificatePath).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: store.privateKeyPath, format: .pem)))
+            c.minimumTLSVersion = .tlsv12
+            tls = try NIOSSLContext(configuration: c)
+        } catch {
             throw FSPFError.badInput(path: store.root + "/tls", reason: "\(error)")
         }
-        audit = try AuditLog(path: store.auditPath)
+        service = BrokerService(store: store, audit: try AuditLog(path: store.auditPath), configuration: configuration, clock: clock)
+        connections = ConnectionQuota(total: min(configuration.maxConnections, Self.raiseDescriptorLimit() - 64),
+                                      perPeer: configuration.maxConnectionsPerPeer)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoops))
+        pool = NIOThreadPool(numberOfThreads: max(1, configuration.workers))
+        pool.start()
     }
 
-    deinit { if listener >= 0 { close(listener) } }
+    deinit { shutDown() }
+
+    /// Every connection is a descriptor: the soft limit goes up to the hard one (often 1024 → far more).
+    static func raiseDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return Int(min(limit.rlim_cur, 1 << 20))
+    }
 
     /// Binds and listens; returns the port (useful with port 0).
     public func bind() throws -> UInt16 {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST
-        var list: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(configuration.host, String(configuration.port), &hints, &list) == 0, let ai = list else {
-            throw FSPFError.usage("\(configuration.host): not a numeric IP address to listen on")
+        try checkWorkerStack()
+        let environment = HandlerEnvironment(
+            service: service, handshakeTimeout: .nanoseconds(Int64(configuration.handshakeTimeout * 1e9)),
+            requestTimeout: .nanoseconds(Int64(configuration.requestTimeout * 1e9)), bodyLimit: BrokerProtocol.maxRequestBody,
+            offload: { [pool, pending, configuration] loop, work in
+                let admitted = pending.withLock { n -> Bool in
+                    guard n < configuration.maxPendingWork else { return false }
+                    n += 1
+                    return true
+                }
+                guard admitted else { return nil }
+                let future = pool.runIfActive(eventLoop: loop, work)
+                future.whenComplete { _ in pending.withLock { $0 -= 1 } }
+                return future
+            })
+        let tls = self.tls, connections = self.connections, service = self.service, limits = Self.decoderLimits
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                let (peer, address) = Self.peer(of: channel.remoteAddress)
+                guard connections.admit(peer) else {
+                    if let count = connections.refused(peer, now: Deadline.nowSeconds) {
+                        _ = environment.offload(channel.eventLoop) {
+                            service.dropped(address: address, reason: "over the connection quota (\(count) refused from \(peer) in 10 s)")
+                            return nil
+                        }
+                    }
+                    return channel.eventLoop.makeFailedFuture(ConnectionQuota.Exceeded())
+                }
+                channel.closeFuture.whenComplete { _ in connections.release(peer) }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOSSLServerHandler(context: tls))
+                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
+                                                                                informationalResponseStrategy: .drop,
+                                                                                limitConfiguration: limits)))
+                    try sync.addHandler(HTTPResponseEncoder())
+                    try sync.addHandler(HTTPHandler(peer: peer, address: address, environment: environment))
+                }
+            }
+        let server: any Channel
+        do {
+            server = try bootstrap.bind(host: configuration.host, port: Int(configuration.port)).wait()
+        } catch let e as IOError {
+            throw FSPFError.io(path: "\(configuration.host):\(configuration.port)", operation: "listening", errno: e.errnoCode)
+        } catch {
+            throw FSPFError.usage("\(configuration.host): not an IP address to listen on (\(error))")
         }
-        defer { freeaddrinfo(list) }
-        let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw FSPFError.io(path: "socket", operation: "socket", errno: errno) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        guard Glibc.bind(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, listen(fd, 128) == 0 else {
-            let e = errno
-            close(fd)
-            throw FSPFError.io(path: "\(configuration.host):\(configuration.port)", operation: "listening", errno: e)
-        }
-        listener = fd
-        var address = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return withUnsafeBytes(of: &address) { raw in
-            UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self)) // sin_port / sin6_port
-        }
+        channel.withLock { $0 = server }
+        return UInt16(server.localAddress?.port ?? 0)
     }
 
-    /// Accepts connections until `stop()`.
+    /// Heads of at most 16 KiB in at most 100 fields.
+    static let decoderLimits = {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = HTTPRequest.headLimit
+        limits.maxHeaderFieldSize = HTTPRequest.headLimit
+        limits.maxHeaderFieldCount = 100
+        return limits
+    }()
+
+    /// Serves until `stop()`, then lets requests in progress answer (each is bounded by its deadlines).
     public func serve() {
-        while !stopped.withLock({ $0 }) {
-            var address = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
-            }
-            guard fd >= 0 else {
-                // Out of descriptors or a reset peer: back off instead of spinning.
-                if errno != EINTR { usleep(10_000) }
-                continue
-            }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            let peer = Self.describe(&address)
-            let admitted = active.withLock { n -> Bool in
-                guard n < configuration.maxConnections else { return false }
-                n += 1
-                return true
-            }
-            guard admitted else { close(fd); continue }
-            let thread = Thread { [self] in
-                defer { active.withLock { $0 -= 1 } }
-                handle(fd: fd, peer: peer)
-            }
-            thread.stackSize = KeyBrokerServer.connectionStackSize
-            thread.start()
-        }
-        // Let requests in progress answer (each is bounded by its I/O timeouts).
-        for _ in 0..<500 where active.withLock({ $0 }) > 0 { usleep(10_000) }
+        guard let server = channel.withLock({ $0 }) else { return }
+        try? server.closeFuture.wait()
+        for _ in 0..<Int(configuration.requestTimeout * 100) where connections.open > 0 { usleep(10_000) }
+        shutDown()
     }
 
     /// Stops accepting; requests in progress finish.
     public func stop() {
-        stopped.withLock { $0 = true }
-        shutdown(listener, Int32(SHUT_RDWR))
+        channel.withLock { $0 }?.close(promise: nil)
     }
 
-    static func describe(_ address: inout sockaddr_storage) -> String {
-        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST)), service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, socklen_t(MemoryLayout<sockaddr_storage>.size), &host, socklen_t(host.count), &service,
-                            socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
-            }
-        }
-        guard rc == 0 else { return "unknown" }
-        func text(_ c: [CChar]) -> String { String(decoding: c.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        return text(host) + ":" + text(service)
+    private func shutDown() {
+        guard !stopped.withLock({ s in defer { s = true }; return s }) else { return }
+        channel.withLock { $0 }?.close(promise: nil)
+        try? group.syncShutdownGracefully()
+        try? pool.syncShutdownGracefully()
     }
 
-    // MARK: - One connection
-
-    struct Reply {
-        var status: Int
-        var body: [UInt8]
-        var entry: AuditLog.Entry
-    }
-
-    private func handle(fd: Int32, peer: String) {
-        let connection = Connection.adopt(fd: fd, deadline: Deadline(seconds: configuration.connectionTimeout))
-        do {
-            try connection.startTLS(tls)
-        } catch {
-            return // not TLS, or gave up: nothing to answer on
-        }
-        var entry = AuditLog.Entry(time: UTCTime.format(clock()), peer: peer, request: "?", decision: "rejected", status: 400, reason: "")
-        let reply: Reply
-        do {
-            let request = try HTTPRequest.read(from: connection, bodyLimit: BrokerProtocol.maxRequestBody)
-            entry.request = "\(request.method) \(request.path)"
-            reply = route(request, entry)
-        } catch let e as HTTPRequest.Failure {
-            entry.status = e.status
-            entry.reason = e.reason
-            reply = Reply(status: e.status, body: Self.error(e.reason), entry: entry)
-        } catch {
-            return // connection failed while reading: no one to answer
-        }
-        audit.record(reply.entry)
-        try? connection.send(HTTPRequest.response(status: reply.status, body: reply.body))
-    }
-
-    static func error(_ reason: String) -> [UInt8] {
-        [UInt8]((try? JSONEncoder().encode(BrokerProtocol.ErrorResponse(error: reason))) ?? Data())
-    }
-
-    private func route(_ request: HTTPRequest, _ base: AuditLog.Entry) -> Reply {
-        var entry = base
-        func answer(_ status: Int, _ decision: String, _ reason: String, body: [UInt8]? = nil) -> Reply {
-            entry.status = status
-            entry.decision = decision
-            entry.reason = reason
-            return Reply(status: status, body: body ?? Self.error(reason), entry: entry)
-        }
-        let parts = request.path.split(separator: "/", omittingEmptySubsequences: false)
-        if request.path == "/v1/health" {
-            return request.method == "GET" ? answer(200, "served", "health", body: Array(#"{"status":"ok"}"#.utf8))
-                                           : answer(405, "rejected", "use GET")
-        }
-        guard parts.count == 5, parts[0].isEmpty, parts[1] == "v1", parts[2] == "volumes", parts[4] == "nonce" || parts[4] == "release" else {
-            return answer(404, "rejected", "no such endpoint (POST /v1/volumes/<name>/nonce or /release)")
-        }
-        guard request.method == "POST" else { return answer(405, "rejected", "use POST") }
-        let name = String(parts[2 + 1])
-        entry.volume = String(name.prefix(80))
-        let volume: BrokerStore.Volume
-        do {
-            guard let v = try store.volume(name) else { return answer(404, "refused", "unknown volume") }
-            volume = v
-        } catch {
-            return answer(500, "refused", "volume record unusable: \(error)")
-        }
-        if parts[4] == "nonce" { return issueNonce(volume: volume.name, answer) }
-
-        guard let release = try? JSONDecoder().decode(BrokerProtocol.ReleaseRequest.self, from: Data(request.body)) else {
-            return answer(400, "rejected", "malformed release request")
-        }
-        entry.evidence = String(release.evidence.type.prefix(16))
-        // Single use: the nonce is gone from here on, whatever the outcome.
-        let issued = nonces.withLock { $0.removeValue(forKey: release.nonce) }
-        guard let issued, issued.volume == volume.name, issued.expires >= Deadline.nowSeconds, let nonce = Base64.decode(release.nonce) else {
-            return answer(409, "refused", "nonce unknown, expired, for another volume or already used")
-        }
-        guard let publicKey = Base64.decode(release.public_key), publicKey.count == 32 else {
-            return answer(400, "rejected", "public_key must be a base64 X25519 public key")
-        }
-        let evidence: Evidence
-        do { evidence = try release.evidence.decoded() } catch { return answer(400, "rejected", "\(error)") }
-        let appraisal = Appraiser(time: clock(), collateral: configuration.collateral).appraise(
-            evidence, policy: volume.policy, reportData: Binding.reportData(nonce: nonce, publicKey: publicKey),
-            runtimeData: Binding.runtimeData(nonce: nonce, publicKey: publicKey))
-        entry.mrenclave = appraisal.claims.map { Hex.encode($0.mrEnclave) }
-        entry.mrsigner = appraisal.claims.map { Hex.encode($0.mrSigner) }
-        guard appraisal.accepted else { return answer(403, "refused", appraisal.reason) }
-        do {
-            let sealed = try BrokerProtocol.seal(volume: volume.name, key: try store.key(of: volume), tag: volume.tag, to: publicKey)
-            let body = try JSONEncoder().encode(BrokerProtocol.ReleaseResponse(sealed: Base64.encode(sealed)))
-            return answer(200, "released", "all checks passed", body: [UInt8](body))
-        } catch {
-            return answer(500, "refused", "\(error)")
+    /// The workers' stack, measured on one of them: at least `minimumStackSize` or no start.
+    private func checkWorkerStack() throws {
+        let size = try pool.runIfActive(eventLoop: group.next()) { fspf_thread_stack_size() }.wait()
+        guard size >= Self.minimumStackSize else {
+            throw FSPFError.usage("worker threads get a \(size >> 10) KiB stack (ulimit -s); the key server needs at least \(Self.minimumStackSize >> 10) KiB")
         }
     }
 
-    private func issueNonce(volume: String, _ answer: (Int, String, String, [UInt8]?) -> Reply) -> Reply {
-        let nonce = Base64.encode(Sodium.randomBytes(BrokerProtocol.nonceSize))
-        let now = Deadline.nowSeconds
-        let admitted = nonces.withLock { table -> Bool in
-            if table.count >= configuration.maxOutstandingNonces { table = table.filter { $0.value.expires >= now } }
-            guard table.count < configuration.maxOutstandingNonces else { return false }
-            table[nonce] = (volume, now + configuration.nonceLifetime)
+    /// The quota key and the audited address of a connection's remote end.
+    static func peer(of address: SocketAddress?) -> (Peer, String) {
+        switch address {
+        case .v4(let a)?:
+            let bytes = withUnsafeBytes(of: a.address.sin_addr.s_addr) { Array($0) }
+            return (Peer(ipv4: bytes), "\(address!.ipAddress ?? "?"):\(address!.port ?? 0)")
+        case .v6(let a)?:
+            let bytes = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+            return (Peer(ipv6: bytes), "[\(address!.ipAddress ?? "?")]:\(address!.port ?? 0)")
+        default:
+            return (Peer(ipv4: [0, 0, 0, 0]), "unknown")
+        }
+    }
+}
+
+/// Open connections, in all and per peer; refusals counted per peer so that a flood is audited
+/// as one line per peer every ten seconds, not one per connection.
+final class ConnectionQuota: Sendable {
+    struct Exceeded: Error {}
+    private struct State {
+        var open: [Peer: Int] = [:]
+        var total = 0
+        var refusals: [Peer: (since: Double, count: Int)] = [:]
+    }
+    private let state = Locked(State())
+    private let total: Int
+    private let perPeer: Int
+
+    init(total: Int, perPeer: Int) {
+        self.total = max(1, total)
+        self.perPeer = max(1, perPeer)
+    }
+
+    var open: Int { state.withLock { $0.total } }
+
+    func admit(_ peer: Peer) -> Bool {
+        state.withLock { s in
+            guard s.total < total, s.open[peer, default: 0] < perPeer else { return false }
+            s.total += 1
+            s.open[peer, default: 0] += 1
             return true
         }
-        guard admitted else { return answer(503, "refused", "too many outstanding nonces; retry later", nil) }
-        let body = try? JSONEncoder().encode(BrokerProtocol.NonceResponse(nonce: nonce, expires_in: Int(configuration.nonceLifetime)))
-        return answer(200, "served", "nonce issued", body.map { [UInt8]($0) })
+    }
+
+    func release(_ peer: Peer) {
+        state.withLock { s in
+            s.total -= 1
+            s.open[peer, default: 1] -= 1
+            if s.open[peer] == 0 { s.open[peer] = nil }
+        }
+    }
+
+    /// Counts a refused connection; returns the count to audit when this peer's line is due.
+    func refused(_ peer: Peer, now: Double) -> Int? {
+        state.withLock { s in
+            var r = s.refusals[peer] ?? (since: now, count: 0)
+            r.count += 1
+            if r.count == 1 || now - r.since >= 10 {
+                s.refusals[peer] = (since: now, count: 0)
+                if s.refusals.count > 10_000 { s.refusals = s.refusals.filter { now - $0.value.since < 10 } }
+                return r.count
+            }
+            s.refusals[peer] = r
+            return nil
+        }
     }
 }

@@ -90,17 +90,14 @@ enum Fuzz {
             _ = try? KeySet(json: Array(data))
             _ = try? ReleasePolicy(json: Array(data))
         },
-        // What a client sends the key broker: the HTTP request, the release request, the evidence,
-        // appraised against a policy that accepts every evidence type.
+        // What a client sends the key broker: the bytes of one connection through the server's
+        // HTTP decoder and request handler (a store with volume "job" behind it), and the body as
+        // a release request, its evidence appraised against a policy that accepts every type.
         "broker": { data in
-            var input: [UInt8]? = Array(data)
-            let request = try? HTTPRequest.read(bodyLimit: BrokerProtocol.maxRequestBody) { buffer in
-                guard let chunk = input else { return 0 }
-                input = nil
-                buffer = chunk
-                return chunk.count
-            }
-            for body in [Array(data), request?.body].compactMap({ $0 }) {
+            let bytes = Array(data)
+            _ = Attestation.endpoint.exchange(bytes)
+            let body = bytes.firstRange(of: [0x0d, 0x0a, 0x0d, 0x0a]).map { Array(bytes[$0.upperBound...]) }
+            for body in [bytes, body].compactMap({ $0 }) {
                 guard let release = try? JSONDecoder().decode(BrokerProtocol.ReleaseRequest.self, from: Data(body)),
                       let evidence = try? release.evidence.decoded() else { continue }
                 let nonce = Base64.decode(release.nonce) ?? [], key = Base64.decode(release.public_key) ?? []
@@ -136,6 +133,14 @@ enum Fuzz {
         static let keySet = try! KeySet(json: keysJSON)
         static let issuer = "https://sharedwus.wus.attest.azure.net"
         static let tokenTime: Int64 = 1668716909 + 600
+        /// The server's request handling over a store in the fuzz directory, with one volume "job".
+        static let endpoint: FuzzingEndpoint = {
+            let root = Fuzz.directory + "/broker-store"
+            if !FileSystem.isDirectory(root + "/volumes") { try! BrokerStore.initialize(at: root, names: ["localhost"]) }
+            let store = try! BrokerStore(root: root)
+            try! store.register(volume: "job", key: SecureBytes.random(count: 32), tag: [UInt8](repeating: 7, count: 16), policy: policy, replace: true)
+            return try! FuzzingEndpoint(store: store, collateral: collateralBytes, time: tokenTime)
+        }()
         static let attesterSeed = SecureBytes(count: 32) { b in for i in 0..<32 { b[i] = UInt8(i + 100) } }
         static let policy: ReleasePolicy = {
             var p = ReleasePolicy()
@@ -246,8 +251,8 @@ nonisolated(unsafe) var argc = CommandLine.argc
 nonisolated(unsafe) var argv = CommandLine.unsafeArgv
 nonisolated(unsafe) var status: CInt = 0
 let driver = unsafeBitCast(symbol, to: Driver.self)
-// Every input is run on a thread with a key-server connection's stack, where requests are
-// decoded: a recursion that fits the main thread's 8 MiB but not that stack crashes here too.
+// Every input is run on a thread with the least stack a key-server worker may have, where requests
+// are decoded: a recursion that fits the main thread's 8 MiB but not that stack crashes here too.
 let finished = DispatchSemaphore(value: 0)
 let worker = Thread {
     status = driver(&argc, &argv) { data, size in
@@ -256,7 +261,7 @@ let worker = Thread {
     }
     finished.signal()
 }
-worker.stackSize = KeyBrokerServer.connectionStackSize
+worker.stackSize = KeyBrokerServer.minimumStackSize
 worker.start()
 finished.wait()
 exit(status)

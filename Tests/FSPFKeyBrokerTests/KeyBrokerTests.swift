@@ -33,7 +33,8 @@ final class Broker: @unchecked Sendable {
         try store.register(volume: "demo", key: key, tag: tag, policy: policy)
         var config = KeyBrokerServer.Configuration()
         config.port = 0
-        config.connectionTimeout = 2
+        config.handshakeTimeout = 2
+        config.requestTimeout = 2
         server = try KeyBrokerServer(store: store, configuration: config)
         url = "https://127.0.0.1:\(try server.bind())"
         let s = server

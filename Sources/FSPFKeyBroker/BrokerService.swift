@@ -1,0 +1,177 @@
+import FSPFAttestation
+import FSPFCrypto
+import FSPFSystem
+import FSPFProvisioning
+import Foundation
+
+/// What the broker decides, free of sockets: issues nonces, appraises evidence against each
+/// volume's policy and releases the key and tag sealed to the requester's ephemeral key. Runs on
+/// the server's worker threads (it reads the store, verifies signatures, syncs the audit log).
+final class BrokerService: Sendable {
+    let store: BrokerStore
+    let audit: AuditLog
+    let configuration: KeyBrokerServer.Configuration
+    let clock: @Sendable () -> Int64
+    private let nonces = Locked(NonceTable())
+
+    init(store: BrokerStore, audit: AuditLog, configuration: KeyBrokerServer.Configuration, clock: @escaping @Sendable () -> Int64) {
+        self.store = store
+        self.audit = audit
+        self.configuration = configuration
+        self.clock = clock
+    }
+
+    struct Reply: Sendable {
+        var status: Int
+        var body: [UInt8]
+        var entry: AuditLog.Entry
+    }
+
+    func entry(peer: String, request: String) -> AuditLog.Entry {
+        AuditLog.Entry(time: UTCTime.format(clock()), peer: peer, request: request, decision: "rejected", status: 400, reason: "")
+    }
+
+    /// A request refused before it was complete (framing, limits, deadline): audited, answered.
+    func refuse(_ failure: HTTPRequest.Failure, peer: Peer, address: String, request: String) -> Reply {
+        var e = entry(peer: address, request: request)
+        e.status = failure.status
+        e.reason = failure.reason
+        audit.record(e)
+        return Reply(status: failure.status, body: Self.error(failure.reason), entry: e)
+    }
+
+    /// A connection dropped without an HTTP exchange (TLS failed or never finished): audited only.
+    func dropped(address: String, reason: String) {
+        var e = entry(peer: address, request: "-")
+        e.decision = "dropped"
+        e.status = 0
+        e.reason = reason
+        audit.record(e)
+    }
+
+    func handle(_ request: HTTPRequest) -> Reply {
+        let reply = route(request, entry(peer: request.address, request: "\(request.method) \(request.path)"))
+        audit.record(reply.entry)
+        return reply
+    }
+
+    static func error(_ reason: String) -> [UInt8] {
+        [UInt8]((try? JSONEncoder().encode(BrokerProtocol.ErrorResponse(error: reason))) ?? Data())
+    }
+
+    private func route(_ request: HTTPRequest, _ base: AuditLog.Entry) -> Reply {
+        var entry = base
+        func answer(_ status: Int, _ decision: String, _ reason: String, body: [UInt8]? = nil) -> Reply {
+            entry.status = status
+            entry.decision = decision
+            entry.reason = reason
+            return Reply(status: status, body: body ?? Self.error(reason), entry: entry)
+        }
+        let parts = request.path.split(separator: "/", omittingEmptySubsequences: false)
+        if request.path == "/v1/health" {
+            return request.method == "GET" ? answer(200, "served", "health", body: Array(#"{"status":"ok"}"#.utf8))
+                                           : answer(405, "rejected", "use GET")
+        }
+        guard parts.count == 5, parts[0].isEmpty, parts[1] == "v1", parts[2] == "volumes", parts[4] == "nonce" || parts[4] == "release" else {
+            return answer(404, "rejected", "no such endpoint (POST /v1/volumes/<name>/nonce or /release)")
+        }
+        guard request.method == "POST" else { return answer(405, "rejected", "use POST") }
+        let name = String(parts[3])
+        entry.volume = String(name.prefix(80))
+        let volume: BrokerStore.Volume
+        do {
+            guard let v = try store.volume(name) else { return answer(404, "refused", "unknown volume") }
+            volume = v
+        } catch {
+            return answer(500, "refused", "volume record unusable: \(error)")
+        }
+        if parts[4] == "nonce" {
+            switch issueNonce(volume: volume.name, peer: request.peer) {
+            case .success(let body): return answer(200, "served", "nonce issued", body: body)
+            case .failure(let refusal): return answer(refusal.status, "refused", refusal.reason)
+            }
+        }
+
+        guard let release = try? JSONDecoder().decode(BrokerProtocol.ReleaseRequest.self, from: Data(request.body)) else {
+            return answer(400, "rejected", "malformed release request")
+        }
+        entry.evidence = String(release.evidence.type.prefix(16))
+        // Single use: the nonce is gone from here on, whatever the outcome.
+        let issued = nonces.withLock { $0.remove(release.nonce) }
+        guard let issued, issued.volume == volume.name, issued.expires >= Deadline.nowSeconds, let nonce = Base64.decode(release.nonce) else {
+            return answer(409, "refused", "nonce unknown, expired, for another volume or already used")
+        }
+        guard let publicKey = Base64.decode(release.public_key), publicKey.count == 32 else {
+            return answer(400, "rejected", "public_key must be a base64 X25519 public key")
+        }
+        let evidence: Evidence
+        do { evidence = try release.evidence.decoded() } catch { return answer(400, "rejected", "\(error)") }
+        let appraisal = Appraiser(time: clock(), collateral: configuration.collateral).appraise(
+            evidence, policy: volume.policy, reportData: Binding.reportData(nonce: nonce, publicKey: publicKey),
+            runtimeData: Binding.runtimeData(nonce: nonce, publicKey: publicKey))
+        entry.mrenclave = appraisal.claims.map { Hex.encode($0.mrEnclave) }
+        entry.mrsigner = appraisal.claims.map { Hex.encode($0.mrSigner) }
+        guard appraisal.accepted else { return answer(403, "refused", appraisal.reason) }
+        do {
+            let sealed = try BrokerProtocol.seal(volume: volume.name, key: try store.key(of: volume), tag: volume.tag, to: publicKey)
+            let body = try JSONEncoder().encode(BrokerProtocol.ReleaseResponse(sealed: Base64.encode(sealed)))
+            return answer(200, "released", "all checks passed", body: [UInt8](body))
+        } catch {
+            return answer(500, "refused", "\(error)")
+        }
+    }
+
+    /// A fresh nonce for `volume`, within the global table's size and the peer's share of it:
+    /// one client cannot take the nonces every other client needs.
+    private func issueNonce(volume: String, peer: Peer) -> Result<[UInt8], HTTPRequest.Failure> {
+        let nonce = Base64.encode(Sodium.randomBytes(BrokerProtocol.nonceSize))
+        let now = Deadline.nowSeconds
+        let refusal = nonces.withLock { table -> HTTPRequest.Failure? in
+            if table.count(of: peer) >= configuration.maxNoncesPerPeer || table.entries.count >= configuration.maxOutstandingNonces {
+                table.removeExpired(now: now)
+            }
+            let mine = table.count(of: peer)
+            if mine >= configuration.maxNoncesPerPeer {
+                return .init(status: 429, reason: "this client has \(mine) outstanding nonces; use them or let them expire")
+            }
+            guard table.entries.count < configuration.maxOutstandingNonces else {
+                return .init(status: 503, reason: "too many outstanding nonces; retry later")
+            }
+            table.insert(nonce, .init(volume: volume, expires: now + configuration.nonceLifetime, peer: peer))
+            return nil
+        }
+        if let refusal { return .failure(refusal) }
+        let body = try? JSONEncoder().encode(BrokerProtocol.NonceResponse(nonce: nonce, expires_in: Int(configuration.nonceLifetime)))
+        return .success(body.map { [UInt8]($0) } ?? [])
+    }
+}
+
+/// Outstanding nonces, each with its volume, expiry and the peer that asked, and how many each
+/// peer holds (its quota).
+struct NonceTable {
+    struct Issued {
+        var volume: String
+        var expires: Double
+        var peer: Peer
+    }
+    private(set) var entries: [String: Issued] = [:]
+    private var perPeer: [Peer: Int] = [:]
+
+    func count(of peer: Peer) -> Int { perPeer[peer] ?? 0 }
+
+    mutating func insert(_ nonce: String, _ issued: Issued) {
+        entries[nonce] = issued
+        perPeer[issued.peer, default: 0] += 1
+    }
+
+    mutating func remove(_ nonce: String) -> Issued? {
+        guard let issued = entries.removeValue(forKey: nonce) else { return nil }
+        perPeer[issued.peer]! -= 1
+        if perPeer[issued.peer] == 0 { perPeer[issued.peer] = nil }
+        return issued
+    }
+
+    mutating func removeExpired(now: Double) {
+        for (nonce, issued) in entries where issued.expires < now { _ = remove(nonce) }
+    }
+}
