@@ -93,7 +93,8 @@ scripts/build-lib.sh "$(dirname "$FSPF")/libFSPFLibrary.so" "$work/lib" | sed 's
 fspf=(--jars "$work/lib/fspf-hadoop.jar" --conf spark.hadoop.fs.fspf.impl=org.fspf.hadoop.FspfFileSystem
       --conf spark.hadoop.fs.fspf.library-dir="$work/lib" --conf spark.hadoop.fs.fspf.volume="$work/volumes/data"
       --conf spark.hadoop.fs.fspf.key-broker="$keyserver_url" --conf spark.hadoop.fs.fspf.evidence=simulated
-      --conf spark.hadoop.fs.fspf.attester-key="$work/attester.key" --conf spark.hadoop.fs.fspf.broker-ca="$work/ks/tls/cert.pem")
+      --conf spark.hadoop.fs.fspf.attester-key="$work/attester.key" --conf spark.hadoop.fs.fspf.broker-ca="$work/ks/tls/cert.pem"
+      --conf spark.hadoop.fs.fspf.broker-identity="$work/ks/identity.pub")
 echo "  spark.hadoop.fs.fspf.*: volume $work/volumes/data, key and tag from $keyserver_url after attestation of each JVM"
 FSPF_SHOWN="--jars fspf-hadoop.jar --conf spark.hadoop.fs.fspf.*" submit local-fspf 'local[2]' "${fspf[@]}" "local://$work/mnt/code/job.py" fspf:///
 FSPF_SHOWN="--jars fspf-hadoop.jar --conf spark.hadoop.fs.fspf.*" submit cluster-fspf "spark://127.0.0.1:$port" "${fspf[@]}" "local://$work/mnt/code/job.py" fspf:///

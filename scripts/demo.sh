@@ -48,7 +48,7 @@ keyserver_start
 
 step "fspf-mount: key and tag released by the key server after attestation"
 mkdir "$work/mnt"
-echo "\$ fspf-mount encrypted-files mnt --key-broker ${broker[1]} --evidence simulated --attester-key attester.key --broker-ca ks/tls/cert.pem"
+echo "\$ fspf-mount encrypted-files mnt --key-broker ${broker[1]} --evidence simulated --attester-key attester.key --broker-ca ks/tls/cert.pem --broker-identity ks/identity.pub"
 "$MOUNT" "$work/encrypted-files" "$work/mnt" "${broker[@]}"
 grep " $work/mnt " /proc/mounts
 

@@ -29,7 +29,8 @@ keyserver_start() {
   done
   [ -n "$url" ] || { echo "the key server did not start" >&2; exit 1; }
   echo "key server listening on $url"
-  broker=(--key-broker "$url" --evidence simulated --attester-key "$work/attester.key" --broker-ca "$work/ks/tls/cert.pem")
+  broker=(--key-broker "$url" --evidence simulated --attester-key "$work/attester.key" --broker-ca "$work/ks/tls/cert.pem"
+          --broker-identity "$work/ks/identity.pub")
   keyserver_url=$url
 }
 

@@ -1,4 +1,3 @@
-import CSodium
 import Foundation
 import FSPFCrypto
 import FSPFSystem
@@ -26,50 +25,33 @@ public enum SimulatedEvidence {
     }
 
     /// A new attestation key: a 32-byte Ed25519 seed.
-    public static func generateSeed() -> SecureBytes { SecureBytes.random(count: 32) }
+    public static func generateSeed() -> SecureBytes { Ed25519.generateSeed() }
 
-    public static func publicKey(seed: SecureBytes) -> [UInt8] { keyPair(seed).public }
-
-    private static func keyPair(_ seed: SecureBytes) -> (public: [UInt8], secret: SecureBytes) {
-        Sodium.ensureInitialized()
-        var pk = [UInt8](repeating: 0, count: Int(crypto_sign_PUBLICKEYBYTES))
-        let sk = seed.withBytes { s in
-            SecureBytes(count: Int(crypto_sign_SECRETKEYBYTES)) { out in
-                _ = crypto_sign_seed_keypair(&pk, out.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                             s.baseAddress!.assumingMemoryBound(to: UInt8.self))
-            }
-        }
-        return (pk, sk)
-    }
+    public static func publicKey(seed: SecureBytes) -> [UInt8] { Ed25519.publicKey(seed: seed) }
 
     /// Signs claims; MRSIGNER of simulated evidence is SHA-256 of the attester's public key.
     public static func sign(mrEnclave: [UInt8], productID: UInt16, svn: UInt16, debug: Bool,
                             reportData: [UInt8], seed: SecureBytes) throws -> [UInt8] {
         precondition(mrEnclave.count == 32 && reportData.count == 64)
-        let keys = keyPair(seed)
+        let publicKey = Ed25519.publicKey(seed: seed)
         let statement = try JSONEncoder().encode(Statement(
-            mrenclave: Hex.encode(mrEnclave), mrsigner: Hex.encode(SHA256.hash(keys.public)), product_id: productID,
+            mrenclave: Hex.encode(mrEnclave), mrsigner: Hex.encode(SHA256.hash(publicKey)), product_id: productID,
             svn: svn, debug: debug, report_data: Hex.encode(reportData)))
-        var signature = [UInt8](repeating: 0, count: Int(crypto_sign_BYTES))
         let bytes = [UInt8](statement)
-        keys.secret.withBytes { sk in
-            _ = crypto_sign_detached(&signature, nil, bytes, UInt64(bytes.count), sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        let envelope = Envelope(format: format, attester: Base64.encode(keys.public), statement: Base64.encode(bytes),
-                                signature: Base64.encode(signature))
+        let envelope = Envelope(format: format, attester: Base64.encode(publicKey), statement: Base64.encode(bytes),
+                                signature: Base64.encode(Ed25519.sign(bytes, seed: seed)))
         return [UInt8](try JSONEncoder().encode(envelope))
     }
 
     /// Checks the signature and that the attester is one of `trusted`; returns the claims.
     public static func verify(_ evidence: [UInt8], trusted: [[UInt8]]) throws -> EnclaveClaims {
-        Sodium.ensureInitialized()
         guard evidence.count <= 16 << 10, let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(evidence)),
               envelope.format == format, let attester = Base64.decode(envelope.attester), attester.count == 32,
               let statement = Base64.decode(envelope.statement), let signature = Base64.decode(envelope.signature),
-              signature.count == Int(crypto_sign_BYTES) else {
+              signature.count == Ed25519.signatureSize else {
             throw AttestationError("simulated evidence is malformed")
         }
-        guard crypto_sign_verify_detached(signature, statement, UInt64(statement.count), attester) == 0 else {
+        guard Ed25519.verify(signature, statement, publicKey: attester) else {
             throw AttestationError("simulated evidence signature does not verify")
         }
         guard trusted.contains(where: { Sodium.equal($0, attester) }) else {

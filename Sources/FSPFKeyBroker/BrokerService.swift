@@ -113,7 +113,10 @@ final class BrokerService: Sendable {
         entry.mrsigner = appraisal.claims.map { Hex.encode($0.mrSigner) }
         guard appraisal.accepted else { return answer(403, "refused", appraisal.reason) }
         do {
-            let sealed = try BrokerProtocol.seal(volume: volume.name, key: try store.key(of: volume), tag: volume.tag, to: publicKey)
+            let key = try store.key(of: volume)
+            var statement = BrokerProtocol.releaseStatement(volume: volume.name, nonce: nonce, clientKey: publicKey, key: key, tag: volume.tag)
+            defer { statement.withUnsafeMutableBytes { Sodium.zero($0) } }
+            let sealed = try BrokerProtocol.seal(volume: volume.name, key: key, tag: volume.tag, signature: store.sign(statement), to: publicKey)
             let body = try JSONEncoder().encode(BrokerProtocol.ReleaseResponse(sealed: Base64.encode(sealed)))
             return answer(200, "released", "all checks passed", body: [UInt8](body))
         } catch {

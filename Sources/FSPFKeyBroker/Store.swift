@@ -8,32 +8,48 @@ import Glibc
 
 /// The broker's durable state, one directory:
 ///
-///     master.key              32 random bytes (hex), owner-only: encrypts every volume key
+///     master.key              32 random bytes (hex), owner-only: encrypts every secret below
+///     master.key.versions     the high-water mark: each volume's latest record version, sealed
+///                             (kept with the master key: beside it, wherever --master-key-file puts it)
+///     identity.sealed         the Ed25519 seed that signs every release, sealed
+///     identity.pub            its public key (base64): clients pin it (--broker-identity)
 ///     tls/key.pem, cert.pem   the HTTPS identity
-///     volumes/<name>.json     {"volume", "tag", "policy": "<exact policy JSON text>", "key": b64(nonce ‖ sealed)}
+///     volumes/<name>.json     {"volume", "version", "tag", "policy": "<exact policy JSON text>", "key": b64(nonce ‖ sealed)}
 ///     audit.log               one JSON line per request
 ///
-/// A volume key is encrypted with XChaCha20-Poly1305 (libsodium, random 192-bit nonce) under the
-/// master key, with the volume name, tag and policy text as associated data: editing the file's
-/// tag or loosening its policy without the master key makes the key undecryptable, not releasable.
+/// Secrets are sealed with XChaCha20-Poly1305 (libsodium, random 192-bit nonce) under the master
+/// key. A volume key's associated data are the volume name, the record's version, its tag and
+/// policy text: editing the record's tag or loosening its policy without the master key makes
+/// the key undecryptable, not releasable; restoring an older record (a policy since tightened)
+/// fails against the high-water mark, which cannot be lowered without the master key.
 public final class BrokerStore: @unchecked Sendable {
     public let root: String
     private let masterKey: SecureBytes
+    private let masterKeyPath: String
+    private let identitySeed: SecureBytes
+    /// The Ed25519 public key that verifies the server's releases.
+    public let identity: [UInt8]
 
     public var certificatePath: String { root + "/tls/cert.pem" }
     public var privateKeyPath: String { root + "/tls/key.pem" }
     public var auditPath: String { root + "/audit.log" }
-    static let aadLabel = Array("fspf-keyserver-volume-v1".utf8) + [0]
+    public var identityPath: String { root + "/identity.pub" }
+    var versionsPath: String { masterKeyPath + ".versions" }
+    static let recordLabel = Array("fspf-keyserver-volume-v2".utf8) + [0]
+    static let identityLabel = Array("fspf-keyserver-identity-v1".utf8) + [0]
+    static let versionsLabel = Array("fspf-keyserver-versions-v1".utf8) + [0]
 
     public struct Volume: Sendable {
         public let name: String
+        public let version: UInt64
         public let tag: [UInt8]
         public let policyText: [UInt8]
         public let policy: ReleasePolicy
         let sealedKey: [UInt8]
     }
 
-    /// Creates a store: directories, master key, TLS key and self-signed certificate for `names`.
+    /// Creates a store: directories, master key, signing identity, an empty high-water mark,
+    /// TLS key and self-signed certificate for `names`.
     public static func initialize(at root: String, names: [String], masterKeyFile: String? = nil) throws {
         guard !FileSystem.exists(root + "/master.key") && !FileSystem.exists(root + "/volumes") else {
             throw FSPFError.outputExists(path: root)
@@ -46,6 +62,12 @@ public final class BrokerStore: @unchecked Sendable {
         let keyFile = masterKeyFile ?? root + "/master.key"
         guard !FileSystem.exists(keyFile) else { throw FSPFError.outputExists(path: keyFile) }
         try FileSystem.writeAtomically(keyFile, hex, mode: 0o600)
+        let masterKey = try KeySource.file(keyFile).load()
+        let seed = Ed25519.generateSeed()
+        let sealedSeed = seed.withBytes { seal($0, ad: identityLabel, masterKey: masterKey) }
+        try FileSystem.writeAtomically(root + "/identity.sealed", Array((Base64.encode(sealedSeed) + "\n").utf8), mode: 0o600)
+        try FileSystem.writeAtomically(root + "/identity.pub", Array((Base64.encode(Ed25519.publicKey(seed: seed)) + "\n").utf8), mode: 0o644)
+        try writeVersions([:], to: keyFile + ".versions", masterKey: masterKey)
         try SelfSigned.generate(names: names, days: 825, keyPath: root + "/tls/key.pem", certificatePath: root + "/tls/cert.pem")
     }
 
@@ -54,40 +76,106 @@ public final class BrokerStore: @unchecked Sendable {
         guard FileSystem.isDirectory(root + "/volumes") else {
             throw FSPFError.noInput(path: root, reason: "not a key server store (run fspf keyserver init)")
         }
-        masterKey = try KeySource.file(masterKeyFile ?? root + "/master.key").load()
+        masterKeyPath = masterKeyFile ?? root + "/master.key"
+        masterKey = try KeySource.file(masterKeyPath).load()
+        let sealedPath = root + "/identity.sealed"
+        guard FileSystem.exists(sealedPath) else {
+            throw FSPFError.noInput(path: sealedPath, reason: "no signing identity (a store made before signed releases: make a new one with fspf keyserver init)")
+        }
+        let text = String(decoding: try FileSystem.readAll(sealedPath, limit: 4096), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let sealed = Base64.decode(text), let seed = Self.open(sealed, ad: Self.identityLabel, masterKey: masterKey),
+              seed.count == 32 else {
+            throw FSPFError.integrity(path: sealedPath, reason: "the signing identity does not open with the master key")
+        }
+        identitySeed = seed
+        identity = Ed25519.publicKey(seed: seed)
     }
+
+    /// Signs with the server's identity.
+    func sign(_ message: [UInt8]) -> [UInt8] { Ed25519.sign(message, seed: identitySeed) }
 
     private func path(_ name: String) -> String { root + "/volumes/" + name + ".json" }
 
-    private func aad(_ name: String, _ tag: [UInt8], _ policyText: [UInt8]) -> [UInt8] {
-        Self.aadLabel + Array(name.utf8) + [0] + tag + SHA256.hash(policyText)
+    private static func aad(_ name: String, _ version: UInt64, _ tag: [UInt8], _ policyText: [UInt8]) -> [UInt8] {
+        recordLabel + Array(name.utf8) + [0] + withUnsafeBytes(of: version.bigEndian) { Array($0) } + tag + SHA256.hash(policyText)
+    }
+
+    /// nonce ‖ XChaCha20-Poly1305(master key, plaintext, ad).
+    private static func seal(_ plaintext: UnsafeRawBufferPointer, ad: [UInt8], masterKey: SecureBytes) -> [UInt8] {
+        let nonce = Sodium.randomBytes(Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES))
+        var sealed = [UInt8](repeating: 0, count: plaintext.count + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))
+        var length: UInt64 = 0
+        masterKey.withBytes { m in
+            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
+                &sealed, &length, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
+                ad, UInt64(ad.count), nil, nonce, m.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        return nonce + sealed
+    }
+
+    /// The plaintext in guarded memory, or nil when `sealed` was altered or another master key made it.
+    private static func open(_ sealed: [UInt8], ad: [UInt8], masterKey: SecureBytes) -> SecureBytes? {
+        let n = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES), tagSize = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)
+        guard sealed.count >= n + tagSize else { return nil }
+        let nonce = Array(sealed[0..<n]), body = Array(sealed[n...])
+        var ok = false
+        let plain = SecureBytes(count: body.count - tagSize) { out in
+            masterKey.withBytes { m in
+                var length: UInt64 = 0
+                ok = crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, nil, body, UInt64(body.count),
+                    ad, UInt64(ad.count), nonce, m.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
+            }
+        }
+        return ok ? plain : nil
+    }
+
+    /// The high-water mark: each volume's latest record version.
+    func versions() throws -> [String: UInt64] {
+        guard let text = try? FileSystem.readAll(versionsPath, limit: 16 << 20) else {
+            throw FSPFError.noInput(path: versionsPath, reason: "the store's record versions are missing (they are kept with the master key)")
+        }
+        guard let sealed = Base64.decode(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
+              let plain = Self.open(sealed, ad: Self.versionsLabel, masterKey: masterKey),
+              let map = plain.withBytes({ try? JSONDecoder().decode([String: UInt64].self, from: Data($0)) }) else {
+            throw FSPFError.integrity(path: versionsPath, reason: "the record versions do not open with the master key")
+        }
+        return map
+    }
+
+    private static func writeVersions(_ map: [String: UInt64], to path: String, masterKey: SecureBytes) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let plain = [UInt8](try encoder.encode(map))
+        let sealed = plain.withUnsafeBytes { seal($0, ad: versionsLabel, masterKey: masterKey) }
+        try FileSystem.writeAtomically(path, Array((Base64.encode(sealed) + "\n").utf8), mode: 0o600)
     }
 
     /// Adds a volume (or replaces it with `replace`): its key, its tag and who may have them.
+    /// Each registration gets the next version; the record is written before the high-water
+    /// mark, so a crash in between leaves a record newer than the mark (accepted), never older.
     public func register(volume name: String, key volumeKey: SecureBytes, tag: [UInt8], policy: ReleasePolicy, replace: Bool = false) throws {
         guard BrokerProtocol.isValidVolumeName(name) else {
             throw FSPFError.usage("\(name): volume names are 1–64 of A-Z a-z 0-9 . _ - (not starting with a dot)")
         }
+        // One registration at a time: the high-water mark is read, raised and written back.
+        let lock = try FileDescriptor.open(root + "/volumes", O_RDONLY | O_DIRECTORY)
+        defer { withExtendedLifetime(lock) {} }
+        guard flock(lock.fd, LOCK_EX) == 0 else { throw FSPFError.io(path: root + "/volumes", operation: "flock", errno: errno) }
         guard replace || !FileSystem.exists(path(name)) else {
             throw FSPFError.usage("\(name): already registered (use --replace to change its key, tag or policy)")
         }
+        var versions = try versions()
+        let version = max(versions[name] ?? 0, (try? volume(name))?.version ?? 0) + 1
         let policyText = policy.json()
-        let nonce = Sodium.randomBytes(Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES))
-        let ad = aad(name, tag, policyText)
-        var sealed = [UInt8](repeating: 0, count: 32 + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))
-        var sealedLength: UInt64 = 0
-        volumeKey.withBytes { k in
-            masterKey.withBytes { m in
-                _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
-                    &sealed, &sealedLength, k.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(k.count),
-                    ad, UInt64(ad.count), nil, nonce, m.baseAddress!.assumingMemoryBound(to: UInt8.self))
-            }
-        }
-        let record: [String: String] = ["volume": name, "tag": Hex.encode(tag), "policy": String(decoding: policyText, as: UTF8.self),
-                                        "key": Base64.encode(nonce + sealed)]
+        let sealed = volumeKey.withBytes { Self.seal($0, ad: Self.aad(name, version, tag, policyText), masterKey: masterKey) }
+        let record: [String: String] = ["volume": name, "version": String(version), "tag": Hex.encode(tag),
+                                        "policy": String(decoding: policyText, as: UTF8.self), "key": Base64.encode(sealed)]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try FileSystem.writeAtomically(path(name), [UInt8](try encoder.encode(record)) + [0x0a], mode: 0o600)
+        versions[name] = version
+        try Self.writeVersions(versions, to: versionsPath, masterKey: masterKey)
     }
 
     public func names() -> [String] {
@@ -95,7 +183,8 @@ public final class BrokerStore: @unchecked Sendable {
             .filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
     }
 
-    /// The volume's record (not its key); nil when not registered.
+    /// The volume's record (not its key); nil when not registered. A record older than the
+    /// high-water mark (restored from a copy) is refused.
     public func volume(_ name: String) throws -> Volume? {
         guard BrokerProtocol.isValidVolumeName(name), FileSystem.exists(path(name)) else { return nil }
         let bytes = try FileSystem.readAll(path(name), limit: 1 << 20)
@@ -105,30 +194,22 @@ public final class BrokerStore: @unchecked Sendable {
               let policyText = o["policy"].map({ Array($0.utf8) }), let sealed = o["key"].flatMap(Base64.decode) else {
             throw damaged("not a volume record")
         }
+        guard let version = o["version"].flatMap({ UInt64($0) }), version > 0 else {
+            throw damaged("the record has no version (made before versioned records: register the volume again)")
+        }
+        let mark = try versions()[name] ?? 0
+        guard version >= mark else {
+            throw FSPFError.integrity(path: path(name), reason: "record version \(version) is older than the store's high-water mark \(mark): an older copy was put back")
+        }
         let policy: ReleasePolicy
         do { policy = try ReleasePolicy(json: policyText) } catch { throw damaged("\(error)") }
-        return Volume(name: name, tag: tag, policyText: policyText, policy: policy, sealedKey: sealed)
+        return Volume(name: name, version: version, tag: tag, policyText: policyText, policy: policy, sealedKey: sealed)
     }
 
     /// Decrypts the volume key; fails when the record was altered or the master key differs.
     public func key(of v: Volume) throws -> SecureBytes {
-        let n = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
-        guard v.sealedKey.count == n + 32 + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES) else {
-            throw FSPFError.badInput(path: path(v.name), reason: "damaged key record")
-        }
-        let ad = aad(v.name, v.tag, v.policyText)
-        let nonce = Array(v.sealedKey[0..<n]), sealed = Array(v.sealedKey[n...])
-        var ok = false
-        let key = SecureBytes(count: 32) { out in
-            masterKey.withBytes { m in
-                var length: UInt64 = 0
-                ok = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    out.baseAddress!.assumingMemoryBound(to: UInt8.self), &length, nil, sealed, UInt64(sealed.count),
-                    ad, UInt64(ad.count), nonce, m.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
-            }
-        }
-        guard ok else {
-            throw FSPFError.integrity(path: path(v.name), reason: "the key record does not open with the master key (altered tag, policy or key, or another master key)")
+        guard let key = Self.open(v.sealedKey, ad: Self.aad(v.name, v.version, v.tag, v.policyText), masterKey: masterKey), key.count == 32 else {
+            throw FSPFError.integrity(path: path(v.name), reason: "the key record does not open with the master key (altered version, tag, policy or key, or another master key)")
         }
         return key
     }

@@ -1,3 +1,4 @@
+import FSPFAttestation
 import FSPFCrypto
 import FSPFSystem
 import Glibc
@@ -17,6 +18,7 @@ public struct AccessOptions: Sendable, Equatable {
     public var evidence: Evidence?
     public var volumeName: String?
     public var brokerCa: String?
+    public var brokerIdentity: String?
     public var attestationDir = "/dev/attestation"
     public var collateral: String?
     public var maaAttester: String?
@@ -32,7 +34,7 @@ public struct AccessOptions: Sendable, Equatable {
     /// The names `set` accepts: fspf-mount's long options without the dashes.
     public static let names = [
         "key-file", "key-env", "key-fd", "key-url", "key-timeout", "key-broker", "evidence", "volume-name", "broker-ca",
-        "attestation-dir", "collateral", "maa-attester", "attester-key", "simulated-mrenclave", "tag", "tag-env",
+        "broker-identity",        "attestation-dir", "collateral", "maa-attester", "attester-key", "simulated-mrenclave", "tag", "tag-env",
         "no-tag-check", "accept-v1",
     ]
 
@@ -61,6 +63,7 @@ public struct AccessOptions: Sendable, Equatable {
             evidence = e
         case "volume-name": volumeName = value
         case "broker-ca": brokerCa = value
+        case "broker-identity": brokerIdentity = value
         case "attestation-dir": attestationDir = value
         case "collateral": collateral = value
         case "maa-attester": maaAttester = value
@@ -91,12 +94,17 @@ public struct AccessOptions: Sendable, Equatable {
         let given: [(String, Bool, Evidence?)] = [
             ("--collateral", collateral != nil, .sgx), ("--maa-attester", maaAttester != nil, .maa),
             ("--attester-key", attesterKey != nil, .simulated), ("--simulated-mrenclave", simulatedMrenclave != nil, .simulated),
-            ("--evidence", evidence != nil, nil), ("--volume-name", volumeName != nil, nil), ("--broker-ca", brokerCa != nil, nil)]
+            ("--evidence", evidence != nil, nil), ("--volume-name", volumeName != nil, nil), ("--broker-ca", brokerCa != nil, nil),
+            ("--broker-identity", brokerIdentity != nil, nil)]
         guard let url = keyBroker else {
             if let stray = given.first(where: { $0.1 }) { throw FSPFError.usage("\(stray.0) needs --key-broker") }
             return nil
         }
         guard let evidence else { throw FSPFError.usage("--key-broker needs --evidence sgx, maa or simulated") }
+        guard let brokerIdentity else {
+            throw FSPFError.usage("--key-broker needs --broker-identity: the key server's public key (STORE/identity.pub), which signs every release")
+        }
+        let identity = try Self.identity(brokerIdentity)
         if let stray = given.first(where: { $0.1 && $0.2 != nil && $0.2 != evidence }) {
             throw FSPFError.usage("\(stray.0) does not apply to --evidence \(evidence.rawValue)")
         }
@@ -117,7 +125,20 @@ public struct AccessOptions: Sendable, Equatable {
         }
         let parts = volume.split(separator: "/")
         let name = volumeName ?? String((parts.last?.hasSuffix(".fspf") == true ? parts.dropLast().last : parts.last) ?? "")
-        return BrokerRequest(url: url, volume: name, caFile: brokerCa, attester: attester)
+        return BrokerRequest(url: url, volume: name, caFile: brokerCa, identity: identity, attester: attester)
+    }
+
+    /// A key server identity: its Ed25519 public key in base64, or a file holding it.
+    static func identity(_ text: String) throws -> [UInt8] {
+        if let key = Base64.decode(text), key.count == 32 { return key }
+        guard text.contains("/") || FileSystem.exists(text) else {
+            throw FSPFError.usage("--broker-identity \(text): neither a base64 Ed25519 public key nor a file")
+        }
+        let content = String(decoding: try FileSystem.readAll(text, limit: 4096), as: UTF8.self).trimmingWhitespace
+        guard let key = Base64.decode(content), key.count == 32 else {
+            throw FSPFError.badInput(path: text, reason: "not a key server identity (a base64 Ed25519 public key, as in STORE/identity.pub)")
+        }
+        return key
     }
 
     /// The tag given by --tag or --tag-env, if any.

@@ -40,6 +40,8 @@ struct FSPFMountCommand: ParsableCommand {
     var evidence: AccessOptions.Evidence?
     @Option(name: .long, help: "Volume name at the key broker (default: the volume directory's name).") var volumeName: String?
     @Option(name: .long, help: "PEM certificate(s) to trust for the key broker (default: the system store).") var brokerCa: String?
+    @Option(name: .long, help: "The key broker's identity, which signs every release: its base64 Ed25519 public key or a file with it (STORE/identity.pub).")
+    var brokerIdentity: String?
     @Option(name: .long, help: "sgx: the runtime's attestation directory.") var attestationDir = "/dev/attestation"
     @Option(name: .long, help: "sgx: collateral JSON to send with the quote (used only by a broker that has none of its own).") var collateral: String?
     @Option(name: .long, help: "maa: command that attests with $FSPF_RUNTIME_DATA and prints the token.") var maaAttester: String?
@@ -98,7 +100,7 @@ struct FSPFMountCommand: ParsableCommand {
         var a = AccessOptions()
         a.keyFile = keyFile; a.keyEnv = keyEnv; a.keyFd = keyFd; a.keyStdin = keyStdin; a.keyUrl = keyUrl
         a.keyTimeout = keyTimeout; a.keyBroker = keyBroker; a.evidence = evidence; a.volumeName = volumeName
-        a.brokerCa = brokerCa; a.attestationDir = attestationDir; a.collateral = collateral; a.maaAttester = maaAttester
+        a.brokerCa = brokerCa; a.brokerIdentity = brokerIdentity; a.attestationDir = attestationDir; a.collateral = collateral; a.maaAttester = maaAttester
         a.attesterKey = attesterKey; a.simulatedMrenclave = simulatedMrenclave; a.tag = tag; a.tagEnv = tagEnv
         a.noTagCheck = noTagCheck; a.acceptV1 = acceptV1
         return a

@@ -26,7 +26,7 @@ struct StoreOptions: ParsableArguments {
 }
 
 struct KeyServerInit: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a store: master key, TLS key and self-signed certificate.")
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a store: master key, signing identity, TLS key and self-signed certificate.")
     @OptionGroup var store: StoreOptions
     @Option(name: .long, help: "Host name or IP address clients use (repeat; default localhost and 127.0.0.1).")
     var name: [String] = []
@@ -35,7 +35,9 @@ struct KeyServerInit: ParsableCommand {
         try reportingErrors {
             try BrokerStore.initialize(at: store.store, names: name.isEmpty ? ["localhost", "127.0.0.1"] : name,
                                        masterKeyFile: store.masterKeyFile)
-            Console.out("store \(store.store) created; clients trust \(store.store)/tls/cert.pem (--broker-ca)")
+            let identity = try store.open().identity
+            Console.out("store \(store.store) created; clients trust \(store.store)/tls/cert.pem (--broker-ca) and pin the identity "
+                        + "\(Base64.encode(identity)) (--broker-identity; also in \(store.store)/identity.pub)")
         }
     }
 }
@@ -98,7 +100,7 @@ struct KeyServerList: ParsableCommand {
             let s = try store.open()
             for name in s.names() {
                 guard let v = try s.volume(name) else { continue }
-                Console.out("\(name)  tag \(Hex.encode(v.tag))")
+                Console.out("\(name)  version \(v.version)  tag \(Hex.encode(v.tag))")
                 Console.out(String(decoding: v.policyText, as: UTF8.self).split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
             }
         }

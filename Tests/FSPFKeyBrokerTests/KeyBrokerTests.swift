@@ -47,7 +47,7 @@ final class Broker: @unchecked Sendable {
     }
 
     func request(code: [UInt8]? = nil) -> BrokerRequest {
-        BrokerRequest(url: url, volume: "demo", caFile: certificate, attester: .simulated(keyFile: attesterKey, mrEnclave: code ?? self.code))
+        BrokerRequest(url: url, volume: "demo", caFile: certificate, identity: store.identity, attester: .simulated(keyFile: attesterKey, mrEnclave: code ?? self.code))
     }
 
     func post(_ path: String, _ body: [UInt8]) throws -> HTTPClient.Response {
@@ -213,12 +213,47 @@ final class Broker: @unchecked Sendable {
         try FileSystem.writeAtomically(record, Array(text.utf8))
         #expect(try b.store.key(of: try #require(try b.store.volume("demo"))).equals(b.key))
         try FileSystem.writeAtomically(b.dir + "/other.key", Array(Hex.encode(Sodium.randomBytes(32)).utf8), mode: 0o600)
-        let wrong = try BrokerStore(root: b.dir + "/store", masterKeyFile: b.dir + "/other.key")
-        #expect(throws: FSPFError.self) { _ = try wrong.key(of: try #require(try wrong.volume("demo"))) }
+        #expect(throws: FSPFError.self) { _ = try BrokerStore(root: b.dir + "/store", masterKeyFile: b.dir + "/other.key") }
+        // A record claiming another version does not open either.
+        try FileSystem.writeAtomically(record, Array(text.replacingOccurrences(of: #""version" : "1""#, with: #""version" : "7""#).utf8))
+        #expect(throws: FSPFError.self) { _ = try b.store.key(of: try #require(try b.store.volume("demo"))) }
+        try FileSystem.writeAtomically(record, Array(text.utf8))
         // Registering twice needs --replace; bad names are refused.
         #expect(throws: FSPFError.self) { try b.store.register(volume: "demo", key: b.key, tag: b.tag, policy: v.policy) }
         for bad in ["", ".hidden", "a/b", "../x", String(repeating: "a", count: 65)] {
             #expect(throws: FSPFError.self) { try b.store.register(volume: bad, key: b.key, tag: b.tag, policy: v.policy) }
         }
+    }
+
+    /// Rollback: the volume's policy is tightened (a new registration), then someone with write
+    /// access to volumes/ but not the master key puts the older record back. It still opens with
+    /// the master key, so before versioned records the enclave the new policy removed got the key
+    /// again, audited as "released". Now the high-water mark refuses it, and says why.
+    @Test func restoredOlderRecordIsRefused() throws {
+        let b = try Broker()
+        #expect(try b.request().release(timeout: 5).tag == b.tag)
+        let record = b.dir + "/store/volumes/demo.json"
+        let old = try FileSystem.readAll(record)
+        var tightened = try #require(try b.store.volume("demo")).policy
+        tightened.mrEnclave = [SHA256.hash(Array("the new job".utf8))]
+        try b.store.register(volume: "demo", key: b.key, tag: b.tag, policy: tightened, replace: true)
+        #expect(try #require(try b.store.volume("demo")).version == 2)
+        #expect(throws: FSPFError.self) { _ = try b.request().release(timeout: 5) }  // the old code no longer
+        try FileSystem.writeAtomically(record, old)
+        do {
+            _ = try b.request().release(timeout: 5)
+            Issue.record("the restored record released the key")
+        } catch let e as FSPFError {
+            #expect(e.description.contains("500") && e.description.contains("older than the store's high-water mark"), "\(e)")
+        }
+        let last = try #require(try b.audit().last)
+        #expect(last["decision"] == "refused" && last["reason"]?.contains("record version 1 is older than the store's high-water mark 2") == true,
+                "\(last)")
+        // The mark itself cannot be lowered without the master key: an edited or foreign one is refused.
+        let versions = b.dir + "/store/master.key.versions"
+        var sealed = try FileSystem.readAll(versions)
+        sealed[10] = sealed[10] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        try FileSystem.writeAtomically(versions, sealed)
+        #expect(throws: FSPFError.self) { _ = try b.store.volume("demo") }
     }
 }

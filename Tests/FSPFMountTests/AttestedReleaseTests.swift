@@ -37,7 +37,7 @@ import FSPFTestSupport
             if let r = line.range(of: "https://") { url = String(line[r.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines) }
         }
         try #require(!url.isEmpty, "key server did not start: \((try? String(contentsOfFile: s.path + "/.stderr-ks", encoding: .utf8)) ?? "")")
-        let broker = "--key-broker \(url) --evidence simulated --attester-key att.key --broker-ca ks/tls/cert.pem"
+        let broker = "--key-broker \(url) --evidence simulated --attester-key att.key --broker-ca ks/tls/cert.pem --broker-identity ks/identity.pub"
 
         // Released: the mount serves the tree.
         let ok = MountTests.mount(s, "demo mnt \(broker)")
@@ -48,7 +48,7 @@ import FSPFTestSupport
         let other = MountTests.mount(s, "demo mnt \(broker) --simulated-mrenclave \(String(repeating: "ab", count: 32))")
         #expect(other.status == 12 && other.err.contains("403") && other.err.contains("MRENCLAVE"), "\(other.err)")
         // The broker's certificate is not trusted without --broker-ca.
-        let untrusted = MountTests.mount(s, "demo mnt --key-broker \(url) --evidence simulated --attester-key att.key")
+        let untrusted = MountTests.mount(s, "demo mnt --key-broker \(url) --evidence simulated --attester-key att.key --broker-identity ks/identity.pub")
         #expect(untrusted.status == 12 && untrusted.err.contains("not trusted"), "\(untrusted.err)")
 
         // A replayed nonce and altered evidence, sent as a client would.
@@ -93,6 +93,31 @@ import FSPFTestSupport
         #expect(releases.filter { $0.contains(#""decision":"released""#) }.count == 3, "\(audit)")
         #expect(releases.filter { $0.contains(#""decision":"refused""#) }.count == 3, "\(audit)")
         #expect(!audit.contains(s.sh("cat key").out.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        // A fake broker: it holds the genuine TLS certificate and key (a TLS-terminating proxy, or
+        // whoever controls the configuration that carries URL and CA) but not the signing identity,
+        // and releases the key and tag of a volume of its own. Before signed releases the client
+        // mounted it.
+        let fake = s.sh("""
+            set -e
+            fspf keyserver init --store fake >/dev/null
+            cp ks/tls/cert.pem ks/tls/key.pem fake/tls/
+            mkdir evil-in && echo 'print("attacker")' > evil-in/job.py
+            printf '{"mrenclave": ["%s"], "simulated": true, "simulated_attesters": ["%s"]}' "$(cat code)" "$(cat att.pub)" > any.json
+            fspf encrypt evil-in --out evil --register fake --volume-name demo --policy any.json >/dev/null
+            """)
+        #expect(fake.status == 0, "\(fake.err)")
+        let fakeServer = Tool.spawn([Tool.binary, "keyserver", "serve", "--store", "fake", "--listen", "127.0.0.1:0"], cwd: s.path, name: "-fake")
+        defer { kill(fakeServer, SIGKILL); _ = Tool.wait(fakeServer, cwd: s.path, name: "-fake") }
+        var fakeURL = ""
+        for _ in 0..<250 where fakeURL.isEmpty {
+            usleep(20_000)
+            let line = (try? String(contentsOfFile: s.path + "/.stdout-fake", encoding: .utf8)) ?? ""
+            if let r = line.range(of: "https://") { fakeURL = String(line[r.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+        let forged = MountTests.mount(s, "evil mnt --volume-name demo " + broker.replacingOccurrences(of: url, with: fakeURL))
+        #expect(forged.status == 12 && forged.err.contains("not signed by the pinned key server identity"), "\(forged.err)")
+        #expect(Sandbox.mounts(below: s.path).isEmpty)
 
         // SIGTERM stops the server in order, exit status 0.
         kill(server, SIGTERM)

@@ -21,7 +21,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
     ap.add_argument("--volume")
-    for option in ("key-file", "key-env", "key-broker", "evidence", "broker-ca", "volume-name", "attester-key",
+    for option in ("key-file", "key-env", "key-broker", "evidence", "broker-ca", "broker-identity", "volume-name", "attester-key",
                    "simulated-mrenclave", "tag"):
         ap.add_argument("--" + option)
     ap.add_argument("--result")

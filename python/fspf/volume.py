@@ -88,7 +88,7 @@ class Volume:
     Volume(path, key=bytes32, tag=hex) opens with a key already in memory; without `key`, the
     library reads it itself from a key source given by fspf-mount's option names with
     underscores: key_file=, key_env= (removed from the environment once read), key_url=, or
-    key_broker= with evidence= ("sgx", "maa", "simulated") and broker_ca=, volume_name=,
+    key_broker= with evidence= ("sgx", "maa", "simulated"), broker_identity= and broker_ca=, volume_name=,
     attester_key=, ... The tag pins the exact volume version (full or short hex); it may come
     from the key resource (a key server reply carries it). no_tag_check=True opens without
     rollback protection.

@@ -141,7 +141,7 @@ def test_key_server_release_with_simulated_evidence(corpus, tmp_path):
                 break
         assert url, server.stderr.read()
         options = dict(key_broker=url, evidence="simulated", attester_key=tmp_path / "att.key", volume_name="data",
-                       broker_ca=tmp_path / "ks/tls/cert.pem")
+                       broker_ca=tmp_path / "ks/tls/cert.pem", broker_identity=tmp_path / "ks/identity.pub")
         with fspf.Volume(corpus.volume, **options) as v:  # the tag comes with the key
             assert v.tag == corpus.tag
             assert v.read_bytes("csv/fares.csv") == (corpus.plain / "csv/fares.csv").read_bytes()

@@ -9,12 +9,15 @@ public struct BrokerRequest: Sendable, Equatable {
     public var url: String          // https://host:port
     public var volume: String
     public var caFile: String?      // trust anchor for the broker's certificate; nil = system store
+    /// The key server's Ed25519 public key: every release must carry its signature.
+    public var identity: [UInt8]
     public var attester: Attester
 
-    public init(url: String, volume: String, caFile: String?, attester: Attester) {
+    public init(url: String, volume: String, caFile: String?, identity: [UInt8], attester: Attester) {
         self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
         self.volume = volume
         self.caFile = caFile
+        self.identity = identity
         self.attester = attester
     }
 
@@ -57,8 +60,17 @@ public struct BrokerRequest: Sendable, Equatable {
         guard case .object(let o)? = try? JSONValue.parse(opened), o["volume"] == .string(volume) else {
             throw fail("the reply is for another volume")
         }
+        guard case .string(let text)? = o["signature"], let signature = Base64.decode(text) else {
+            throw fail("the reply is not signed")
+        }
         let material = try KeyResource.parse(&opened, source: url)
-        guard material.tag != nil else { throw fail("the reply has no tag") }
+        guard let tag = material.tag else { throw fail("the reply has no tag") }
+        // TLS may end at a proxy: only the pinned identity's signature says the key server sent this.
+        var statement = BrokerProtocol.releaseStatement(volume: volume, nonce: nonce, clientKey: keyPair.publicKey, key: material.key, tag: tag)
+        defer { statement.withUnsafeMutableBytes { Sodium.zero($0) } }
+        guard Ed25519.verify(signature, statement, publicKey: identity) else {
+            throw fail("the reply is not signed by the pinned key server identity (--broker-identity)")
+        }
         return material
     }
 }

@@ -8,7 +8,7 @@ import Foundation
 ///
 ///     POST /v1/volumes/<name>/nonce    → 200 {"nonce": b64(32 bytes), "expires_in": seconds}
 ///     POST /v1/volumes/<name>/release  {"nonce", "public_key": b64(X25519), "evidence": {…}}
-///                                      → 200 {"sealed": b64(crypto_box_seal({"volume","key","tag"}))}
+///                                      → 200 {"sealed": b64(crypto_box_seal({"volume","key","tag","signature"}))}
 ///     any refusal                      → 4xx {"error": "<one line: the failed check and why>"}
 public enum BrokerProtocol {
     public static let nonceSize = 32
@@ -84,13 +84,25 @@ public enum BrokerProtocol {
         }
     }
 
-    /// Seals the key and tag to the client's ephemeral X25519 key (libsodium sealed box:
-    /// an ephemeral sender key, X25519 + XSalsa20-Poly1305), so only that client can open it,
-    /// whatever happens to TLS.
-    public static func seal(volume: String, key: SecureBytes, tag: [UInt8], to publicKey: [UInt8]) throws -> [UInt8] {
+    static let releaseLabel = Array("fspf-keyserver-release-v1".utf8) + [0]
+
+    /// What the key server signs with its identity for every release, and the client verifies
+    /// with the identity it pinned: label ‖ len(volume) ‖ volume ‖ nonce ‖ client public key ‖
+    /// key ‖ len(tag) ‖ tag (lengths one byte each). It binds the reply to this request (nonce, the
+    /// client's one-time key) and to the server (not to whoever terminates TLS). Zero it after use.
+    public static func releaseStatement(volume: String, nonce: [UInt8], clientKey: [UInt8], key: SecureBytes, tag: [UInt8]) -> [UInt8] {
+        let name = Array(volume.utf8)
+        precondition(name.count < 256 && tag.count < 256)
+        return releaseLabel + [UInt8(name.count)] + name + nonce + clientKey + key.withBytes { Array($0) } + [UInt8(tag.count)] + tag
+    }
+
+    /// Seals the key, tag and the server's signature to the client's ephemeral X25519 key
+    /// (libsodium sealed box: an ephemeral sender key, X25519 + XSalsa20-Poly1305), so only that
+    /// client can open it, whatever happens to TLS.
+    public static func seal(volume: String, key: SecureBytes, tag: [UInt8], signature: [UInt8], to publicKey: [UInt8]) throws -> [UInt8] {
         precondition(publicKey.count == Int(crypto_box_PUBLICKEYBYTES))
         Sodium.ensureInitialized()
-        var message = Array(#"{"volume":\#(JSON.string(volume)),"key":"\#(key.hex)","tag":"\#(Hex.encode(tag))"}"#.utf8)
+        var message = Array(#"{"volume":\#(JSON.string(volume)),"key":"\#(key.hex)","tag":"\#(Hex.encode(tag))","signature":"\#(Base64.encode(signature))"}"#.utf8)
         defer { message.withUnsafeMutableBytes { Sodium.zero($0) } }
         var out = [UInt8](repeating: 0, count: message.count + crypto_box_sealbytes())
         guard crypto_box_seal(&out, message, UInt64(message.count), publicKey) == 0 else {
