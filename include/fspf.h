@@ -75,7 +75,8 @@ fspf_status fspf_volume_open(const char *path, const uint8_t *key, size_t key_le
 /*
  * Opens the volume at `path` with the key and tag from options: a NULL-terminated array of
  * "name=value" strings with fspf-mount's option names: key-file, key-env (removed from the
- * environment once read), key-fd, key-url, key-timeout, key-broker with evidence (sgx, maa,
+ * environment once read), key-fd, key-url (loopback only unless allow-remote-key-url=true, then
+ * https with key-url-ca), key-timeout, key-broker with evidence (sgx, maa,
  * simulated) and broker-identity, volume-name, broker-ca, attestation-dir, collateral, maa-attester, attester-key,
  * simulated-mrenclave; tag, tag-env; no-tag-check, accept-v1 (=true). Exactly one key source;
  * the tag comes from tag/tag-env or from the key resource (a key server reply carries it).

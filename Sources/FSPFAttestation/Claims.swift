@@ -17,6 +17,10 @@ public struct EnclaveClaims: Sendable, Equatable {
     /// SGX quotes only: Intel's TCB status and advisories.
     public var tcbStatus: String? = nil
     public var advisoryIDs: [String] = []
+    /// SGX quotes only: the lower of the TCB info's and QE identity's evaluation data numbers,
+    /// and the seconds between the older one's issue date and the verification time.
+    public var tcbEvaluationDataNumber: Int? = nil
+    public var collateralAge: Int64? = nil
     /// Simulated evidence only: the attester key that signed it.
     public var attester: [UInt8]? = nil
 }
@@ -43,6 +47,8 @@ extension SGXQuote {
                               reportData: self.report.reportData)
         c.tcbStatus = report?.tcbStatus
         c.advisoryIDs = report?.advisoryIDs ?? []
+        c.tcbEvaluationDataNumber = report?.tcbEvaluationDataNumber
+        c.collateralAge = report?.collateralAge
         return c
     }
 }

@@ -64,6 +64,10 @@ public struct DCAPReport: Sendable {
     public let tcbStatus: String?
     public let advisoryIDs: [String]
     public let fmspc: [UInt8]?
+    /// The lower of the TCB info's and QE identity's TCB evaluation data numbers.
+    public var tcbEvaluationDataNumber: Int? = nil
+    /// Seconds from the older of their issue dates to the verification time.
+    public var collateralAge: Int64? = nil
     public var verified: Bool { checks.allPassed }
 }
 
@@ -154,6 +158,7 @@ public enum DCAPVerifier {
         }
 
         var platform: (status: String, advisories: [String])?
+        var evaluationNumbers: [Int] = [], issued: [Int64] = []
         record("TCB info") {
             try chainOK(collateral.tcbInfoIssuerChain, crls: [collateral.rootCACRL])
             guard collateral.tcbInfoIssuerChain[0].verify(signature: .ecdsaP256(rs: collateral.tcbInfoSignature),
@@ -162,6 +167,8 @@ public enum DCAPVerifier {
             }
             let info = try TCBInfo(collateral.tcbInfo)
             try inWindow(info.issueDate, info.nextUpdate, time, "TCB info")
+            if let n = info.evaluationDataNumber { evaluationNumbers.append(n) }
+            issued.append(info.issueDate)
             guard let extensions else { throw AttestationError("no trusted PCK certificate to match") }
             guard info.fmspc == extensions.fmspc else {
                 throw AttestationError("TCB info is for FMSPC \(Hex.encode(info.fmspc)), the PCK certificate's is \(Hex.encode(extensions.fmspc))")
@@ -183,6 +190,8 @@ public enum DCAPVerifier {
             }
             let identity = try QEIdentity(collateral.qeIdentity)
             try inWindow(identity.issueDate, identity.nextUpdate, time, "QE identity")
+            if let n = identity.object["tcbEvaluationDataNumber"] as? Int { evaluationNumbers.append(n) }
+            issued.append(identity.issueDate)
             let level = try identity.evaluate(quote.qeReport)
             qe = (level.status, level.advisoryIDs)
             return "QE matches Intel's identity; QE level \(level.status)"
@@ -198,7 +207,8 @@ public enum DCAPVerifier {
             guard combined != "Revoked" else { throw AttestationError("the platform or QE TCB is revoked") }
             return combined + (advisories.isEmpty ? "" : " (" + advisories.joined(separator: ", ") + ")")
         }
-        return DCAPReport(quote: quote, checks: checks, tcbStatus: status, advisoryIDs: advisories, fmspc: extensions?.fmspc)
+        return DCAPReport(quote: quote, checks: checks, tcbStatus: status, advisoryIDs: advisories, fmspc: extensions?.fmspc,
+                          tcbEvaluationDataNumber: evaluationNumbers.min(), collateralAge: issued.min().map { time - $0 })
     }
 
     static func inWindow(_ issue: Int64, _ next: Int64, _ time: Int64, _ what: String) throws {
@@ -245,6 +255,7 @@ private func date(_ object: [String: Any], _ key: String, _ what: String) throws
     let pceID: [UInt8]
     let issueDate: Int64
     let nextUpdate: Int64
+    let evaluationDataNumber: Int?
     let levels: [TCBLevel]
 
     @_spi(Fuzzing) public init(_ bytes: [UInt8]) throws {
@@ -261,6 +272,7 @@ private func date(_ object: [String: Any], _ key: String, _ what: String) throws
         pceID = p
         issueDate = try date(o, "issueDate", "TCB info")
         nextUpdate = try date(o, "nextUpdate", "TCB info")
+        evaluationDataNumber = o["tcbEvaluationDataNumber"] as? Int
         levels = try rawLevels.map { level in
             guard let tcb = level["tcb"] as? [String: Any], let status = level["tcbStatus"] as? String,
                   let pce = tcb["pcesvn"] as? Int else { throw AttestationError("TCB info: malformed TCB level") }

@@ -17,13 +17,17 @@ public struct ReleasePolicy: Sendable, Equatable {
     public var allowDebug = false
     /// SGX quotes only; Azure Attestation applies its own TCB policy before issuing a token.
     public var tcbStatuses: [String] = ["UpToDate"]
+    /// SGX: the collateral's TCB evaluation data number must be at least this (Intel raises it
+    /// with each TCB recovery), and the collateral at most this many days old.
+    public var minTCBEvaluationDataNumber: UInt16?
+    public var maxCollateralAgeDays: UInt16?
     public var maaIssuer: String?
     public var maaKeys: JSONValue?
     public var simulated = false
     public var simulatedAttesters: [[UInt8]] = []
 
     static let fields: Set<String> = ["mrenclave", "mrsigner", "product_id", "min_svn", "allow_debug", "tcb_statuses",
-                                      "maa", "simulated", "simulated_attesters"]
+                                      "min_tcb_evaluation_data_number", "max_collateral_age_days", "maa", "simulated", "simulated_attesters"]
 
     public init() {}
 
@@ -62,6 +66,8 @@ public struct ReleasePolicy: Sendable, Equatable {
         productID = try u16("product_id")
         minSVN = try u16("min_svn")
         allowDebug = try bool("allow_debug")
+        minTCBEvaluationDataNumber = try u16("min_tcb_evaluation_data_number")
+        maxCollateralAgeDays = try u16("max_collateral_age_days")
         if let v = o["tcb_statuses"] {
             guard case .array(let list) = v, !list.isEmpty else { throw AttestationError("policy: tcb_statuses must be a non-empty list") }
             tcbStatuses = try list.map {
@@ -106,6 +112,8 @@ public struct ReleasePolicy: Sendable, Equatable {
         if let minSVN { o["min_svn"] = .number(Double(minSVN)) }
         o["allow_debug"] = .bool(allowDebug)
         o["tcb_statuses"] = .array(tcbStatuses.map { .string($0) })
+        if let minTCBEvaluationDataNumber { o["min_tcb_evaluation_data_number"] = .number(Double(minTCBEvaluationDataNumber)) }
+        if let maxCollateralAgeDays { o["max_collateral_age_days"] = .number(Double(maxCollateralAgeDays)) }
         if let maaIssuer, let maaKeys { o["maa"] = .object(["issuer": .string(maaIssuer), "keys": maaKeys]) }
         if simulated { o["simulated"] = .bool(true) }
         if !simulatedAttesters.isEmpty { o["simulated_attesters"] = .array(simulatedAttesters.map { .string(Base64.encode($0)) }) }
@@ -144,6 +152,16 @@ public struct ReleasePolicy: Sendable, Equatable {
             let status = claims.tcbStatus ?? "unknown"
             checks.append(Check("TCB status", tcbStatuses.contains(status),
                                 "\(status) (policy: \(tcbStatuses.joined(separator: ", ")))"))
+            if let minTCBEvaluationDataNumber {
+                let n = claims.tcbEvaluationDataNumber
+                checks.append(Check("TCB evaluation data number", (n ?? -1) >= Int(minTCBEvaluationDataNumber),
+                                    "\(n.map(String.init) ?? "unknown") (policy: at least \(minTCBEvaluationDataNumber))"))
+            }
+            if let maxCollateralAgeDays {
+                let age = claims.collateralAge
+                checks.append(Check("collateral age", age.map { $0 <= Int64(maxCollateralAgeDays) * 86_400 } ?? false,
+                                    "\(age.map { String(format: "%.1f days", Double($0) / 86_400) } ?? "unknown") (policy: at most \(maxCollateralAgeDays) days)"))
+            }
         }
         return checks
     }

@@ -13,6 +13,8 @@ public struct AccessOptions: Sendable, Equatable {
     public var keyFd: Int32?
     public var keyStdin = false
     public var keyUrl: String?
+    public var allowRemoteKeyUrl = false
+    public var keyUrlCa: String?
     public var keyTimeout: Double = 10
     public var keyBroker: String?
     public var evidence: Evidence?
@@ -33,7 +35,7 @@ public struct AccessOptions: Sendable, Equatable {
 
     /// The names `set` accepts: fspf-mount's long options without the dashes.
     public static let names = [
-        "key-file", "key-env", "key-fd", "key-url", "key-timeout", "key-broker", "evidence", "volume-name", "broker-ca",
+        "key-file", "key-env", "key-fd", "key-url", "allow-remote-key-url", "key-url-ca", "key-timeout", "key-broker", "evidence", "volume-name", "broker-ca",
         "broker-identity",        "attestation-dir", "collateral", "maa-attester", "attester-key", "simulated-mrenclave", "tag", "tag-env",
         "no-tag-check", "accept-v1",
     ]
@@ -54,6 +56,8 @@ public struct AccessOptions: Sendable, Equatable {
             guard let fd = Int32(value), fd >= 0 else { throw FSPFError.usage("option key-fd: not a file descriptor: '\(value)'") }
             keyFd = fd
         case "key-url": keyUrl = value
+        case "allow-remote-key-url": allowRemoteKeyUrl = try flag()
+        case "key-url-ca": keyUrlCa = value
         case "key-timeout":
             guard let t = Double(value), t > 0, t <= 3600 else { throw FSPFError.usage("option key-timeout: seconds, 0 < t <= 3600") }
             keyTimeout = t
@@ -83,11 +87,19 @@ public struct AccessOptions: Sendable, Equatable {
         let chosen = try KeySource.choose([
             ("--key-file", keyFile.map(KeySource.file)), ("--key-env", keyEnv.map(KeySource.environment)),
             ("--key-fd", keyFd.map(KeySource.descriptor)), ("--key-stdin", keyStdin ? .standardInput : nil),
-            ("--key-url", keyUrl.map(KeySource.url)), ("--key-broker", try brokerRequest(volume: volume).map(KeySource.broker))])
+            ("--key-url", try keyURL().map(KeySource.url)), ("--key-broker", try brokerRequest(volume: volume).map(KeySource.broker))])
         guard let chosen else {
             throw FSPFError.usage("a key source is needed: --key-file, --key-env, --key-fd, --key-stdin, --key-url or --key-broker")
         }
         return chosen
+    }
+
+    func keyURL() throws -> KeyURL? {
+        guard let keyUrl else {
+            if allowRemoteKeyUrl || keyUrlCa != nil { throw FSPFError.usage("--allow-remote-key-url and --key-url-ca need --key-url") }
+            return nil
+        }
+        return try KeyURL(keyUrl, allowRemote: allowRemoteKeyUrl, ca: keyUrlCa)
     }
 
     func brokerRequest(volume: String) throws -> BrokerRequest? {

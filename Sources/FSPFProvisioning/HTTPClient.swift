@@ -39,8 +39,8 @@ public enum HTTPClient {
         return Target(tls: tls, host: host, port: port, path: path)
     }
 
-    public static func get(_ url: String, timeout: Double, limit: Int) throws -> [UInt8] {
-        var response = try request("GET", url, timeout: timeout, limit: limit)
+    public static func get(_ url: String, tls: TLSContext? = nil, timeout: Double, limit: Int) throws -> [UInt8] {
+        var response = try request("GET", url, tls: tls, timeout: timeout, limit: limit)
         guard response.status == 200 else {
             response.body.withUnsafeMutableBytes { Sodium.zero($0) }
             throw FSPFError.keyUnavailable(source: url, reason: "agent answered \(response.status)\(response.reason.isEmpty ? "" : " " + response.reason)")
@@ -65,7 +65,13 @@ public enum HTTPClient {
             var buf = [UInt8](repeating: 0, count: 4096)
             defer { buf.withUnsafeMutableBytes { Sodium.zero($0) }; raw.withUnsafeMutableBytes { Sodium.zero($0) } }
             while true {
-                let n = try c.receive(into: &buf)
+                let n: Int
+                do { n = try c.receive(into: &buf) } catch {
+                    // A TLS peer that closes without close_notify (Python's http.server does) has
+                    // still delivered a complete answer when its Content-Length is all there.
+                    if Self.isComplete(raw) { break }
+                    throw error
+                }
                 if n == 0 { break }
                 raw += buf[0..<n]
                 guard raw.count <= limit + 16 << 10 else { throw unavailable("answer larger than \(limit) bytes") }
@@ -74,6 +80,15 @@ public enum HTTPClient {
         } catch let e as NetError {
             throw unavailable(e.description)
         }
+    }
+
+    /// Whether `raw` holds a whole head and the whole body its Content-Length announces.
+    static func isComplete(_ raw: [UInt8]) -> Bool {
+        guard let end = raw.firstRange(of: Array("\r\n\r\n".utf8)) else { return false }
+        let head = String(decoding: raw[..<end.lowerBound], as: UTF8.self).lowercased()
+        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+              let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: " \t")) else { return false }
+        return raw.count - end.upperBound >= length
     }
 
     /// Status line, headers, then the body by Content-Length, chunked encoding or close.

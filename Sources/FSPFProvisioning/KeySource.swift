@@ -11,7 +11,7 @@ public enum KeySource: Sendable, Equatable {
     case descriptor(Int32)
     /// HTTP GET to a local attestation agent (e.g. the confidential-containers data hub at
     /// http://127.0.0.1:8006/cdh/resource/<repo>/<type>/<tag>).
-    case url(String)
+    case url(KeyURL)
     /// An attested release from the key broker (https), with evidence from the runtime.
     case broker(BrokerRequest)
 
@@ -27,7 +27,7 @@ public enum KeySource: Sendable, Equatable {
         case .environment(let n): return "$" + n
         case .standardInput: return "standard input"
         case .descriptor(let fd): return "descriptor \(fd)"
-        case .url(let u): return u
+        case .url(let u): return u.url
         case .broker(let b): return "\(b.url) (volume \(b.volume))"
         }
     }
@@ -53,8 +53,10 @@ public enum KeySource: Sendable, Equatable {
         case .descriptor(let fd):
             bytes = try KeySource.readAll(fd: fd, name: name)
             close(fd)
-        case .url(let url):
-            bytes = try HTTPClient.get(url, timeout: timeout, limit: 64 << 10)
+        case .url(let u):
+            let tls: TLSContext?
+            do { tls = u.url.hasPrefix("https://") ? try TLSContext(trusting: u.ca) : nil } catch { throw FSPFError.usage("\(error)") }
+            bytes = try HTTPClient.get(u.url, tls: tls, timeout: timeout, limit: 64 << 10)
         case .broker(let request):
             return try request.release(timeout: timeout)
         }
@@ -187,4 +189,41 @@ public func writeKeyFile(_ path: String, _ key: SecureBytes) throws {
     let f = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
     try text.withUnsafeBytes { try f.write($0, at: 0) }
     try f.sync()
+}
+
+/// A key agent's URL. The key travels in its answer, so by default only an agent on this machine
+/// (a loopback address, as the confidential-containers data hub's 127.0.0.1:8006) may be asked:
+/// a typo or a misconfiguration must not send a key request, and get a key, over the network in
+/// clear. A remote agent needs `allowRemote`, https:// and a pinned CA.
+public struct KeyURL: Sendable, Equatable {
+    public let url: String
+    public let ca: String?
+
+    public init(_ url: String, allowRemote: Bool = false, ca: String? = nil) throws {
+        let target = try HTTPClient.parse(url, allowTLS: true)
+        if !Self.isLoopback(target.host) {
+            guard allowRemote else {
+                throw FSPFError.usage("--key-url \(url): \(target.host) is not this machine (a loopback address); a remote key agent needs --allow-remote-key-url, https:// and --key-url-ca")
+            }
+            guard target.tls, ca != nil else {
+                throw FSPFError.usage("--key-url \(url): a remote key agent is reached over https:// with its CA pinned (--key-url-ca)")
+            }
+        }
+        guard target.tls || ca == nil else { throw FSPFError.usage("--key-url-ca applies to https:// URLs only") }
+        self.url = url
+        self.ca = ca
+    }
+
+    /// A literal loopback address (127.0.0.0/8, ::1, ::ffff:127.x) or "localhost"; names are not
+    /// resolved here, so that no resolver can turn a local-looking URL into a remote one.
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+        let b = withUnsafeBytes(of: v6) { Array($0) }
+        if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { return true }
+        return b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff && b[12] == 127
+    }
 }

@@ -32,7 +32,10 @@ struct FSPFMountCommand: ParsableCommand {
     @Option(name: .long, help: "Environment variable holding the key; removed once read (e.g. SCONE_FSPF_KEY).") var keyEnv: String?
     @Option(name: .long, help: "Read the key from this open file descriptor.") var keyFd: Int32?
     @Flag(name: .long, help: "Read the key from standard input.") var keyStdin = false
-    @Option(name: .long, help: "GET the key from a local attestation agent (raw, hex, or JSON with key and tag).") var keyUrl: String?
+    @Option(name: .long, help: "GET the key from a local attestation agent (raw, hex, or JSON with key and tag); loopback addresses only unless --allow-remote-key-url.")
+    var keyUrl: String?
+    @Flag(name: .long, help: "Allow a --key-url on another machine: https:// with --key-url-ca only.") var allowRemoteKeyUrl = false
+    @Option(name: .long, help: "PEM certificate(s) to trust for an https:// --key-url.") var keyUrlCa: String?
     @Option(name: .long, help: "Seconds to wait for --key-url or --key-broker.") var keyTimeout: Double = 10
 
     @Option(name: .long, help: "Get key and tag from this key broker (https://HOST:PORT) after attestation.") var keyBroker: String?
@@ -99,6 +102,7 @@ struct FSPFMountCommand: ParsableCommand {
     var access: AccessOptions {
         var a = AccessOptions()
         a.keyFile = keyFile; a.keyEnv = keyEnv; a.keyFd = keyFd; a.keyStdin = keyStdin; a.keyUrl = keyUrl
+        a.allowRemoteKeyUrl = allowRemoteKeyUrl; a.keyUrlCa = keyUrlCa
         a.keyTimeout = keyTimeout; a.keyBroker = keyBroker; a.evidence = evidence; a.volumeName = volumeName
         a.brokerCa = brokerCa; a.brokerIdentity = brokerIdentity; a.attestationDir = attestationDir; a.collateral = collateral; a.maaAttester = maaAttester
         a.attesterKey = attesterKey; a.simulatedMrenclave = simulatedMrenclave; a.tag = tag; a.tagEnv = tagEnv

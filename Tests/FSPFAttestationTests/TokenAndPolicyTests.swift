@@ -173,6 +173,22 @@ struct Recording {
         #expect(supplied.checks.contains { $0.name == "collateral" && $0.detail == "the verifier's own (the request's ignored)" })
         let only = Appraiser(time: collateralTime).appraise(.sgx(quote: quote, collateral: collateral), policy: p, reportData: q.report.reportData)
         #expect(only.accepted && only.checks.contains { $0.detail == "the request's (the verifier has none)" }, "\(only.reason)")
+        // The collateral's TCB evaluation data number (17 in both TCB info and QE identity) and its
+        // age (TCB info issued 2025-06-19T10:56:11Z, QE identity 10:01:18Z; verified on 2025-07-01).
+        var recent = p
+        recent.minTCBEvaluationDataNumber = 17
+        recent.maxCollateralAgeDays = 12
+        let fresh17 = a.appraise(.sgx(quote: quote, collateral: nil), policy: recent, reportData: q.report.reportData)
+        #expect(fresh17.accepted, "\(fresh17.reason)")
+        #expect(fresh17.checks.contains { $0.name == "TCB evaluation data number" && $0.passed && $0.detail.hasPrefix("17 ") })
+        #expect(fresh17.checks.contains { $0.name == "collateral age" && $0.passed && $0.detail.hasPrefix("11.6 days") }, "\(fresh17.checks)")
+        recent.minTCBEvaluationDataNumber = 18
+        let before = a.appraise(.sgx(quote: quote, collateral: nil), policy: recent, reportData: q.report.reportData)
+        #expect(!before.accepted && before.reason == "TCB evaluation data number: 17 (policy: at least 18)", "\(before.reason)")
+        recent.minTCBEvaluationDataNumber = nil
+        recent.maxCollateralAgeDays = 11
+        let stale = a.appraise(.sgx(quote: quote, collateral: nil), policy: recent, reportData: q.report.reportData)
+        #expect(!stale.accepted && stale.reason == "collateral age: 11.6 days (policy: at most 11 days)", "\(stale.reason)")
         // No collateral anywhere.
         let none = Appraiser(time: collateralTime).appraise(.sgx(quote: quote, collateral: nil), policy: p, reportData: binding)
         #expect(!none.accepted && none.reason.contains("no collateral"))
@@ -183,10 +199,13 @@ struct Recording {
         for bad in [#"{}"#, #"{"mrenclave": []}"#, #"{"mrenclave": ["abcd"]}"#, #"{"mrenclave": ["\#(good)"], "allow_debg": true}"#,
                     #"{"mrenclave": ["\#(good)"], "min_svn": -1}"#, #"{"mrenclave": ["\#(good)"], "simulated": true}"#,
                     #"{"mrenclave": ["\#(good)"], "tcb_statuses": ["Fine"]}"#, #"{"mrenclave": ["\#(good)"], "maa": {"issuer": "http://x"}}"#,
-                    #"{"mrenclave": ["\#(good)"], "allow_debug": "yes"}"#, "[]", "not json"] {
+                    #"{"mrenclave": ["\#(good)"], "allow_debug": "yes"}"#, #"{"mrenclave": ["\#(good)"], "max_collateral_age_days": 1.5}"#,
+                    #"{"mrenclave": ["\#(good)"], "min_tcb_evaluation_data_number": "17"}"#, "[]", "not json"] {
             #expect(throws: AttestationError.self, "\(bad)") { _ = try ReleasePolicy(json: Array(bad.utf8)) }
         }
-        let p = try policy(extra: #", "product_id": 4, "min_svn": 2, "tcb_statuses": ["UpToDate", "SWHardeningNeeded"]"#)
+        let p = try policy(extra: #", "product_id": 4, "min_svn": 2, "tcb_statuses": ["UpToDate", "SWHardeningNeeded"], "#
+                           + #""min_tcb_evaluation_data_number": 17, "max_collateral_age_days": 30"#)
+        #expect(p.minTCBEvaluationDataNumber == 17 && p.maxCollateralAgeDays == 30)
         #expect(try ReleasePolicy(json: p.json()) == p)
     }
 }

@@ -242,14 +242,15 @@ import FSPFTestSupport
         _ = s.sh("umount mnt")
     }
 
-    /// The key from a local agent over HTTP, with the tag in the same JSON resource.
+    /// The key from a local agent over HTTP, with the tag in the same JSON resource; over HTTPS
+    /// with a pinned CA; never from another machine unless allowed, and then over HTTPS only.
     @Test func keyFromURL() throws {
         let s = Sandbox()
         _ = MountTests.makeTree(s)
         let tag = MountTests.encrypt(s)
         let key = s.sh("cat key").out.trimmingCharacters(in: .whitespacesAndNewlines)
         s.write("server.py", """
-            import http.server, sys
+            import http.server, ssl, sys
             routes = {"/cdh/resource/default/fspf/volume": b'{"key": "\(key)", "tag": "\(tag)"}',
                       "/raw": b"\(key)\\n", "/garbage": b"not a key"}
             class H(http.server.BaseHTTPRequestHandler):
@@ -261,7 +262,11 @@ import FSPFTestSupport
                     self.wfile.write(body)
                 def log_message(self, *a): pass
             srv = http.server.HTTPServer(("127.0.0.1", 0), H)
-            open("port", "w").write(str(srv.server_address[1]))
+            if sys.argv[1:2] == ["tls"]:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain("ks/tls/cert.pem", "ks/tls/key.pem")
+                srv.socket = context.wrap_socket(srv.socket, server_side=True)
+            open(sys.argv[2] if sys.argv[1:2] == ["tls"] else "port", "w").write(str(srv.server_address[1]))
             srv.serve_forever()
             """)
         let server = Tool.spawn(["/usr/bin/env", "python3", "server.py"], cwd: s.path, name: "-server")
@@ -287,6 +292,30 @@ import FSPFTestSupport
         }
         let down = MountTests.mount(s, "vol mnt --key-url http://127.0.0.1:1/x --tag \(tag) --key-timeout 2")
         #expect(down.status == 12 && down.err.contains("cannot connect"), "\(down.err)")
+        // Another machine: refused before any connection (192.0.2.0/24 is documentation space),
+        // unless allowed, and then only over https with a pinned CA.
+        for (args, reason) in [("--key-url http://192.0.2.77:8006/key", "is not this machine"),
+                               ("--key-url http://192.0.2.77:8006/key --allow-remote-key-url", "over https:// with its CA pinned"),
+                               ("--key-url https://192.0.2.77:8006/key --allow-remote-key-url", "over https:// with its CA pinned"),
+                               ("--key-url http://127.0.0.1:1/key --key-url-ca x.pem", "https:// URLs only"),
+                               ("--key-file key --allow-remote-key-url", "need --key-url")] {
+            let r = MountTests.mount(s, "vol mnt \(args) --tag \(tag)")
+            #expect(r.status == 64 && r.err.contains(reason), "\(args): \(r.err)")
+        }
+        // HTTPS with the agent's certificate pinned (a key server store's self-signed one).
+        #expect(s.sh("fspf keyserver init --store ks >/dev/null").status == 0)
+        let tlsServer = Tool.spawn(["/usr/bin/env", "python3", "server.py", "tls", "tls-port"], cwd: s.path, name: "-tls")
+        defer { kill(tlsServer, SIGTERM); _ = Tool.wait(tlsServer, cwd: s.path, name: "-tls") }
+        var tlsPort = ""
+        for _ in 0..<100 where tlsPort.isEmpty {
+            usleep(50_000)
+            tlsPort = (try? String(contentsOfFile: s.path + "/tls-port", encoding: .utf8)) ?? ""
+        }
+        let pinned = MountTests.mount(s, "vol mnt --key-url https://127.0.0.1:\(tlsPort)/raw --key-url-ca ks/tls/cert.pem --tag \(tag)")
+        #expect(pinned.status == 0, "\(pinned.err)")
+        _ = s.sh("umount mnt")
+        let unpinned = MountTests.mount(s, "vol mnt --key-url https://127.0.0.1:\(tlsPort)/raw --tag \(tag) --key-timeout 2")
+        #expect(unpinned.status == 12 && unpinned.err.contains("not trusted"), "\(unpinned.err)")
         #expect(Sandbox.mounts(below: s.path).isEmpty)
     }
 

@@ -96,4 +96,28 @@ import FSPFSystem
             Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
         }
     }
+
+    /// --key-url sent the key request to any http:// host: only this machine now, unless allowed,
+    /// and then https with a pinned CA.
+    @Test func keyURLsStayOnThisMachine() throws {
+        for local in ["http://127.0.0.1:8006/cdh/resource/default/fspf/data", "http://127.8.9.10/k", "http://localhost:1/k",
+                      "http://[::1]:8006/k", "http://[::ffff:127.0.0.1]:8006/k", "https://127.0.0.1/k"] {
+            #expect(try KeyURL(local).url == local)
+        }
+        for remote in ["http://10.0.0.5:8006/k", "http://192.0.2.1/k", "https://kms.example/k", "http://[fd00::2]/k",
+                       "http://[::ffff:10.0.0.1]/k", "http://127.0.0.1.example/k", "http://localhost.example/k"] {
+            expectUsage { _ = try KeyURL(remote) }
+            expectUsage { _ = try KeyURL(remote, allowRemote: true) }
+            if remote.hasPrefix("https://") { #expect(try KeyURL(remote, allowRemote: true, ca: "ca.pem").ca == "ca.pem") }
+        }
+        expectUsage { _ = try KeyURL("http://127.0.0.1/k", ca: "ca.pem") }
+        var options = AccessOptions()
+        try options.set("key-url", "http://10.1.2.3/k")
+        expectUsage { _ = try options.keySource(volume: "v") }
+        try options.set("allow-remote-key-url", "true")
+        expectUsage { _ = try options.keySource(volume: "v") }
+        try options.set("key-url", "https://10.1.2.3/k")
+        try options.set("key-url-ca", "ca.pem")
+        #expect(try options.keySource(volume: "v") == .url(try KeyURL("https://10.1.2.3/k", allowRemote: true, ca: "ca.pem")))
+    }
 }

@@ -34,7 +34,7 @@ import org.apache.hadoop.util.Progressable;
  */
 public class FspfFileSystem extends FileSystem {
     /** fspf-mount's key and tag options, passed to libfspf as name=value. */
-    static final String[] OPTIONS = {"key-file", "key-env", "key-fd", "key-url", "key-timeout", "key-broker", "evidence",
+    static final String[] OPTIONS = {"key-file", "key-env", "key-fd", "key-url", "allow-remote-key-url", "key-url-ca", "key-timeout", "key-broker", "evidence",
         "volume-name", "broker-ca", "broker-identity", "attestation-dir", "collateral", "maa-attester", "attester-key", "simulated-mrenclave",
         "tag", "tag-env", "no-tag-check", "accept-v1"};
     static final long BLOCK_SIZE = 128L << 20;
