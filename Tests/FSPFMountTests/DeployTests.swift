@@ -276,7 +276,7 @@ import FSPFTestSupport
             cp ks/tls/cert.pem pod/run/fspf/broker/cert.pem
             url=${broker[1]}
             run '\(Self.root)/deploy/kubernetes/key-sources/key-server.yaml' \\
-              "s#https://fspf-keyserver.fspf.svc:8443#$url#; s#FSPF_EVIDENCE=sgx#FSPF_EVIDENCE=simulated\\nexport FSPF_ATTESTER_KEY=$PWD/attester.key#"
+              "s#https://fspf-keyserver.fspf.svc:8443#$url#; s#FSPF_EVIDENCE=sgx#FSPF_EVIDENCE=simulated\\nexport FSPF_ATTESTER_KEY=$PWD/attester.key\\nexport FSPF_BROKER_IDENTITY=$PWD/ks/identity.pub#"
             keyserver_stop
             grep -c '"released"' ks/audit.log || true
 

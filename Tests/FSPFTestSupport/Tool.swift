@@ -19,10 +19,9 @@ public struct Tool {
         public var status: Int32
         public var out: String
         public var err: String
-        public var maxRSSKiB: Int
     }
 
-    /// Runs `script` with /bin/sh in `cwd`, `fspf` first on PATH; returns status, output and peak RSS.
+    /// Runs `script` with /bin/sh in `cwd`, `fspf` first on PATH; returns status and output.
     public static func sh(_ script: String, cwd: String, env: [String: String] = [:]) -> Result {
         let pid = spawn(["/bin/sh", "-c", script], cwd: cwd, env: env)
         return wait(pid, cwd: cwd)
@@ -66,11 +65,10 @@ public struct Tool {
 
     public static func wait(_ pid: pid_t, cwd: String, name: String = "") -> Result {
         var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         func text(_ name: String) -> String { (try? String(contentsOfFile: cwd + "/" + name, encoding: .utf8)) ?? "" }
-        return Result(status: code, out: text(".stdout" + name), err: text(".stderr" + name), maxRSSKiB: usage.ru_maxrss)
+        return Result(status: code, out: text(".stdout" + name), err: text(".stderr" + name))
     }
 }
 
