@@ -56,9 +56,6 @@ public final class Connection {
         close(fd)
     }
 
-    /// Takes over an accepted socket (the server side).
-    public static func adopt(fd: Int32, deadline: Deadline) -> Connection { Connection(fd: fd, deadline: deadline) }
-
     /// Connects to host:port (every address getaddrinfo gives, in order).
     static func connect(host: String, port: String, deadline: Deadline) throws -> Connection {
         var hints = addrinfo()
@@ -85,27 +82,21 @@ public final class Connection {
         throw NetError("cannot connect to \(host):\(port): \(String(cString: strerror(lastError)))")
     }
 
-    /// Runs the TLS handshake as client (verifying the peer as `context` says) or server.
-    public func startTLS(_ context: TLSContext, host: String? = nil) throws {
+    /// Runs the TLS handshake as client, verifying the server's certificate for `host`.
+    public func startTLS(_ context: TLSContext, host: String) throws {
         guard let s = SSL_new(context.raw) else { throw NetError("TLS: \(OpenSSLError.take())") }
         ssl = s
         SSL_set_fd(s, fd)
-        if let host, context.isClient {
-            if context.verifyPeer {
-                let param = SSL_get0_param(s)
-                if isIPAddress(host) {
-                    X509_VERIFY_PARAM_set1_ip_asc(param, host)
-                } else {
-                    X509_VERIFY_PARAM_set1_host(param, host, 0)
-                    _ = fspf_ssl_set_sni(s, host)
-                }
-            }
-            SSL_set_connect_state(s)
+        let param = SSL_get0_param(s)
+        if isIPAddress(host) {
+            X509_VERIFY_PARAM_set1_ip_asc(param, host)
         } else {
-            SSL_set_accept_state(s)
+            X509_VERIFY_PARAM_set1_host(param, host, 0)
+            _ = fspf_ssl_set_sni(s, host)
         }
+        SSL_set_connect_state(s)
         try retry { SSL_do_handshake(s) }
-        if context.isClient, context.verifyPeer, SSL_get_verify_result(s) != X509_V_OK {
+        if SSL_get_verify_result(s) != X509_V_OK {
             let reason = String(cString: X509_verify_cert_error_string(SSL_get_verify_result(s)))
             throw NetError("TLS: the server's certificate is not trusted: \(reason)")
         }
@@ -169,19 +160,16 @@ public func isIPAddress(_ host: String) -> Bool {
     return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
 }
 
-/// An OpenSSL TLS context: TLS 1.2 or newer, OpenSSL's default cipher list.
+/// An OpenSSL TLS client context: TLS 1.2 or newer, OpenSSL's default cipher list. (The key
+/// server's side is swift-nio-ssl.)
 public final class TLSContext: @unchecked Sendable {
     let raw: OpaquePointer
-    let isClient: Bool
-    let verifyPeer: Bool
 
     /// Client: trusts the certificates in `caFile` (PEM; the key server's own certificate works),
     /// or the system's store when nil, and checks the host name or IP address.
     public init(trusting caFile: String?) throws {
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw NetError("TLS: \(OpenSSLError.take())") }
         raw = ctx
-        isClient = true
-        verifyPeer = true
         _ = fspf_ssl_ctx_min_tls12(ctx)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         if let caFile {
@@ -190,21 +178,6 @@ public final class TLSContext: @unchecked Sendable {
             }
         } else {
             SSL_CTX_set_default_verify_paths(ctx)
-        }
-    }
-
-    /// Server: certificate chain and private key, both PEM files.
-    public init(certificate: String, privateKey: String) throws {
-        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw NetError("TLS: \(OpenSSLError.take())") }
-        raw = ctx
-        isClient = false
-        verifyPeer = false
-        _ = fspf_ssl_ctx_min_tls12(ctx)
-        guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
-            throw NetError("\(certificate): cannot use as TLS certificate (\(OpenSSLError.take()))")
-        }
-        guard SSL_CTX_use_PrivateKey_file(ctx, privateKey, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
-            throw NetError("\(privateKey): cannot use as the certificate's private key (\(OpenSSLError.take()))")
         }
     }
 
