@@ -29,6 +29,8 @@ enum Operations {
                 let dir = try v.index(parent)
                 if let d = dir, !v.reader.entries[d].isDirectory { throw Errno(ENOTDIR) }
                 let len = strlen(name!)
+                // No entry can have such a name (FUSE itself passes up to 1,024 bytes).
+                guard len <= Int(NAME_MAX) else { throw Errno(ENAMETOOLONG) }
                 let found = name!.withMemoryRebound(to: UInt8.self, capacity: len) {
                     v.reader.child(of: dir, named: UnsafeBufferPointer(start: $0, count: len))
                 }

@@ -78,6 +78,12 @@ import FSPFTestSupport
         }
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: mnt + "/link") == "job.py")
         #expect(try FileManager.default.contentsOfDirectory(atPath: mnt + "/empty-dir").isEmpty)
+        // A missing name is ENOENT; one longer than NAME_MAX (which FUSE passes up to 1,024 bytes)
+        // is ENAMETOOLONG, as on any file system.
+        for (length, expected) in [(255, ENOENT), (256, ENAMETOOLONG), (1000, ENAMETOOLONG)] {
+            var st = stat()
+            #expect(lstat(mnt + "/" + String(repeating: "n", count: length), &st) == -1 && errno == expected, "\(length)-byte name")
+        }
         // Random offsets at and around chunk boundaries.
         let big = files["data/nested/deeper/part-7.bin"]!
         let fd = open(mnt + "/data/nested/deeper/part-7.bin", O_RDONLY | O_CLOEXEC)
