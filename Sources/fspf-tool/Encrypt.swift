@@ -93,6 +93,7 @@ struct Encrypt: ParsableCommand {
                 options.regions = regions
                 result = try VolumeWriter.write(sources: sources, metadataPath: input, keys: keys, options: options)
             }
+            display?.stop()  // the line is cleared before the report goes to the same terminal
             if let path = report.keyOut { try writeKeyFile(path, keys.key) }
             let registered = try registration.perform(key: keys.key, tag: result.tag.full,
                                                       defaultName: out.map { String($0.split(separator: "/").last ?? "") })

@@ -5,24 +5,32 @@ import FSPFSystem
 import Glibc
 
 /// A one-line progress display on stderr (files, bytes, MB/s, ETA), redrawn every 200 ms.
+/// Drawing happens on one serial queue; `stop` waits for it, so no redraw follows the clearing.
 final class ProgressDisplay: @unchecked Sendable {
     let progress = Progress()
-    private let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "fspf.progress"))
+    private let queue = DispatchQueue(label: "fspf.progress")
+    private lazy var timer = DispatchSource.makeTimerSource(queue: queue)
     private let started = DispatchTime.now()
+    private var stopped = false  // on `queue`
 
     /// Only when stderr is a terminal and the user did not ask for quiet.
     static func startIfTerminal(quiet: Bool) -> ProgressDisplay? {
         guard !quiet, isatty(2) == 1 else { return nil }
         let d = ProgressDisplay()
         d.timer.schedule(deadline: .now() + .milliseconds(200), repeating: .milliseconds(200))
-        d.timer.setEventHandler { [weak d] in d?.draw(final: false) }
+        d.timer.setEventHandler { [weak d] in if d?.stopped == false { d?.draw(final: false) } }
         d.timer.resume()
         return d
     }
 
+    /// Clears the line; call it before printing anything else to the terminal. Idempotent.
     func stop() {
-        timer.cancel()
-        draw(final: true)
+        queue.sync {
+            guard !stopped else { return }
+            stopped = true
+            timer.cancel()
+            draw(final: true)
+        }
     }
 
     private func draw(final: Bool) {

@@ -24,6 +24,35 @@ import FSPFTestSupport
         #expect(s.sh("grep -q 'key: [0-9a-f]\\{64\\}' keytag.txt && grep -q 'tag: [0-9a-f]\\{32\\}' keytag.txt").status == 0)
     }
 
+    /// On a terminal the progress line is cleared before the report is printed to the same
+    /// terminal: it used to end up in front of it ("…ETA 0:00Encrypted file system protection file …").
+    @Test func progressLineIsClearedBeforeTheReport() {
+        let s = Sandbox()
+        s.write("on-terminal.py", """
+            import os, pty, sys
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execvp(sys.argv[1], sys.argv[1:])
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            os.waitpid(pid, 0)
+            sys.stdout.write(out.decode())
+            """)
+        // Large enough to take several 200 ms redraws on one thread.
+        let r = s.sh("mkdir in && head -c 150000000 /dev/zero > in/big && python3 on-terminal.py fspf encrypt in --out vol --threads 1")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("ETA"), "no progress was drawn: the test shows nothing")
+        let report = r.out.range(of: "Encrypted file system protection file")
+        #expect(report != nil && r.out[..<report!.lowerBound].hasSuffix("\r\u{1b}[2K"), "\(r.out.suffix(300).debugDescription)")
+    }
+
     @Test func envJSONAndKeyOut() throws {
         let s = Sandbox()
         s.makeInput()
