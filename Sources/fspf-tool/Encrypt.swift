@@ -71,6 +71,7 @@ struct Encrypt: ParsableCommand {
                 options.threads = t
             }
             guard FileSystem.exists(input) else { throw FSPFError.noInput(path: input, reason: "no such file or directory") }
+            let registering = try registration.prepare(defaultName: out.map { String($0.split(separator: "/").last ?? "") })
             let keys = try key.source.map { try VolumeKeys(key: $0.load()) } ?? VolumeKeys.generate()
             let display = ProgressDisplay.startIfTerminal(quiet: quiet)
             options.progress = display?.progress
@@ -95,8 +96,7 @@ struct Encrypt: ParsableCommand {
             }
             display?.stop()  // the line is cleared before the report goes to the same terminal
             if let path = report.keyOut { try writeKeyFile(path, keys.key) }
-            let registered = try registration.perform(key: keys.key, tag: result.tag.full,
-                                                      defaultName: out.map { String($0.split(separator: "/").last ?? "") })
+            let registered = try registering?.perform(key: keys.key, tag: result.tag.full)
             // A key handed to the key server stays off standard output.
             let r = EncryptReport(metadataPath: result.metadataPath, tag: result.tag,
                                   keyHex: report.keyOut == nil && registered == nil ? keys.key.hex : nil,

@@ -50,19 +50,40 @@ struct RegistrationOptions: ParsableArguments {
     @Flag(name: .long, help: "Replace an existing registration of the same name.") var replace = false
     @Option(name: .long, help: "Master key file of the store (default STORE/master.key).") var masterKeyFile: String?
 
-    func perform(key: SecureBytes, tag: [UInt8], defaultName: String?) throws -> String? {
+    /// A registration checked before anything is written: store, name and policy.
+    struct Prepared {
+        let store: BrokerStore
+        let name: String
+        let policy: ReleasePolicy
+        let replace: Bool
+
+        func perform(key: SecureBytes, tag: [UInt8]) throws -> String {
+            try store.register(volume: name, key: key, tag: tag, policy: policy, replace: replace)
+            return name
+        }
+    }
+
+    /// Everything that can be wrong with the registration, found before a volume is written
+    /// (a volume whose registration then fails would have lost its key). Nil without --register.
+    func prepare(defaultName: String?) throws -> Prepared? {
         guard let register else {
             guard volumeName == nil, policy == nil, !replace else { throw FSPFError.usage("--volume-name, --policy and --replace need --register STORE") }
             return nil
         }
         guard let policy else { throw FSPFError.usage("--register needs --policy FILE") }
         guard let name = volumeName ?? defaultName else { throw FSPFError.usage("--register needs --volume-name") }
+        guard BrokerProtocol.isValidVolumeName(name) else {
+            throw FSPFError.usage("\(name): volume names are 1–64 of A-Z a-z 0-9 . _ - (not starting with a dot); choose one with --volume-name")
+        }
         let p: ReleasePolicy
         do { p = try ReleasePolicy(json: try FileSystem.readAll(policy, limit: 1 << 20)) } catch let e as AttestationError {
             throw FSPFError.badInput(path: policy, reason: e.description)
         }
-        try BrokerStore(root: register, masterKeyFile: masterKeyFile).register(volume: name, key: key, tag: tag, policy: p, replace: replace)
-        return name
+        let store = try BrokerStore(root: register, masterKeyFile: masterKeyFile)
+        guard replace || store.names().contains(name) == false else {
+            throw FSPFError.usage("\(name): already registered in \(register) (use --replace to change its key, tag or policy)")
+        }
+        return Prepared(store: store, name: name, policy: p, replace: replace)
     }
 }
 
@@ -85,7 +106,7 @@ struct KeyServerRegister: ParsableCommand {
             guard let t = try tag.expected() else { throw FSPFError.usage("register needs the volume's tag: --tag or --tag-env") }
             let options = try RegistrationOptions.parse(["--register", store, "--volume-name", volumeName, "--policy", policy]
                 + (replace ? ["--replace"] : []) + (masterKeyFile.map { ["--master-key-file", $0] } ?? []))
-            _ = try options.perform(key: try key.required().key, tag: t, defaultName: nil)
+            _ = try options.prepare(defaultName: nil)?.perform(key: try key.required().key, tag: t)
             Console.out("registered \(volumeName) (tag \(Hex.encode(t)))")
         }
     }

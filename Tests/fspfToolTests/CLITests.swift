@@ -53,6 +53,28 @@ import FSPFTestSupport
         #expect(report != nil && r.out[..<report!.lowerBound].hasSuffix("\r\u{1b}[2K"), "\(r.out.suffix(300).debugDescription)")
     }
 
+    /// `encrypt --register` with an invalid policy used to write the volume and then fail the
+    /// registration: the key was gone (exit 65) and the rerun refused the existing output (73).
+    /// Everything about the registration is checked first now.
+    @Test func registrationIsCheckedBeforeTheVolumeIsWritten() {
+        let s = Sandbox()
+        s.makeInput()
+        let code = String(repeating: "ab", count: 32)
+        let r = s.sh("""
+            fspf keyserver init --store ks > /dev/null || exit 1
+            echo '{"mrenclave": ["\(code)"], "allow_debg": true}' > bad.json
+            echo '{"mrenclave": ["\(code)"]}' > good.json
+            fspf encrypt in --out vol --register ks --policy bad.json; echo "bad policy: exit $? $(ls -d vol 2>/dev/null)"
+            fspf encrypt in --out .vol --register ks --policy good.json; echo "bad name: exit $? $(ls -d .vol 2>/dev/null)"
+            fspf encrypt in --out vol --register ks --policy good.json > /dev/null; echo "good: exit $?"
+            fspf encrypt in --out vol2 --register ks --volume-name vol --policy good.json; echo "taken: exit $? $(ls -d vol2 2>/dev/null)"
+            """)
+        for line in ["bad policy: exit 65 \n", "bad name: exit 64 \n", "good: exit 0", "taken: exit 64 \n"] {
+            #expect(r.out.contains(line), "\(line)\n\(r.out)\n\(r.err)")
+        }
+        #expect(r.err.contains("bad.json") && r.err.contains("allow_debg"), "\(r.err)")
+    }
+
     @Test func envJSONAndKeyOut() throws {
         let s = Sandbox()
         s.makeInput()
