@@ -18,6 +18,8 @@ public struct MountConfiguration: Sendable {
     public var acceptVersion1 = false
     /// Refuse to mount unless the kernel is inside a TEE (a confidential VM or container).
     public var requireTEE = false
+    /// Mount over a directory with entries of its own (hidden while mounted).
+    public var allowNonEmpty = false
     public var foreground = false
     public var allowOther = false
     /// Show every entry as owned by this user / group (-o uid=, gid=) instead of the stored owner.
@@ -55,6 +57,8 @@ public enum MountDaemon {
                                         + "inside a TEE (\(environment.enclave ?? "no confidential VM or container found"))")
         }
 
+        // Before a key is fetched (a release is audited and spends a nonce).
+        if !config.allowNonEmpty { try checkEmpty(config.mountpoint, volume: config.volume) }
         let material = try config.key.loadMaterial(timeout: config.keyTimeout)
         let expected = try AccessOptions.pin(given: config.tag, material: material, source: config.key.name, skipTagCheck: config.skipTagCheck)
         if expected == nil {
@@ -145,16 +149,37 @@ public enum MountDaemon {
         defer { free(resolved) }
         let absolute = String(cString: resolved)
         guard FileSystem.isDirectory(absolute) else { throw FSPFError.mountFailed(path: path, reason: "mount point is not a directory") }
-        if let mounts = try? FileSystem.readAll("/proc/self/mountinfo") {
-            for line in String(decoding: mounts, as: UTF8.self).split(separator: "\n") {
-                let fields = line.split(separator: " ")
-                guard fields.count > 8, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { continue }
-                if unescapeMountPath(fields[4]) == absolute && fields[dash + 1].hasPrefix("fuse") {
-                    throw FSPFError.mountFailed(path: path, reason: "mount point busy: a FUSE file system is already mounted there")
-                }
-            }
-        }
+        if isFUSEMount(absolute) { throw busy(path) }
         return absolute
+    }
+
+    static func busy(_ path: String) -> FSPFError {
+        .mountFailed(path: path, reason: "mount point busy: a FUSE file system is already mounted there")
+    }
+
+    static func isFUSEMount(_ absolute: String) -> Bool {
+        guard let mounts = try? FileSystem.readAll("/proc/self/mountinfo") else { return false }
+        return String(decoding: mounts, as: UTF8.self).split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 8, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { return false }
+            return unescapeMountPath(fields[4]) == absolute && fields[dash + 1].hasPrefix("fuse")
+        }
+    }
+
+    /// A mount point with entries of its own would hide them silently (gocryptfs refuses too),
+    /// unless it is the volume's own directory: mounting over the ciphertext is the point there.
+    static func checkEmpty(_ path: String, volume: String) throws {
+        let directory = FileSystem.isDirectory(volume) ? volume : Paths.parent(volume)
+        func resolved(_ p: String) -> String? {
+            guard let r = realpath(p, nil) else { return nil }
+            defer { free(r) }
+            return String(cString: r)
+        }
+        guard let target = resolved(path) else { return }  // checkMountpoint names the problem
+        if isFUSEMount(target) { throw busy(path) }
+        guard target != resolved(directory), let entries = try? FileSystem.list(target), !entries.isEmpty else { return }
+        throw FSPFError.mountFailed(path: path, reason: "mount point is not empty: its \(entries.count) entries would be hidden while mounted "
+                                    + "(--nonempty to mount over them anyway)")
     }
 
     /// mountinfo escapes space, tab, newline and backslash as \ooo.

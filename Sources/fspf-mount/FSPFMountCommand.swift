@@ -16,11 +16,14 @@ struct FSPFMountCommand: ParsableCommand {
         The key never comes from the command line: use --key-file, --key-env, --key-fd, --key-stdin, --key-url,
         or --key-broker with --evidence (attested release, docs/ATTESTATION.md).
         The expected tag (--tag, --tag-env, or the key resource's) pins the exact volume version.
-        Without MOUNTPOINT the volume directory itself is the mount point (mount-over).
+        Without MOUNTPOINT the volume directory itself is the mount point (mount-over); another directory must be
+        empty unless --nonempty.
+        Example: fspf-mount encrypted-files /fspf/code --key-file code.key --tag "$TAG"
+        Unmount with: umount MOUNTPOINT (root) or fusermount3 -u MOUNTPOINT, or SIGTERM to the daemon.
         A FUSE mount hands what it serves to the kernel: it protects data only where the kernel is inside the TEE
         (confidential VMs and containers), not in SGX enclaves. It logs what it finds at start; --require-tee refuses elsewhere.
         Exit codes: 0 mounted (or, in the foreground, cleanly unmounted), 10 tag mismatch or integrity failure,
-        11 wrong key, 12 key source failed, 20 mount failed (mount point missing or busy, or --require-tee outside a TEE), 21 no usable /dev/fuse,
+        11 wrong key, 12 key source failed, 20 mount failed (mount point missing, busy or not empty, or --require-tee outside a TEE), 21 no usable /dev/fuse,
         64 usage, 65 not a volume, 66 volume missing.
         """,
         version: "0.1.0")
@@ -60,7 +63,9 @@ struct FSPFMountCommand: ParsableCommand {
     @Flag(name: .long, help: "Refuse to mount unless the kernel is inside a TEE (SEV-SNP or TDX guest, confidential containers); see docs/SECURITY.md.")
     var requireTee = false
     @Flag(name: .long, help: "Stay in the foreground.") var foreground = false
-    @Option(name: .customShort("o"), help: "Mount options: allow_other; uid=N and gid=N show every entry as owned by N instead of its stored owner.")
+    @Flag(name: .long, help: "Mount over a directory that has entries (hidden while mounted); the volume's own directory needs no flag.")
+    var nonempty = false
+    @Option(name: .customShort("o"), help: "Mount options: allow_other; nonempty (as --nonempty); uid=N and gid=N show every entry as owned by N instead of its stored owner.")
     var mountOptions: [String] = []
     @Option(name: .long, help: "After mounting, run as this user (user or user:group).") var user: String?
     @Option(name: .long, help: "FUSE worker threads.") var threads: UInt32 = 8
@@ -83,11 +88,13 @@ struct FSPFMountCommand: ParsableCommand {
             config.skipTagCheck = noTagCheck
             config.acceptVersion1 = acceptV1
             config.requireTEE = requireTee
+            config.allowNonEmpty = nonempty
             for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
                 if o == "allow_other" { config.allowOther = true; continue }
+                if o == "nonempty" { config.allowNonEmpty = true; continue }
                 if o.hasPrefix("uid="), let n = UInt32(o.dropFirst(4)) { config.uid = n; continue }
                 if o.hasPrefix("gid="), let n = UInt32(o.dropFirst(4)) { config.gid = n; continue }
-                throw FSPFError.usage("-o \(o): only allow_other, uid=N and gid=N are supported (the mount is always ro)")
+                throw FSPFError.usage("-o \(o): only allow_other, nonempty, uid=N and gid=N are supported (the mount is always ro)")
             }
             config.tag = try access.givenTag()
             throw ExitCode(try MountDaemon.run(config, logger: logger))

@@ -248,6 +248,29 @@ import FSPFTestSupport
         _ = s.sh("umount mnt")
     }
 
+    /// A mount point with entries of its own is refused unless asked for (they would be hidden
+    /// silently), before any key is fetched; the volume's own directory is always allowed.
+    @Test func nonEmptyMountPointsAreRefusedUnlessAsked() throws {
+        let s = Sandbox()
+        _ = MountTests.makeTree(s)
+        let tag = MountTests.encrypt(s)
+        _ = s.sh("mkdir -p mnt && echo mine > mnt/notes.txt")
+        let refused = MountTests.mount(s, "vol mnt --key-file key --tag \(tag)")
+        #expect(refused.status == 20 && refused.err.contains("mount point is not empty: its 1 entries would be hidden"), "\(refused.err)")
+        #expect(Sandbox.mounts(below: s.path).isEmpty)
+        for flag in ["--nonempty", "-o nonempty"] {
+            let allowed = MountTests.mount(s, "vol mnt --key-file key --tag \(tag) \(flag)")
+            #expect(allowed.status == 0, "\(flag): \(allowed.err)")
+            #expect(FileManager.default.fileExists(atPath: s.path + "/mnt/job.py") && !FileManager.default.fileExists(atPath: s.path + "/mnt/notes.txt"))
+            #expect(s.sh("umount mnt").status == 0)
+        }
+        // Over the volume's own directory (full of ciphertext): no flag needed.
+        let over = MountTests.mount(s, "vol --key-file key --tag \(tag)")
+        #expect(over.status == 0, "\(over.err)")
+        #expect(FileManager.default.fileExists(atPath: s.path + "/vol/job.py"))
+        #expect(s.sh("umount vol").status == 0)
+    }
+
     /// The key from a local agent over HTTP, with the tag in the same JSON resource; over HTTPS
     /// with a pinned CA; never from another machine unless allowed, and then over HTTPS only.
     @Test func keyFromURL() throws {
