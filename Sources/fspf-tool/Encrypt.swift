@@ -87,7 +87,8 @@ struct Encrypt: ParsableCommand {
                 result = try VolumeWriter.encrypt(input: input, output: out, keys: keys, options: options)
             } else {
                 guard out == nil, authenticated.isEmpty, notProtected.isEmpty, encrypted.isEmpty else {
-                    throw FSPFError.usage("\(input): a draft takes its regions from 'fspf addr', not from options")
+                    throw FSPFError.usage("\(input) is a file: fspf encrypt DIR --out VOLUME encrypts a directory (put the file in one); "
+                                          + "a file argument is a metadata file of SCONE's steps (fspf create, addr, addf), without --out or region options")
                 }
                 let draft = try Draft.load(input)
                 let (sources, regions) = draft.writerInputs(defaultChunkSize: options.chunkSize)

@@ -75,6 +75,21 @@ import FSPFTestSupport
         #expect(r.err.contains("bad.json") && r.err.contains("allow_debg"), "\(r.err)")
     }
 
+    /// A file where a directory belongs: the errors say what to do, in the user's words (they
+    /// used to talk about "drafts").
+    @Test func encryptingAFileExplainsItself() {
+        let s = Sandbox()
+        let r = s.sh("""
+            echo hi > f.txt
+            fspf encrypt f.txt --out vol; echo "with out: exit $?"
+            fspf encrypt f.txt; echo "alone: exit $?"
+            """)
+        #expect(r.out.contains("with out: exit 64") && r.out.contains("alone: exit 65"), "\(r.out)")
+        #expect(r.err.contains("f.txt is a file: fspf encrypt DIR --out VOLUME encrypts a directory"), "\(r.err)")
+        #expect(r.err.contains("f.txt: not a metadata file in progress (made by 'fspf create' and not yet encrypted)"), "\(r.err)")
+        #expect(!r.err.contains("draft"), "\(r.err)")
+    }
+
     @Test func envJSONAndKeyOut() throws {
         let s = Sandbox()
         s.makeInput()

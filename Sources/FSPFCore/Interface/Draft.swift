@@ -38,7 +38,7 @@ public struct Draft: Codable, Equatable, Sendable {
         guard FileSystem.exists(path) else { throw FSPFError.noInput(path: path, reason: "no such file (run 'fspf create' first)") }
         let bytes = try FileSystem.readAll(path, limit: 1 << 26)
         guard let d = try? JSONDecoder().decode(Draft.self, from: Data(bytes)), d.format == formatName else {
-            throw FSPFError.badInput(path: path, reason: "not an fspf draft (already encrypted, or not made by 'fspf create')")
+            throw FSPFError.badInput(path: path, reason: "not a metadata file in progress (made by 'fspf create' and not yet encrypted); to encrypt a directory: fspf encrypt DIR --out VOLUME")
         }
         return d
     }
