@@ -254,6 +254,7 @@ import FSPFTestSupport
             cp out/kbs/data.json cdh/cdh/resource/default/fspf/data
             port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
             python -m http.server "$port" --bind 127.0.0.1 --directory cdh > cdh.log 2>&1 & hub=$!
+            trap 'kill "$hub" 2>/dev/null || true' EXIT
             for _ in $(seq 100); do python -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break; sleep 0.1; done
             run '\(Self.root)/deploy/kubernetes/key-sources/cdh.yaml' "s/127.0.0.1:8006/127.0.0.1:$port/"
             kill "$hub"
@@ -273,6 +274,7 @@ import FSPFTestSupport
             fspf keyserver register --store ks --volume-name code --policy policy.json --key-file code.key --tag "$DRIVER_MAIN_FSPF_TAG" > /dev/null
             fspf keyserver register --store ks --volume-name data --policy policy.json --key-file data.key --tag "$DATA_FSPF_TAG" > /dev/null
             keyserver_start > /dev/null
+            trap keyserver_stop EXIT  # also when a step fails: no server outlives the test
             cp ks/tls/cert.pem pod/run/fspf/broker/cert.pem
             url=${broker[1]}
             run '\(Self.root)/deploy/kubernetes/key-sources/key-server.yaml' \\
