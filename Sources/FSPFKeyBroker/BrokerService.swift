@@ -32,7 +32,7 @@ final class BrokerService: Sendable {
     }
 
     /// A request refused before it was complete (framing, limits, deadline): audited, answered.
-    func refuse(_ failure: HTTPRequest.Failure, peer: Peer, address: String, request: String) -> Reply {
+    func refuse(_ failure: HTTPRequest.Failure, address: String, request: String) -> Reply {
         var e = entry(peer: address, request: request)
         e.status = failure.status
         e.reason = failure.reason

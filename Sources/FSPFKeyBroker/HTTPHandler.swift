@@ -1,4 +1,3 @@
-import FSPFSystem
 import NIOCore
 import NIOHTTP1
 import NIOTLS
@@ -136,9 +135,9 @@ final class HTTPHandler: ChannelInboundHandler {
 
     private func refuse(_ context: ChannelHandlerContext, _ failure: HTTPRequest.Failure, request: String? = nil) {
         state = .answering
-        let service = environment.service, peer = self.peer, address = self.address
+        let service = environment.service, address = self.address
         let line = request ?? head.map(line) ?? "?"
-        submit(context) { service.refuse(failure, peer: peer, address: address, request: line) }
+        submit(context) { service.refuse(failure, address: address, request: line) }
     }
 
     private func drop(_ context: ChannelHandlerContext, _ reason: String) {
