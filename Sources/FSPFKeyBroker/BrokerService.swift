@@ -158,19 +158,18 @@ struct NonceTable {
         var peer: Peer
     }
     private(set) var entries: [String: Issued] = [:]
-    private var perPeer: [Peer: Int] = [:]
+    private var perPeer = PeerCounts()
 
-    func count(of peer: Peer) -> Int { perPeer[peer] ?? 0 }
+    func count(of peer: Peer) -> Int { perPeer[peer] }
 
     mutating func insert(_ nonce: String, _ issued: Issued) {
         entries[nonce] = issued
-        perPeer[issued.peer, default: 0] += 1
+        perPeer.add(issued.peer)
     }
 
     mutating func remove(_ nonce: String) -> Issued? {
         guard let issued = entries.removeValue(forKey: nonce) else { return nil }
-        perPeer[issued.peer]! -= 1
-        if perPeer[issued.peer] == 0 { perPeer[issued.peer] = nil }
+        perPeer.remove(issued.peer)
         return issued
     }
 

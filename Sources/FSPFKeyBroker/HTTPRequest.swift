@@ -23,6 +23,17 @@ struct HTTPRequest: Sendable {
                           503: "Service Unavailable"]
 }
 
+/// How many of something each peer holds (the quotas' tables); peers at zero are forgotten.
+struct PeerCounts {
+    private var counts: [Peer: Int] = [:]
+    subscript(peer: Peer) -> Int { counts[peer] ?? 0 }
+    mutating func add(_ peer: Peer) { counts[peer, default: 0] += 1 }
+    mutating func remove(_ peer: Peer) {
+        let n = self[peer] - 1
+        counts[peer] = n > 0 ? n : nil
+    }
+}
+
 /// A client as the quotas count it: an IPv4 address, or an IPv6 /64 (one host commonly holds a
 /// whole /64, so counting single IPv6 addresses would give it unlimited shares).
 struct Peer: Hashable, Sendable, CustomStringConvertible {

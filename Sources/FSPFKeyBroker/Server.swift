@@ -196,7 +196,7 @@ public final class KeyBrokerServer: @unchecked Sendable {
 final class ConnectionQuota: Sendable {
     struct Exceeded: Error {}
     private struct State {
-        var open: [Peer: Int] = [:]
+        var open = PeerCounts()
         var total = 0
         var refusals: [Peer: (since: Double, count: Int)] = [:]
     }
@@ -213,9 +213,9 @@ final class ConnectionQuota: Sendable {
 
     func admit(_ peer: Peer) -> Bool {
         state.withLock { s in
-            guard s.total < total, s.open[peer, default: 0] < perPeer else { return false }
+            guard s.total < total, s.open[peer] < perPeer else { return false }
             s.total += 1
-            s.open[peer, default: 0] += 1
+            s.open.add(peer)
             return true
         }
     }
@@ -223,8 +223,7 @@ final class ConnectionQuota: Sendable {
     func release(_ peer: Peer) {
         state.withLock { s in
             s.total -= 1
-            s.open[peer, default: 1] -= 1
-            if s.open[peer] == 0 { s.open[peer] = nil }
+            s.open.remove(peer)
         }
     }
 

@@ -82,28 +82,30 @@ public enum HTTPClient {
         }
     }
 
-    /// Whether `raw` holds a whole head and the whole body its Content-Length announces.
-    static func isComplete(_ raw: [UInt8]) -> Bool {
-        guard let end = raw.firstRange(of: Array("\r\n\r\n".utf8)) else { return false }
-        let head = String(decoding: raw[..<end.lowerBound], as: UTF8.self).lowercased()
-        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
-              let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: " \t")) else { return false }
-        return raw.count - end.upperBound >= length
-    }
-
-    /// Status line, headers, then the body by Content-Length, chunked encoding or close.
-    @_spi(Fuzzing) public static func response(_ response: [UInt8], limit: Int, url: String) throws -> Response {
-        func bad(_ why: String) -> FSPFError { .keyUnavailable(source: url, reason: why) }
-        guard let end = response.firstRange(of: Array("\r\n\r\n".utf8)) else { throw bad("malformed HTTP answer") }
-        let head = String(decoding: response[..<end.lowerBound], as: UTF8.self)
-        let lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
-        let status = lines.first?.split(separator: " ", maxSplits: 2) ?? []
-        guard status.count >= 2, status[0].hasPrefix("HTTP/1."), let code = Int(status[1]) else { throw bad("malformed HTTP answer") }
+    /// The head of an answer: where it ends, its status line's fields and its headers (names
+    /// lowercased); nil while "\r\n\r\n" has not arrived.
+    static func head(_ raw: [UInt8]) -> (end: Range<Int>, status: [Substring], headers: [String: String])? {
+        guard let end = raw.firstRange(of: Array("\r\n\r\n".utf8)) else { return nil }
+        let lines = String(decoding: raw[..<end.lowerBound], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
         }
+        return (end, lines.first?.split(separator: " ", maxSplits: 2) ?? [], headers)
+    }
+
+    /// Whether `raw` holds a whole head and the whole body its Content-Length announces.
+    static func isComplete(_ raw: [UInt8]) -> Bool {
+        guard let h = head(raw), let length = h.headers["content-length"].flatMap({ Int($0) }) else { return false }
+        return raw.count - h.end.upperBound >= length
+    }
+
+    /// Status line, headers, then the body by Content-Length, chunked encoding or close.
+    @_spi(Fuzzing) public static func response(_ response: [UInt8], limit: Int, url: String) throws -> Response {
+        func bad(_ why: String) -> FSPFError { .keyUnavailable(source: url, reason: why) }
+        guard let (end, status, headers) = head(response) else { throw bad("malformed HTTP answer") }
+        guard status.count >= 2, status[0].hasPrefix("HTTP/1."), let code = Int(status[1]) else { throw bad("malformed HTTP answer") }
         var body = Array(response[end.upperBound...])
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
             var decoded: [UInt8] = []
