@@ -33,6 +33,11 @@ public struct MountConfiguration: Sendable {
     public var cacheBytes = 32 << 20
     public var keyTimeout: Double = 10
     public var logLevel: Logger.Level = .info
+    /// The volume directory to serve as the mount's root (default: `VolumeReader.servedDirectory`).
+    public var subdirectory: String?
+    /// SCONE's runtime view: every outermost encrypted or authenticated region mounted at its
+    /// own absolute path (over its kernel directory), `mountpoint` unused.
+    public var scone = false
 
     public init(volume: String, mountpoint: String, key: KeySource) {
         self.volume = volume
@@ -58,54 +63,96 @@ public enum MountDaemon {
         }
 
         // Before a key is fetched (a release is audited and spends a nonce).
-        if !config.allowNonEmpty { try checkEmpty(config.mountpoint, volume: config.volume) }
+        if !config.allowNonEmpty && !config.scone { try checkEmpty(config.mountpoint, volume: config.volume) }
         let material = try config.key.loadMaterial(timeout: config.keyTimeout)
         let expected = try AccessOptions.pin(given: config.tag, material: material, source: config.key.name, skipTagCheck: config.skipTagCheck)
         if expected == nil {
             logger.warning("mounting without an expected tag: an older version of the volume would be accepted (--no-tag-check)")
         }
+        let keys = try VolumeKeys(key: material.key)
+        func open(covering: [String]) throws -> VolumeReader {
+            try VolumeReader(path: config.volume, keys: keys, expectedTag: expected, acceptVersion1: config.acceptVersion1,
+                             cacheBytes: config.cacheBytes, covered: covering)
+        }
 
-        // Open the volume before mounting: with mount-over, its directory is the mount point.
-        let reader = try VolumeReader(path: config.volume, keys: try VolumeKeys(key: material.key), expectedTag: expected,
-                                      acceptVersion1: config.acceptVersion1, cacheBytes: config.cacheBytes)
+        // Open the volume before mounting, with the directories the mounts cover: the volume's
+        // own directory (mount-over) or the kernel directories of SCONE's regions.
+        let reader: VolumeReader
+        var targets: [(mountpoint: String, top: Int?)] = []
+        if config.scone {
+            let paths = try sconeMountpoints(try open(covering: []))
+            reader = try open(covering: paths)
+            for p in paths {
+                targets.append((try checkMountpoint(p), try reader.entryIndex(p)))
+            }
+        } else {
+            let mountpoint = try checkMountpoint(config.mountpoint)
+            reader = try open(covering: [mountpoint])
+            let top = try config.subdirectory.map { try reader.entryIndex($0) } ?? reader.servedDirectory
+            if let top, !reader.entries[top].isDirectory {
+                throw FSPFError.usage("--subdir \(config.subdirectory ?? ""): not a directory in the volume")
+            }
+            targets.append((mountpoint, top))
+        }
         if reader.version == .v1 { logger.warning("\(FormatWarning.version1(reader.metadataPath).dropFirst("warning: ".count))") }
-        let mountpoint = try checkMountpoint(config.mountpoint)
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
         }
 
-        let readiness = Readiness()
+        let readiness = Readiness(mounts: targets.count)
         let readahead = config.readaheadKiB
-        let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace, uid: config.uid, gid: config.gid) {
-            // INIT is answered only after this callback returns: confirm from another thread
-            // that the mount serves requests, then tune it and report it live.
-            Thread.detachNewThread {
-                var s = statvfs()
-                _ = statvfs(mountpoint, &s)
-                if readahead > 0 { Tuning.setReadahead(mountpoint: mountpoint, kib: readahead, logger: logger) }
-                readiness.signal()
-            }
-        }
         var options = "ro,default_permissions,fsname=fspf,subtype=fspf"
         if config.allowOther { options += ",allow_other" }
-        var argv: [UnsafeMutablePointer<CChar>?] = ["fspf-mount", "-o", options].map { (s: String) in strdup(s) }
-        defer { argv.forEach { free($0) } }
-        var args = fuse_args(argc: Int32(argv.count), argv: nil, allocated: 0)
-        var ops = Operations.table(for: volume)
-        let userdata = Unmanaged.passRetained(volume).toOpaque()
-        let session: OpaquePointer? = argv.withUnsafeMutableBufferPointer { buf in
-            args.argv = buf.baseAddress
-            return fspf_fuse_session_new(&args, &ops, userdata)
+        var sessions: [(session: OpaquePointer, userdata: UnsafeMutableRawPointer, mountpoint: String)] = []
+        func unmountAll() {
+            for s in sessions { fuse_session_unmount(s.session) }
         }
-        fuse_opt_free_args(&args)
-        guard let session else { throw FSPFError.mountFailed(path: mountpoint, reason: "could not create the FUSE session") }
-        defer { fuse_session_destroy(session) }
-
-        guard fuse_session_mount(session, mountpoint) == 0 else {
-            throw FSPFError.mountFailed(path: mountpoint, reason: "the kernel refused the mount (see the line above)")
+        defer {
+            for s in sessions {
+                fuse_session_destroy(s.session)
+                Unmanaged<MountedVolume>.fromOpaque(s.userdata).release()
+            }
         }
-        logger.info("mounted", metadata: ["volume": "\(reader.metadataPath)", "mountpoint": "\(mountpoint)",
-                                          "tag": "\(Hex.encode(reader.tag.full))", "files": "\(reader.entries.count)"])
+        for (mountpoint, top) in targets {
+            let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace, top: top,
+                                       uid: config.uid, gid: config.gid) {
+                // INIT is answered only after this callback returns: confirm from another thread
+                // that the mount serves requests, then tune it and report it live.
+                Thread.detachNewThread {
+                    var s = statvfs()
+                    _ = statvfs(mountpoint, &s)
+                    if readahead > 0 { Tuning.setReadahead(mountpoint: mountpoint, kib: readahead, logger: logger) }
+                    readiness.signal()
+                }
+            }
+            var argv: [UnsafeMutablePointer<CChar>?] = ["fspf-mount", "-o", options].map { (s: String) in strdup(s) }
+            defer { argv.forEach { free($0) } }
+            var args = fuse_args(argc: Int32(argv.count), argv: nil, allocated: 0)
+            var ops = Operations.table(for: volume)
+            let userdata = Unmanaged.passRetained(volume).toOpaque()
+            let session: OpaquePointer? = argv.withUnsafeMutableBufferPointer { buf in
+                args.argv = buf.baseAddress
+                return fspf_fuse_session_new(&args, &ops, userdata)
+            }
+            fuse_opt_free_args(&args)
+            guard let session else {
+                Unmanaged<MountedVolume>.fromOpaque(userdata).release()
+                unmountAll()
+                throw FSPFError.mountFailed(path: mountpoint, reason: "could not create the FUSE session")
+            }
+            guard fuse_session_mount(session, mountpoint) == 0 else {
+                fuse_session_destroy(session)
+                Unmanaged<MountedVolume>.fromOpaque(userdata).release()
+                unmountAll()
+                throw FSPFError.mountFailed(path: mountpoint, reason: "the kernel refused the mount (see the line above)")
+            }
+            sessions.append((session, userdata, mountpoint))
+            logger.info("mounted", metadata: ["volume": "\(reader.metadataPath)", "mountpoint": "\(mountpoint)",
+                                              "served": "/\(top.map { reader.entries[$0].path } ?? "")",
+                                              "tag": "\(Hex.encode(reader.tag.full))", "files": "\(reader.entries.count)"])
+        }
+        let session = sessions[0].session
+        let mountpoint = sessions[0].mountpoint
 
         if !config.foreground {
             // Parent: wait until the child reports the mount initialised, then exit 0.
@@ -117,7 +164,7 @@ public enum MountDaemon {
         _ = chdir("/")
         if let user = config.user {
             do { try Hardening.dropPrivileges(to: user) } catch {
-                fuse_session_unmount(session)
+                unmountAll()
                 throw error
             }
             logger.info("running as \(user)")
@@ -125,20 +172,52 @@ public enum MountDaemon {
         Hardening.lockMemory(logger: logger)
 
         guard fuse_set_signal_handlers(session) == 0 else {
-            fuse_session_unmount(session)
+            unmountAll()
             throw FSPFError.mountFailed(path: mountpoint, reason: "cannot install signal handlers")
+        }
+        // Further mounts (--scone with several regions) loop on threads of their own and end
+        // when the first one does (SIGTERM/SIGINT/SIGHUP or its unmount) unmounts them.
+        let others = DispatchGroup()
+        for s in sessions.dropFirst() {
+            let loop = UncheckedSession(s.session)
+            others.enter()
+            Thread.detachNewThread {
+                _ = fspf_fuse_session_loop_mt(loop.session, config.threads)
+                others.leave()
+            }
         }
         // The loop returns 0 on unmount, the signal number on SIGTERM/SIGINT/SIGHUP, < 0 on error.
         let status = fspf_fuse_session_loop_mt(session, config.threads)
-        fuse_session_unmount(session)
+        unmountAll()
+        others.wait()
         fuse_remove_signal_handlers(session)
-        Unmanaged<MountedVolume>.fromOpaque(userdata).release()
         if status < 0 {
             logger.error("FUSE loop failed: \(String(cString: strerror(-status)))")
             return ExitStatus.mountFailed
         }
-        logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)"])
+        for s in sessions { logger.info("unmounted", metadata: ["mountpoint": "\(s.mountpoint)"]) }
         return 0
+    }
+
+    /// SCONE's runtime shows each region at its own path: the outermost encrypted or
+    /// authenticated regions that have files, each mounted at its absolute path (created if
+    /// missing); not-protected regions are left alone.
+    static func sconeMountpoints(_ reader: VolumeReader) throws -> [String] {
+        let protected = reader.metadata.regions.filter { $0.kind != .notProtected }
+        if protected.contains(where: { $0.path.isEmpty }) {
+            throw FSPFError.usage("\(reader.metadataPath): region / is protected: SCONE's runtime would serve the whole file system; "
+                                  + "mount it with fspf-mount VOLUME MOUNTPOINT")
+        }
+        let outermost = protected.filter { r in !protected.contains { $0.path != r.path && Paths.isWithin(r.path, $0.path) } }
+        let paths = outermost.compactMap { r -> String? in
+            guard let i = try? reader.entryIndex(r.path), reader.entries[i].isDirectory else { return nil }
+            return "/" + r.path
+        }.sorted()
+        guard !paths.isEmpty else {
+            throw FSPFError.badInput(path: reader.metadataPath, reason: "no encrypted or authenticated region has files to serve")
+        }
+        for p in paths where !FileSystem.exists(p) { try FileSystem.makeDirectories(p) }
+        return paths
     }
 
     /// Absolute path of an existing directory that is not already an FSPF mount.
@@ -221,10 +300,19 @@ enum Tuning {
     }
 }
 
-/// Tells whoever waits that the mount is live: the parent of a backgrounded daemon (over a
+/// A FUSE session handed to the thread that runs its loop.
+private struct UncheckedSession: @unchecked Sendable {
+    let session: OpaquePointer
+    init(_ session: OpaquePointer) { self.session = session }
+}
+
+/// Tells whoever waits that the mounts are live: the parent of a backgrounded daemon (over a
 /// pipe) and a service manager (sd_notify protocol, when NOTIFY_SOCKET is set).
 final class Readiness: @unchecked Sendable {
     private var pipeWrite: Int32 = -1
+    private let pending: Locked<Int>
+
+    init(mounts: Int) { pending = Locked(mounts) }
 
     /// Forks. In the parent, waits for the child's report and returns the exit status to use;
     /// in the child, returns nil.
@@ -252,6 +340,7 @@ final class Readiness: @unchecked Sendable {
     }
 
     func signal() {
+        guard pending.withLock({ $0 -= 1; return $0 }) == 0 else { return }
         if pipeWrite >= 0 {
             var zero: UInt8 = 0
             _ = write(pipeWrite, &zero, 1)

@@ -30,9 +30,13 @@ final class MountedVolume: @unchecked Sendable {
     private let root: Entry
     private let totalBytes: UInt64
 
-    init(reader: VolumeReader, logger: Logger, trace: Bool, uid: uid_t? = nil, gid: gid_t? = nil,
+    /// The directory served as the mount's root (nil: the volume's root).
+    let top: Int?
+
+    init(reader: VolumeReader, logger: Logger, trace: Bool, top: Int? = nil, uid: uid_t? = nil, gid: gid_t? = nil,
          onReady: @escaping @Sendable () -> Void) {
         self.reader = reader
+        self.top = top
         self.logger = logger
         self.trace = trace
         self.onReady = onReady
@@ -64,19 +68,28 @@ final class MountedVolume: @unchecked Sendable {
 
     static let rootInode: fuse_ino_t = 1
 
-    /// The inode of an entry: a hard link has its first path's.
+    /// The inode of an entry: a hard link has its first path's; the served directory is the root.
     func inode(_ index: Int?) -> fuse_ino_t {
-        index.map { fuse_ino_t((reader.entries[$0].linkOf ?? $0) + 2) } ?? MountedVolume.rootInode
+        if index == top { return MountedVolume.rootInode }
+        return index.map { fuse_ino_t((reader.entries[$0].linkOf ?? $0) + 2) } ?? MountedVolume.rootInode
     }
 
-    /// nil for the root; throws ENOENT for an inode that does not exist.
+    /// The served directory for the root inode (nil: the volume's root); throws ENOENT for an
+    /// inode that does not exist.
     func index(_ ino: fuse_ino_t) throws(Errno) -> Int? {
-        if ino == MountedVolume.rootInode { return nil }
+        if ino == MountedVolume.rootInode { return top }
         guard ino >= 2, ino - 2 < UInt64(reader.entries.count) else { throw Errno(ENOENT) }
         return Int(ino - 2)
     }
 
     func entry(_ index: Int?) -> Entry { index.map { reader.entries[$0] } ?? root }
+
+    /// The parent directory of a directory; the served root is its own parent.
+    func parent(of dir: Int?) -> Int? {
+        guard let dir, dir != top else { return dir }
+        let p = Paths.parentIndex(of: reader.entries[dir].path, in: reader)
+        return p < 0 ? nil : p
+    }
 
     func attributes(_ index: Int?) -> stat {
         var st = stat()

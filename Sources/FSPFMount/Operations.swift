@@ -210,7 +210,7 @@ enum Operations {
             case 0: name = "."; target = dir; isDotEntry = true
             case 1:
                 name = ".."
-                target = dir.flatMap { Paths.parentIndex(of: v.reader.entries[$0].path, in: v.reader) }.flatMap { $0 < 0 ? nil : $0 }
+                target = v.parent(of: dir)
                 isDotEntry = true
             default:
                 target = children[position - 2]

@@ -81,7 +81,7 @@ for chunk in [0, 4096, 16384, 65536, 262_144, 1 << 20] as [UInt32] {
     let random128 = Double(n128) * 131_072 / (now() - t) / 1e6
 
     var onDisk: UInt64 = 0
-    for e in reader.entries { if case .file(_, _, let p?, _) = e.content { onDisk += p.objectSize } }
+    for e in reader.entries { if case .file(_, _, let p?, _) = e.content, p.inlineTree == nil { onDisk += p.objectSize } }
     let basisPoints = Int((Double(onDisk) / Double(size) - 1) * 10_000)
     let overhead = "\(basisPoints / 100).\(basisPoints % 100 < 10 ? "0" : "")\(basisPoints % 100)%"
     print("| \(chunk / 1024) KiB | \(Int(write)) | \(Int(sequential)) | \(Int(random4)) | \(Int(random128)) | \(overhead) |")

@@ -4,6 +4,7 @@ import FSPFCrypto
 import FSPFSystem
 import FSPFMount
 import FSPFProvisioning
+import Foundation
 import Glibc
 import Logging
 
@@ -18,7 +19,13 @@ struct FSPFMountCommand: ParsableCommand {
         The expected tag (--tag, --tag-env, or the key resource's) pins the exact volume version.
         Without MOUNTPOINT the volume directory itself is the mount point (mount-over); another directory must be
         empty unless --nonempty.
-        Example: fspf-mount encrypted-files /fspf/code --key-file code.key --tag "$TAG"
+        A volume built with SCONE's steps and a not-protected root ('addr / --not-protected --kernel /') is served from the
+        directory holding its encrypted and authenticated regions (--subdir / serves its whole tree).
+        --scone does what SCONE's runtime does: every encrypted or authenticated region appears at its own absolute path,
+        mounted over its kernel directory, wherever the metadata file lies; volume, key and tag default to SCONE_FSPF,
+        SCONE_FSPF_KEY and SCONE_FSPF_TAG.
+        Examples: fspf-mount encrypted-files /fspf/code --key-file code.key --tag "$TAG"
+                  SCONE_FSPF=/fspf/fspf.pb SCONE_FSPF_KEY=… SCONE_FSPF_TAG=… fspf-mount --scone
         Unmount with: umount MOUNTPOINT (root) or fusermount3 -u MOUNTPOINT, or SIGTERM to the daemon.
         A FUSE mount hands what it serves to the kernel: it protects data only where the kernel is inside the TEE
         (confidential VMs and containers), not in SGX enclaves. It logs what it finds at start; --require-tee refuses elsewhere.
@@ -28,8 +35,11 @@ struct FSPFMountCommand: ParsableCommand {
         """,
         version: "0.1.0")
 
-    @Argument(help: "Volume directory (or its metadata file).") var volume: String
+    @Argument(help: "Volume directory (or its metadata file).") var volume: String?
     @Argument(help: "Where to mount it (default: over the volume directory itself).") var mountpoint: String?
+    @Flag(name: .long, help: "Serve each encrypted or authenticated region at its own absolute path, as SCONE's runtime does.") var scone = false
+    @Option(name: .long, help: "--scone: the metadata file (default: $SCONE_FSPF).") var fspf: String?
+    @Option(name: .long, help: "Directory of the volume to serve as the mount's root ('/' for the whole tree).") var subdir: String?
 
     @Option(name: .long, help: "Key file: 32 raw bytes or 64 hex digits (e.g. /dev/attestation/keys/<name>).") var keyFile: String?
     @Option(name: .long, help: "Environment variable holding the key; removed once read (e.g. SCONE_FSPF_KEY).") var keyEnv: String?
@@ -77,8 +87,28 @@ struct FSPFMountCommand: ParsableCommand {
         LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
         let logger = Logger(label: "fspf-mount")
         do {
-            let access = self.access
+            var access = self.access
+            let volume: String
+            if scone {
+                guard mountpoint == nil, subdir == nil else {
+                    throw FSPFError.usage("--scone mounts each region at its own path: no MOUNTPOINT or --subdir")
+                }
+                let named = [fspf, self.volume].compactMap { $0 }
+                guard named.count <= 1 else { throw FSPFError.usage("--scone: name the metadata file once (--fspf F or VOLUME)") }
+                guard let v = named.first ?? ProcessInfo.processInfo.environment["SCONE_FSPF"] else {
+                    throw FSPFError.usage("--scone needs the metadata file: --fspf F or SCONE_FSPF")
+                }
+                volume = v
+                if [keyFile, keyEnv, keyUrl, keyBroker].allSatisfy({ $0 == nil }) && keyFd == nil && !keyStdin { access.keyEnv = "SCONE_FSPF_KEY" }
+                if tag == nil && tagEnv == nil && !noTagCheck && keyBroker == nil && keyUrl == nil { access.tagEnv = "SCONE_FSPF_TAG" }
+            } else {
+                guard fspf == nil else { throw FSPFError.usage("--fspf goes with --scone; otherwise name the volume as the first argument") }
+                guard let v = self.volume else { throw FSPFError.usage("missing VOLUME (or --scone to use SCONE_FSPF)") }
+                volume = v
+            }
             var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try access.keySource(volume: volume))
+            config.scone = scone
+            config.subdirectory = subdir
             config.keyTimeout = keyTimeout
             config.foreground = foreground
             config.user = user

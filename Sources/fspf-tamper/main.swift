@@ -102,7 +102,7 @@ struct Volume {
 @MainActor func objects(_ v: Volume) throws -> [String: String] {
     let r = try VolumeReader(path: v.path, keys: v.keys)
     var out: [String: String] = [:]
-    for e in r.entries { if case .file(_, _, let p?, _) = e.content { out[e.path] = v.path + "/" + p.object } }
+    for e in r.entries { if case .file(_, _, let p?, _) = e.content, p.inlineTree == nil { out[e.path] = v.path + "/" + p.object } }
     return out
 }
 

@@ -72,11 +72,12 @@ struct Encrypt: ParsableCommand {
             }
             guard FileSystem.exists(input) else { throw FSPFError.noInput(path: input, reason: "no such file or directory") }
             let registering = try registration.prepare(defaultName: out.map { String($0.split(separator: "/").last ?? "") })
-            let keys = try key.source.map { try VolumeKeys(key: $0.load()) } ?? VolumeKeys.generate()
+            let given = try key.source.map { try VolumeKeys(key: $0.load()) }
             let display = ProgressDisplay.startIfTerminal(quiet: quiet)
             options.progress = display?.progress
             defer { display?.stop() }
             let result: WriteResult
+            let keys: VolumeKeys
             if FileSystem.isDirectory(input) {
                 guard let out else { throw FSPFError.usage("encrypting a directory needs --out VOLUME") }
                 for (paths, kind) in [(encrypted, RegionKind.encrypted), (authenticated, .authenticated), (notProtected, .notProtected)] {
@@ -84,6 +85,7 @@ struct Encrypt: ParsableCommand {
                         options.regions.append(Region(path: try Paths.normalize(p), kind: kind, chunkSize: options.chunkSize))
                     }
                 }
+                keys = given ?? VolumeKeys.generate()
                 result = try VolumeWriter.encrypt(input: input, output: out, keys: keys, options: options)
             } else {
                 guard out == nil, authenticated.isEmpty, notProtected.isEmpty, encrypted.isEmpty else {
@@ -91,9 +93,17 @@ struct Encrypt: ParsableCommand {
                                           + "a file argument is a metadata file of SCONE's steps (fspf create, addr, addf), without --out or region options")
                 }
                 let draft = try Draft.load(input)
-                let (sources, regions) = draft.writerInputs(defaultChunkSize: options.chunkSize)
-                options.regions = regions
-                result = try VolumeWriter.write(sources: sources, metadataPath: input, keys: keys, options: options)
+                if let refused = [(chunkSize != nil, "--chunk-size (give addr --chunk-length)"), (reproducible, "--reproducible"),
+                                  (!exclude.isEmpty, "--exclude"), (noXattrs, "--no-xattrs"), (dense, "--dense")].first(where: { $0.0 }) {
+                    throw FSPFError.usage("\(refused.1): the files of \(input) were protected by addf already; "
+                                          + "for these options use fspf encrypt DIR --out VOLUME")
+                }
+                keys = try draft.keys
+                if let given, !given.key.equals(keys.key) {
+                    throw FSPFError.usage("\(input): its files were encrypted by addf under the key chosen at 'fspf create'; "
+                                          + "give the key to 'fspf create \(input)' instead")
+                }
+                result = try draft.seal(to: input)
             }
             display?.stop()  // the line is cleared before the report goes to the same terminal
             if let path = report.keyOut { try writeKeyFile(path, keys.key) }

@@ -8,40 +8,66 @@ import FSPFProvisioning
 // script can be replaced by `fspf`.
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create an empty volume metadata file (a draft until 'fspf encrypt F').")
+    static let configuration = CommandConfiguration(
+        abstract: "Start a volume step by step: an empty metadata file (SCONE's 'fspf create').",
+        discussion: """
+        The steps, as in a SCONE build script:
+          fspf create fspf.pb
+          fspf addr fspf.pb / --not-protected --kernel /
+          fspf addr fspf.pb /fspf/encrypted-files --encrypted --kernel /fspf/encrypted-files
+          fspf addf fspf.pb /fspf/encrypted-files /fspf/input/code /fspf/encrypted-files
+          fspf encrypt fspf.pb > keytag.txt
+        The volume key is chosen now (random, or given with a key option) and kept in F (mode 0600)         until 'fspf encrypt F' seals it; keep F's directory private until then. F is replaced if it exists.
+        """)
 
     @Argument(help: "Metadata file to create.") var file: String
+    @OptionGroup var key: KeyOptions
 
     func run() throws {
-        try reportingErrors { try Draft().save(file) }
+        try reportingErrors {
+            let keys = try key.source.map { try VolumeKeys(key: $0.load()) } ?? VolumeKeys.generate()
+            let draft = Draft(keys: keys)
+            try draft.save(file)
+            Console.out("Created empty file system protection file in \(file). AES-GCM tag: \(try draft.stepTag())")
+        }
     }
 }
 
 struct AddRegion: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "addr", abstract: "Add a region to a draft.")
+    static let configuration = CommandConfiguration(
+        commandName: "addr", abstract: "Add a region to a metadata file in progress (SCONE's 'fspf addr').",
+        discussion: """
+        A file belongs to the region with the longest matching path; the kind is fixed for the files addf adds later.
+          fspf addr fspf.pb / --not-protected --kernel /
+          fspf addr fspf.pb /usr --authenticated --kernel /usr
+          fspf addr fspf.pb /fspf/encrypted-files --encrypted --kernel /fspf/encrypted-files
+        """)
 
-    @Argument(help: "Draft metadata file.") var file: String
-    @Argument(help: "Path of the region inside the volume ('/' or '.' is the root).") var embed: String
-    @Flag(name: .long) var encrypted = false
-    @Flag(name: .long) var authenticated = false
-    @Flag(name: .long) var notProtected = false
-    @Option(name: .long, help: "Directory on disk that holds the region's files.") var kernel: String?
-    @Flag(name: .long, help: "In-memory regions (not supported).") var ephemeral = false
-    @Option(name: .long, help: "Chunk length in bytes (power of two, 4096 to 16M).") var chunkLength: String?
-    @Option(name: .long, help: "Key length: only 32 bytes (256 bits) is supported.") var keyLength: Int?
+    @Argument(help: "Metadata file made by 'fspf create'.") var file: String
+    @Argument(help: "Path of the region as the workload sees it ('/' is the root).") var embed: String
+    @Flag(name: [.customShort("e"), .long], help: "Encrypted and authenticated: ciphertext on disk.") var encrypted = false
+    @Flag(name: [.customShort("a"), .long], help: "Authenticated: plaintext on disk, every read verified against tags kept in the metadata.") var authenticated = false
+    @Flag(name: .long, help: "Not protected: plaintext, not verified (not served by fspf-mount --scone).") var notProtected = false
+    @Option(name: .long, help: "Directory on disk that holds the region's files (addf's default output; what fspf-mount --scone mounts over).") var kernel: String?
+    @Flag(name: .long, help: "Writable in-memory region: refused until writable volumes (issue 21); use --kernel DIR.") var ephemeral = false
+    @Option(name: .long, help: "Chunk length in bytes: a power of two from 4096 to 16M (default 16K).") var chunkLength: String?
+    @Option(name: .long, help: "Key length in bytes (16, 24 or 32) or bits: FSPF always uses 256-bit keys, a shorter length is accepted and stronger keys are used.") var keyLength: Int?
 
     func run() throws {
         try reportingErrors {
             let kinds = [(encrypted, RegionKind.encrypted), (authenticated, .authenticated), (notProtected, .notProtected)]
                 .filter { $0.0 }.map { $0.1 }
-            guard kinds.count == 1 else { throw FSPFError.usage("addr needs exactly one of --encrypted, --authenticated, --not-protected") }
-            guard !ephemeral else { throw FSPFError.usage("--ephemeral regions are not supported; use --kernel DIR") }
+            guard kinds.count == 1 else { throw FSPFError.usage("addr needs exactly one of --encrypted (-e), --authenticated (-a), --not-protected") }
+            guard !ephemeral else { throw FSPFError.usage("--ephemeral regions are not supported yet (they come with writable volumes); use --kernel DIR") }
             guard let kernel else { throw FSPFError.usage("addr needs --kernel DIR") }
-            if let k = keyLength, k != 32 && k != 256 { throw FSPFError.usage("--key-length \(k): only 32 bytes (256 bits) is supported") }
+            if let k = keyLength, ![16, 24, 32, 128, 192, 256].contains(k) {
+                throw FSPFError.usage("--key-length \(k): 16, 24 or 32 bytes (128, 192 or 256 bits)")
+            }
             let chunk = try chunkLength.map { try parseSize($0, option: "--chunk-length") } ?? ChunkSize.default
             var draft = try Draft.load(file)
             try draft.addRegion(path: embed, kind: kinds[0], kernel: kernel, chunkSize: chunk)
             try draft.save(file)
+            Console.out("Added region \(embed) to file system protection file \(file) new AES-GCM tag: \(try draft.stepTag())")
         }
     }
 }
@@ -49,19 +75,29 @@ struct AddRegion: ParsableCommand {
 struct AddFiles: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "addf",
-        abstract: "Add the files of a directory to a draft.",
-        discussion: "Their content is protected (and written to OUT, default: the region's --kernel directory) by 'fspf encrypt F'.")
+        abstract: "Protect the files of a directory now and record them (SCONE's 'fspf addf').",
+        discussion: """
+        Encrypted files go to OUT (default: the region's --kernel directory) as objects under OUT/.fspf-objects;         authenticated ones stay where they are (copied to OUT if it differs) and their tags go into the metadata file.         Files that appear in SOURCE afterwards are not part of the volume. A path added again is replaced.
+          fspf addf fspf.pb /fspf/encrypted-files /fspf/input/code /fspf/encrypted-files
+          fspf addf fspf.pb /usr /usr
+        """)
 
-    @Argument(help: "Draft metadata file.") var file: String
-    @Argument(help: "Where the files appear inside the volume.") var embed: String
-    @Argument(help: "Directory holding the plaintext files.") var source: String
-    @Argument(help: "Directory receiving the protected files.") var output: String?
+    @Argument(help: "Metadata file made by 'fspf create'.") var file: String
+    @Argument(help: "Where the files appear to the workload.") var embed: String
+    @Argument(help: "Directory holding the files.") var source: String
+    @Argument(help: "Directory receiving encrypted files (and copies of the others).") var output: String?
+    @Option(name: .long, help: "Worker threads (default: all cores).") var threads: Int?
 
     func run() throws {
         try reportingErrors {
+            var options = WriterOptions()
+            if let t = threads {
+                guard t >= 1 else { throw FSPFError.usage("--threads must be at least 1") }
+                options.threads = t
+            }
             var draft = try Draft.load(file)
-            try draft.addFiles(embed: embed, source: source, output: output)
-            try draft.save(file)
+            _ = try draft.addFiles(embed: embed, source: source, output: output, draftPath: file, options: options)
+            Console.out("Added files to file system protection file \(file) new AES-GCM tag: \(try draft.stepTag())")
         }
     }
 }
@@ -79,7 +115,7 @@ struct Show: ParsableCommand {
                 guard !tag else { throw FSPFError.usage("\(file): a draft has no tag yet; run 'fspf encrypt \(file)'") }
                 let d = try Draft.load(file)
                 for r in d.regions { Console.out("region /\(r.path) \(r.kind.name) kernel \(r.kernel) chunk \(r.chunkSize)") }
-                for s in d.sources { Console.out("files /\(s.embed) from \(s.source)" + (s.output.map { " to \($0)" } ?? "")) }
+                for e in try d.entries { Console.out(Listing.line(e, long: true)) }
                 return
             }
             let info = try VolumeInfo(path: file)

@@ -1,4 +1,5 @@
 import FSPFCrypto
+import Glibc
 import FSPFSystem
 
 /// The sealed metadata file `volume.fspf` (docs/FORMAT.md §4):
@@ -20,6 +21,30 @@ public enum SealedMetadata {
     public static let magic = Array("FSPFVOL\0".utf8)
     public static let headerSize = 72
     public static let fileName = "volume.fspf"
+
+    /// The metadata file a user means by `path`: the path itself if it is not a directory;
+    /// in a directory its `volume.fspf`, else the one sealed metadata file in it (SCONE's
+    /// layouts name it freely: `fs.fspf`, `fspf.pb`).
+    public static func locate(_ path: String) throws -> String {
+        guard FileSystem.isDirectory(path) else {
+            guard FileSystem.exists(path) else { throw FSPFError.noInput(path: path, reason: "no such volume") }
+            return path
+        }
+        let standard = Paths.join(path, fileName)
+        if FileSystem.exists(standard) { return standard }
+        let sealed = ((try? FileSystem.list(path)) ?? []).map { Paths.join(path, String(decoding: $0, as: UTF8.self)) }.filter { p in
+            guard let st = FileSystem.status(p), st.st_mode & S_IFMT == S_IFREG,
+                  let fd = try? FileDescriptor.openForReading(p) else { return false }
+            var head = [UInt8](repeating: 0, count: magic.count)
+            let n = (try? head.withUnsafeMutableBytes { try fd.read(into: $0, at: 0) }) ?? 0
+            return n == magic.count && head == magic
+        }
+        guard sealed.count == 1 else {
+            throw FSPFError.noInput(path: path, reason: sealed.isEmpty ? "not a volume (no \(fileName) or other sealed metadata file)"
+                                    : "several sealed metadata files (\(sealed.map(Paths.lastComponent).sorted().joined(separator: ", "))): name one")
+        }
+        return sealed[0]
+    }
 
     static func header(version: FormatVersion, reproducible: Bool, nonce: [UInt8], commitment: [UInt8], length: Int) -> [UInt8] {
         var w = ByteWriter()

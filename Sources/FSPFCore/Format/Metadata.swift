@@ -72,13 +72,17 @@ public struct ProtectedFile: Equatable, Sendable {
     public var storedSize: UInt64
     public var fileID: [UInt8]
     public var root: [UInt8]
-    /// The object (header, [ciphertext,] tag tree), relative to the volume directory.
+    /// The object (header, [ciphertext,] tag tree), relative to the volume directory; empty
+    /// when the tag tree is kept in the metadata (`inlineTree`).
     public var object: String
     /// Hole chunks, sorted, disjoint and not adjacent (version 2 only).
     public var holes: [HoleSpan]
+    /// The tag tree of an authenticated file built step by step: kept in the metadata, as
+    /// SCONE keeps an authenticated region's tags, so nothing is written beside its plaintext.
+    public var inlineTree: [UInt8]?
 
     public init(version: FormatVersion = .current, kind: ChunkKind, chunkSize: UInt32, storedSize: UInt64, fileID: [UInt8],
-                root: [UInt8], object: String, holes: [HoleSpan] = []) {
+                root: [UInt8], object: String, holes: [HoleSpan] = [], inlineTree: [UInt8]? = nil) {
         self.version = version
         self.kind = kind
         self.chunkSize = chunkSize
@@ -87,6 +91,7 @@ public struct ProtectedFile: Equatable, Sendable {
         self.root = root
         self.object = object
         self.holes = holes
+        self.inlineTree = inlineTree
     }
 
     public var chunkCount: UInt64 {
@@ -243,6 +248,7 @@ public struct VolumeMetadata: Equatable, Sendable {
                     w.put(p.fileID)
                     w.put(p.root)
                     w.putString(Array(p.object.utf8))
+                    if let tree = p.inlineTree { w.putString(tree) }
                     if version == .v2 {
                         w.put(UInt32(p.holes.count))
                         for h in p.holes { w.put(h.first); w.put(h.count) }
@@ -350,7 +356,18 @@ public struct VolumeMetadata: Equatable, Sendable {
                     guard stored == expectedStored else { throw bad("stored size of '\(path)'") }
                     let id = try r.get(count: ProtectedFile.idSize, "file id")
                     let root = try r.get(count: 32, "root")
-                    let object = try decodeLocation(try r.getString("object"), context: context)
+                    let rawObject = try r.getString("object")
+                    var object = "", inlineTree: [UInt8]? = nil
+                    if rawObject.isEmpty && kind == .authenticated && version == .v2 {
+                        // An empty location: the tree follows, exactly as long as its geometry says.
+                        let expected = TreeGeometry(chunkCount: max(1, (stored + UInt64(cs) - 1) / UInt64(cs)), version: version).byteCount
+                        guard expected <= UInt64(r.remaining) else { throw bad("tag tree of '\(path)'") }
+                        let tree = try r.getString("tag tree", max: Int(expected))
+                        guard tree.count == Int(expected) else { throw bad("tag tree of '\(path)'") }
+                        inlineTree = tree
+                    } else {
+                        object = try decodeLocation(rawObject, context: context)
+                    }
                     var holes: [HoleSpan] = []
                     if version == .v2 {
                         let n = try r.get(UInt32.self, "hole count")
@@ -365,7 +382,7 @@ public struct VolumeMetadata: Equatable, Sendable {
                         }
                     }
                     protection = ProtectedFile(version: version, kind: kind, chunkSize: cs, storedSize: stored, fileID: id,
-                                               root: root, object: object, holes: holes)
+                                               root: root, object: object, holes: holes, inlineTree: inlineTree)
                 }
                 let plain = region == .encrypted ? nil : try decodeLocation(try r.getString("location"), context: context)
                 e.content = .file(size: size, region: region, protection: protection, plain: plain)

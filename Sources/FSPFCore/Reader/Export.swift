@@ -108,8 +108,7 @@ public struct VolumeInfo: Sendable {
     public var objectBytes: UInt64
 
     public init(path: String) throws {
-        metadataPath = FileSystem.isDirectory(path) ? Paths.join(path, SealedMetadata.fileName) : path
-        guard FileSystem.exists(metadataPath) else { throw FSPFError.noInput(path: metadataPath, reason: "no such volume") }
+        metadataPath = try SealedMetadata.locate(path)
         let file = try FileSystem.readAll(metadataPath, limit: 1 << 30)
         header = try SealedMetadata.parseHeader(file, path: metadataPath)
         metadataBytes = file.count

@@ -14,6 +14,8 @@ public final class VolumeReader: Sendable {
     /// That directory, opened once: every later open is relative to it, so the volume stays
     /// readable when a mount covers its path (fspf-mount's mount-over).
     private let directoryFD: FileDescriptor
+    /// Covered directories (absolute path, descriptor), deepest first.
+    private let anchors: [(String, FileDescriptor)]
     /// What an attestation policy pins for this exact volume version.
     public let tag: VolumeTag
     public let metadata: VolumeMetadata
@@ -32,15 +34,15 @@ public final class VolumeReader: Sendable {
     /// `expectedTag` (16 bytes: the short tag; 32: the full tag), any other version of the
     /// volume is refused before anything is read, and so is a format-1 volume unless
     /// `acceptVersion1` (its tag does not bind against key holders, FORMAT.md §13).
+    /// `covered`: directories a mount is about to cover; they are opened now, so objects and
+    /// plaintext below them stay readable however the metadata names them (`/fspf.pb` naming
+    /// `app/.fspf-objects/…` while `/app` is the mount point).
     public init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, acceptVersion1: Bool = false,
-                cacheBytes: Int = 32 << 20) throws {
-        let isDirectory = FileSystem.isDirectory(path)
-        let metadataPath = isDirectory ? Paths.join(path, SealedMetadata.fileName) : path
-        guard FileSystem.exists(metadataPath) else {
-            throw FSPFError.noInput(path: metadataPath, reason: isDirectory
-                ? "not a volume (no \(SealedMetadata.fileName))" : "no such volume")
-        }
+                cacheBytes: Int = 32 << 20, covered: [String] = []) throws {
+        let metadataPath = try SealedMetadata.locate(path)
         directoryFD = try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY)
+        anchors = try covered.map { (Plan.absolute($0), try FileDescriptor.open($0, O_RDONLY | O_DIRECTORY)) }
+            .sorted { $0.0.utf8.count > $1.0.utf8.count }
         let file = try directoryFD.openForReading(relative: Paths.lastComponent(metadataPath)).readAll(limit: 1 << 30)
         let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, acceptVersion1: acceptVersion1,
                                                       path: metadataPath)
@@ -103,6 +105,23 @@ public final class VolumeReader: Sendable {
         return index[key]
     }
 
+    /// What a plain mount serves as its root: the volume's root (nil), unless the root region
+    /// is not protected — a volume built for SCONE's runtime (`addr / --not-protected
+    /// --kernel /`) — then the deepest directory holding every encrypted or authenticated
+    /// region that has files. `/fspf/encrypted-files/job.py` is then `MOUNTPOINT/job.py`.
+    public var servedDirectory: Int? {
+        let regions = metadata.regions
+        guard Region.of("", in: regions).kind == .notProtected else { return nil }
+        let present = regions.filter { $0.kind != .notProtected && !$0.path.isEmpty }
+            .compactMap { r in index[Array(r.path.utf8)].flatMap { metadata.entries[$0].isDirectory ? r.path : nil } }
+        guard var common = present.first?.split(separator: "/") else { return nil }
+        for p in present.dropFirst() {
+            let parts = p.split(separator: "/")
+            common = Array(zip(common, parts).prefix { $0 == $1 }.map(\.0))
+        }
+        return common.isEmpty ? nil : index[Array(common.joined(separator: "/").utf8)]
+    }
+
     public func list(_ path: String) throws -> [Entry] {
         let i = try entryIndex(path)
         if let i, !metadata.entries[i].isDirectory {
@@ -137,7 +156,7 @@ public final class VolumeReader: Sendable {
         }
         guard let p = protection else {
             // Not-protected region: served as stored, by definition unverified.
-            let fd = try handle(i) { try self.directoryFD.openForReading(relative: plain!) }
+            let fd = try handle(i) { try self.open(location: plain!) }
             return try fd.read(into: buffer, at: offset)
         }
         let cipher = ChunkCipher.forCurrentThread()
@@ -267,8 +286,11 @@ public final class VolumeReader: Sendable {
 
     /// The on-disk data of a protected file: its object (encrypted) or its plaintext (authenticated).
     func dataHandle(_ i: Int, _ p: ProtectedFile) throws -> FileDescriptor {
-        let object = try objectHandle(i, p)
-        guard case .file(let size, _, _, let plain) = metadata.entries[i].content, p.kind == .authenticated else { return object }
+        if p.inlineTree == nil {
+            let object = try objectHandle(i, p)
+            guard p.kind == .authenticated else { return object }
+        }
+        guard case .file(let size, _, _, let plain) = metadata.entries[i].content else { preconditionFailure("not a file") }
         return try plainHandle(i, plain!, size: size)
     }
 
@@ -290,6 +312,18 @@ public final class VolumeReader: Sendable {
 
     func location(_ l: String) -> String { l.hasPrefix("/") ? l : Paths.join(directory, l) }
 
+    /// Opens a location of the metadata: below a covered directory through its descriptor,
+    /// otherwise relative to the metadata's directory.
+    private func open(location l: String) throws -> FileDescriptor {
+        if !anchors.isEmpty {
+            let absolute = Plan.absolute(location(l))
+            for (dir, fd) in anchors where Paths.isWithin(absolute, dir) && absolute != dir {
+                return try fd.openForReading(relative: String(absolute.dropFirst(dir == "/" ? 1 : dir.utf8.count + 1)))
+            }
+        }
+        return try directoryFD.openForReading(relative: l)
+    }
+
     private func handle(_ i: Int, open: () throws -> FileDescriptor) throws -> FileDescriptor {
         if let fd = handles.withLock({ $0[i] }) { return fd }
         let fd = try open()
@@ -305,7 +339,7 @@ public final class VolumeReader: Sendable {
         let path = metadata.entries[i].path
         return try handle(i) {
             let fd: FileDescriptor
-            do { fd = try directoryFD.openForReading(relative: p.object) } catch {
+            do { fd = try open(location: p.object) } catch {
                 throw FSPFError.integrity(path: path, reason: "object \(p.object) is missing or unreadable")
             }
             var header = [UInt8](repeating: 0, count: ObjectHeader.size)
@@ -327,7 +361,7 @@ public final class VolumeReader: Sendable {
         let path = metadata.entries[i].path
         return try handle(-2 - i) {
             let fd: FileDescriptor
-            do { fd = try directoryFD.openForReading(relative: plain) } catch {
+            do { fd = try open(location: plain) } catch {
                 throw FSPFError.integrity(path: path, reason: "\(plain) is missing or unreadable")
             }
             let actual = UInt64(try fd.status().st_size)
@@ -355,12 +389,17 @@ public final class VolumeReader: Sendable {
         if let b = cache.get(key) { return b }
         let g = geometries[i]!
         let range = g.blockRange(level: level, index: index)
-        var block = [UInt8](repeating: 0, count: range.count)
-        let object = try objectHandle(i, p)
-        let n = try block.withUnsafeMutableBytes { try object.read(into: $0, at: p.treeOffset + range.offset) }
         let path = metadata.entries[i].path
-        guard n == range.count else {
-            throw FSPFError.integrity(path: path, reason: "tag tree block \(level)/\(index) truncated")
+        var block: [UInt8]
+        if let tree = p.inlineTree {
+            block = Array(tree[Int(range.offset)..<(Int(range.offset) + range.count)])
+        } else {
+            block = [UInt8](repeating: 0, count: range.count)
+            let object = try objectHandle(i, p)
+            let n = try block.withUnsafeMutableBytes { try object.read(into: $0, at: p.treeOffset + range.offset) }
+            guard n == range.count else {
+                throw FSPFError.integrity(path: path, reason: "tag tree block \(level)/\(index) truncated")
+            }
         }
         let hash = block.withUnsafeBytes { g.nodeHash(level: level, index: index, block: $0) }
         if level == g.topLevel {

@@ -147,7 +147,7 @@ public enum Verifier {
         var objectDirs: Set<String> = []
         for e in reader.metadata.entries {
             guard case .file(_, _, let p, let plain) = e.content else { continue }
-            if let p {
+            if let p, p.inlineTree == nil {
                 let o = reader.location(p.object)
                 expected.insert(o)
                 objectDirs.insert(Paths.parent(Paths.parent(o)))

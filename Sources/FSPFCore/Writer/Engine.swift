@@ -136,7 +136,13 @@ final class Engine: @unchecked Sendable {
             job.objectFD = obj
         }
         if let plain = job.plainPath, !job.inPlace {
-            let out = try FileDescriptor.open(plain, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+            let out: FileDescriptor
+            if let created = try? FileDescriptor.open(plain, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644) {
+                job.createdPlain = true
+                out = created
+            } else {
+                out = try FileDescriptor.open(plain, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+            }
             job.plainFD = out
         }
     }

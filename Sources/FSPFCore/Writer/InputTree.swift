@@ -37,8 +37,8 @@ struct ScanOptions {
 enum InputTree {
     /// The items below `directory`, and the directory's own attributes (the volume's root).
     static func scan(directory: String, prefix: String, options: ScanOptions) throws -> (items: [InputItem], root: InputItem) {
-        let st: stat
-        do { st = try FileSystem.lstatus(directory) } catch {
+        // The directory named may be a symbolic link to one (/lib -> usr/lib); nothing below it is followed.
+        guard let st = FileSystem.status(directory) else {
             throw FSPFError.noInput(path: directory, reason: "no such directory")
         }
         guard st.st_mode & S_IFMT == S_IFDIR else {

@@ -41,6 +41,9 @@ public struct WriterOptions: Sendable {
     /// Store chunks that lie wholly in a hole of the input as holes (`--dense` stores them
     /// encrypted like any data, hiding where the holes are).
     public var sparse = true
+    /// Step builds: authenticated files' objects are staged here and their tag trees kept in
+    /// the metadata, so nothing is written beside their plaintext.
+    var inlineTreeStaging: String? = nil
 
     public init() {}
 }
@@ -134,33 +137,66 @@ public enum VolumeWriter {
         }
     }
 
-    /// Protects `sources` and writes the sealed metadata to `metadataPath` (replacing a draft
-    /// there atomically). Object and plain locations are recorded relative to the metadata's
-    /// directory where they lie below it.
-    public static func write(sources: [WriterSource], metadataPath: String, keys: VolumeKeys,
-                             options: WriterOptions) throws -> WriteResult {
+    /// Protects `sources` and writes the sealed metadata to `metadataPath`. Object and plain
+    /// locations are recorded relative to the metadata's directory where they lie below it.
+    static func write(sources: [WriterSource], metadataPath: String, keys: VolumeKeys,
+                      options: WriterOptions) throws -> WriteResult {
         var regions = options.regions
         if !regions.contains(where: { $0.path.isEmpty }) {
             regions.append(Region(path: "", kind: .encrypted, chunkSize: options.chunkSize))
         }
         regions.sort { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
-        let plan = try Plan(sources: sources, metadataPath: metadataPath, regions: regions, options: options, keys: keys)
+        var o = options
+        o.regions = regions
+        let done = try protect(sources: sources, metadataPath: metadataPath, keys: keys, options: o)
+        let metadata = VolumeMetadata(version: .current, reproducible: options.reproducible, regions: regions,
+                                      root: done.root, entries: done.entries)
+        let tag = try seal(metadata, to: metadataPath, keys: keys)
+        return WriteResult(metadataPath: metadataPath, tag: tag, files: done.files, bytes: done.bytes)
+    }
+
+    /// What `protect` wrote: the entries (in path order), the root's attributes, and the object
+    /// files it created (absolute paths).
+    struct Protected {
+        var root: Entry
+        var entries: [Entry]
+        var objects: [String]
+        var files: Int
+        var bytes: UInt64
+    }
+
+    /// Encrypts or authenticates every file of `sources` under `options.regions`; on any
+    /// failure (interruption included) removes the objects and plain copies it created.
+    static func protect(sources: [WriterSource], metadataPath: String, keys: VolumeKeys, options: WriterOptions) throws -> Protected {
+        let plan = try Plan(sources: sources, metadataPath: metadataPath, regions: options.regions, options: options, keys: keys)
         let progress = options.progress
         progress?.setTotals(bytes: plan.jobs.reduce(0) { $0 + $1.size }, files: plan.jobs.count)
         let engine = Engine(plan: plan, keys: keys, options: options, progress: progress)
-        if options.reproducible {
-            try engine.run(pass: .hash)
-            for job in plan.jobs where job.kind != .notProtected { job.fileID = plan.reproducibleID(job, keys: keys) }
+        do {
+            if options.reproducible {
+                try engine.run(pass: .hash)
+                for job in plan.jobs where job.kind != .notProtected { job.fileID = plan.reproducibleID(job, keys: keys) }
+            }
+            try plan.prepareOutputs()
+            try engine.run(pass: .protect)
+            try plan.collectInlineTrees()
+            if Interrupt.requested { throw FSPFError.interrupted }
+        } catch {
+            plan.removeOutputs()
+            throw error
         }
-        try plan.prepareOutputs()
-        try engine.run(pass: .protect)
-        let metadata = plan.metadata(reproducible: options.reproducible, regions: regions)
+        let metadata = plan.metadata(reproducible: options.reproducible, regions: options.regions)
+        return Protected(root: plan.root, entries: metadata.entries, objects: plan.createdObjects,
+                         files: plan.jobs.count, bytes: plan.jobs.reduce(0) { $0 + $1.size })
+    }
+
+    /// Writes the sealed metadata atomically once every object it names is on disk.
+    static func seal(_ metadata: VolumeMetadata, to metadataPath: String, keys: VolumeKeys) throws -> VolumeTag {
         FileSystem.flushAll()
         let sealed = SealedMetadata.seal(metadata, keys: keys)
         if Interrupt.requested { throw FSPFError.interrupted }
         try FileSystem.writeAtomically(metadataPath, sealed.file)
-        return WriteResult(metadataPath: metadataPath, tag: sealed.tag, files: plan.jobs.count,
-                           bytes: plan.jobs.reduce(0) { $0 + $1.size })
+        return sealed.tag
     }
 }
 
@@ -183,6 +219,10 @@ final class FileJob: @unchecked Sendable {
     var plainPath: String? = nil
     var plainLocation: String? = nil
     var inPlace = false
+    /// The plain copy did not exist before this build (removed again if the build fails).
+    var createdPlain = false
+    /// Authenticated file built step by step: its tree goes into the metadata (`inlineTrees`).
+    var inlineTree: [UInt8]? = nil
     var root: [UInt8] = []
     /// Hole chunks, found when the protect pass opens the file (if `findsHoles`).
     var holes: [HoleSpan] = []
@@ -231,7 +271,8 @@ final class FileJob: @unchecked Sendable {
     var protection: ProtectedFile? {
         guard kind != .notProtected else { return nil }
         return ProtectedFile(version: .current, kind: chunkKind, chunkSize: chunkSize, storedSize: storedSize,
-                             fileID: fileID, root: root, object: objectLocation!, holes: holes)
+                             fileID: fileID, root: root, object: inlineTree == nil ? objectLocation! : "", holes: holes,
+                             inlineTree: inlineTree)
     }
 }
 
@@ -242,9 +283,11 @@ final class Plan: @unchecked Sendable {
     var root: Entry
     var directoriesToCreate: Set<String> = []
     let metadataDirectory: String
+    let inlineTreeStaging: String?
 
     init(sources: [WriterSource], metadataPath: String, regions: [Region], options: WriterOptions, keys: VolumeKeys) throws {
         metadataDirectory = Paths.parent(metadataPath)
+        inlineTreeStaging = options.inlineTreeStaging
         var items: [InputItem] = []
         var counts: [(WriterSource, Int)] = []
         var rootItem: InputItem? = nil
@@ -253,8 +296,13 @@ final class Plan: @unchecked Sendable {
             var (scanned, top) = try s.volume.map { try InputTree.items(of: $0, prefix: s.prefix) }
                 ?? InputTree.scan(directory: s.directory, prefix: s.prefix, options: scan)
             if s.prefix.isEmpty && rootItem == nil { rootItem = top }
-            // The prefix's own directories ("a", "a/b" for prefix "a/b").
+            // The prefix's own directories ("a", "a/b" for prefix "a/b"); the last one is the
+            // source directory itself.
             var p = s.prefix
+            if !p.isEmpty {
+                scanned.append(top)
+                p = Paths.parentInVolume(p)
+            }
             while !p.isEmpty {
                 scanned.append(InputItem(path: p, source: s.directory, relative: "", kind: .directory, mode: 0o755,
                                          size: 0, mtimeSeconds: 0, mtimeNanoseconds: 0))
@@ -318,7 +366,8 @@ final class Plan: @unchecked Sendable {
                     job.inPlace = Plan.sameFile(item.source, plain)
                     directoriesToCreate.insert(Paths.parent(plain))
                 }
-                job.objectPath = source.output  // completed once the file ID is known
+                // Completed once the file ID is known.
+                job.objectPath = region.kind == .authenticated ? options.inlineTreeStaging ?? source.output : source.output
                 job.findsHoles = options.sparse && !options.reproducible && region.kind != .notProtected
                 jobs.append(job)
             }
@@ -354,6 +403,35 @@ final class Plan: @unchecked Sendable {
             dirs.insert(dir)
         }
         for d in dirs.sorted() { try FileSystem.makeDirectories(d) }
+    }
+
+    /// Objects this build created (every protected file's, once `prepareOutputs` ran).
+    var createdObjects: [String] {
+        jobs.filter { $0.kind != .notProtected && $0.inlineTree == nil && $0.objectLocation != nil }.map { $0.objectPath! }
+    }
+
+    /// Moves the tag trees of authenticated files staged in `options.inlineTreeStaging` into
+    /// their jobs (the metadata), and removes the staging directory.
+    func collectInlineTrees() throws {
+        guard let staging = inlineTreeStaging else { return }
+        defer { FileSystem.removeTree(staging) }
+        for job in jobs where job.kind == .authenticated {
+            let p = job.protection!
+            let fd = try FileDescriptor.openForReading(job.objectPath!)
+            var tree = [UInt8](repeating: 0, count: Int(p.geometry.byteCount))
+            let n = try tree.withUnsafeMutableBytes { try fd.read(into: $0, at: p.treeOffset) }
+            guard n == tree.count else { throw FSPFError.io(path: job.objectPath!, operation: "read tag tree", errno: EIO) }
+            job.inlineTree = tree
+        }
+    }
+
+    /// After a failure: every object and staged tree, and every plain copy this build created.
+    func removeOutputs() {
+        for job in jobs {
+            if job.kind != .notProtected, job.objectLocation != nil, let o = job.objectPath { unlink(o) }
+            if job.createdPlain, let p = job.plainPath { unlink(p) }
+        }
+        if let staging = inlineTreeStaging { FileSystem.removeTree(staging) }
     }
 
     func reproducibleID(_ job: FileJob, keys: VolumeKeys) -> [UInt8] {

@@ -1,0 +1,241 @@
+import Foundation
+import Glibc
+import FSPFCrypto
+import FSPFSystem
+
+/// A volume built step by step, as SCONE build scripts do: `create F` → `addr F EMBED
+/// --encrypted --kernel DIR` → `addf F EMBED SRC [OUT]` → `encrypt F`.
+///
+/// As with SCONE, `addf` reads, encrypts or authenticates and records the files *when it
+/// runs*: what it saw is what `encrypt F` seals, whatever appears in SRC afterwards (a
+/// `keytag` file written there by `encrypt F > SRC/keytag` included). The volume key is
+/// chosen at `create` and kept in the draft (mode 0600) until `encrypt F` replaces the draft
+/// by the sealed metadata, which is why every content key can already be derived at `addf`
+/// (FORMAT.md §2, "Volumes built step by step"). Authenticated files keep their tag trees in
+/// the draft, later in the metadata: nothing is written into their directory.
+public struct Draft: Codable, Sendable {
+    public static let formatName = "fspf-draft-2"
+
+    public struct DraftRegion: Codable, Equatable, Sendable {
+        public var path: String
+        public var kind: RegionKind
+        public var kernel: String
+        public var chunkSize: UInt32
+    }
+
+    public var format = Draft.formatName
+    /// The volume key, hex.
+    var key: String
+    public private(set) var regions: [DraftRegion] = []
+    /// Entries recorded so far: a metadata encoding (base64) whose regions are not used.
+    var recorded: String? = nil
+    /// Objects this draft wrote (absolute paths), and the object stores they are in.
+    var objects: [String] = []
+    var stores: [String] = []
+
+    public init(keys: VolumeKeys) {
+        key = keys.key.hex
+    }
+
+    public var keys: VolumeKeys {
+        get throws {
+            guard var raw = Hex.decode(key) else { throw FSPFError.badInput(path: "draft", reason: "its key is not hex") }
+            return try VolumeKeys(key: SecureBytes(consuming: &raw))
+        }
+    }
+
+    public var entries: [Entry] { get throws { try recordedMetadata()?.entries ?? [] } }
+
+    public static func isDraft(_ path: String) -> Bool {
+        guard let bytes = try? FileSystem.readAll(path, limit: 1 << 30) else { return false }
+        return bytes.first(where: { $0 != 0x20 && $0 != 0x0a }) == UInt8(ascii: "{")
+    }
+
+    public static func load(_ path: String) throws -> Draft {
+        guard FileSystem.exists(path) else { throw FSPFError.noInput(path: path, reason: "no such file (run 'fspf create' first)") }
+        let bytes = try FileSystem.readAll(path, limit: 1 << 30)
+        if let d = try? JSONDecoder().decode(Draft.self, from: Data(bytes)), d.format == formatName { return d }
+        if bytes.starts(with: SealedMetadata.magic) {
+            throw FSPFError.badInput(path: path, reason: "already sealed by 'fspf encrypt'; start again with 'fspf create \(path)'")
+        }
+        throw FSPFError.badInput(path: path, reason: "not a metadata file in progress (made by 'fspf create' and not yet encrypted); "
+                                 + "to encrypt a directory: fspf encrypt DIR --out VOLUME")
+    }
+
+    public func save(_ path: String) throws {
+        try FileSystem.writeAtomically(path, try encoded(), mode: 0o600)
+    }
+
+    private func encoded() throws -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return Array(try enc.encode(self)) + [0x0a]
+    }
+
+    /// What SCONE prints as the protection file's tag after each step: here the first 16 bytes
+    /// of SHA-256 over the draft as saved (it changes with every step; only the tag printed by
+    /// `encrypt F` is a volume tag).
+    public func stepTag() throws -> String {
+        var h = SHA256()
+        h.update(Array("FSPF-DRAFT".utf8) + [0])
+        h.update(try encoded())
+        return Hex.encode(h.finish().prefix(16))
+    }
+
+    // MARK: Steps
+
+    public mutating func addRegion(path: String, kind: RegionKind, kernel: String, chunkSize: UInt32) throws {
+        let p = try Paths.normalize(path)
+        guard ChunkSize.isValid(chunkSize) else {
+            throw FSPFError.usage("chunk length \(chunkSize): must be a power of two from \(ChunkSize.minimum) to \(ChunkSize.maximum)")
+        }
+        regions.removeAll { $0.path == p }
+        regions.append(DraftRegion(path: p, kind: kind, kernel: Plan.absolute(kernel), chunkSize: chunkSize))
+    }
+
+    /// Protects the files below `source` now, as they are, into `output` (default: the
+    /// kernel directory of the region `embed` lies in) and records them under `embed`. A path
+    /// recorded before is replaced (its object removed); a file where a directory was, or the
+    /// reverse, is refused. On failure the draft and the disk are as before.
+    public mutating func addFiles(embed: String, source: String, output: String?, draftPath: String,
+                                  options: WriterOptions) throws -> (files: Int, bytes: UInt64) {
+        guard FileSystem.isDirectory(source) else {
+            throw FSPFError.noInput(path: source, reason: "no such directory")
+        }
+        let prefix = try Paths.normalize(embed)
+        let regions = writerRegions
+        let kernel = self.regions.filter { Paths.isWithin(prefix, $0.path) }.max { $0.path.utf8.count < $1.path.utf8.count }?.kernel
+        let out = Plan.absolute(output ?? kernel ?? ".")
+        var o = options
+        o.regions = regions
+        o.reproducible = false
+        o.inlineTreeStaging = FileSystem.stagingPath(for: draftPath) + "-trees"
+        let keys = try self.keys
+        let done = try VolumeWriter.protect(sources: [WriterSource(directory: source, prefix: prefix, output: out)],
+                                            metadataPath: draftPath, keys: keys, options: o)
+        let before = self
+        var stale: [String] = []
+        do {
+            try merge(done, prefix: prefix)
+            if !done.objects.isEmpty {
+                let store = Paths.join(out, VolumeWriter.objectsDirectory)
+                if !stores.contains(store) { stores.append(store) }
+            }
+            let keep = Set(referencedObjects(try entries, base: Paths.parent(Plan.absolute(draftPath))))
+            stale = (objects + done.objects).filter { !keep.contains($0) }
+            objects = (objects + done.objects).filter { keep.contains($0) }
+            try save(draftPath)
+        } catch {
+            for o in done.objects { unlink(o) }
+            self = before
+            throw error
+        }
+        for o in stale { unlink(o) }  // replaced files' objects, once the draft no longer names them
+        return (done.files, done.bytes)
+    }
+
+    /// Seals what the steps recorded into `path` (replacing the draft), then removes every
+    /// object in this draft's object stores that the volume does not reference: leftovers of
+    /// earlier builds into the same directories (`rm -rf DIR/*` keeps the hidden store).
+    public func seal(to path: String) throws -> WriteResult {
+        let keys = try self.keys
+        let regions = writerRegions
+        let recorded = try recordedMetadata()
+        let metadata = VolumeMetadata(version: .current, reproducible: false, regions: regions,
+                                      root: recorded?.root, entries: recorded?.entries ?? [])
+        // The steps may have combined regions and links in a way the format refuses (a region
+        // changed by addr after addf linked two paths): check before anything is replaced.
+        _ = try VolumeMetadata.decode(metadata.encoded(), context: path)
+        let tag = try VolumeWriter.seal(metadata, to: path, keys: keys)
+        let keep = Set(referencedObjects(metadata.entries, base: Paths.parent(Plan.absolute(path))))
+        for store in stores { Draft.prune(store, keeping: keep) }
+        let files = metadata.entries.filter { $0.isFile && $0.linkOf == nil }
+        return WriteResult(metadataPath: path, tag: tag, files: files.count, bytes: files.reduce(0) { $0 + $1.size })
+    }
+
+    // MARK: Internals
+
+    /// Regions as the writer and the format take them: sorted, the root encrypted unless given.
+    private var writerRegions: [Region] {
+        var r = regions.map { Region(path: $0.path, kind: $0.kind, chunkSize: $0.chunkSize) }
+        if !r.contains(where: { $0.path.isEmpty }) { r.append(Region(path: "", kind: .encrypted, chunkSize: ChunkSize.default)) }
+        return r.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
+    }
+
+    private func recordedMetadata() throws -> VolumeMetadata? {
+        guard let recorded else { return nil }
+        guard let bytes = Data(base64Encoded: recorded) else {
+            throw FSPFError.badInput(path: "draft", reason: "recorded entries are not base64")
+        }
+        return try VolumeMetadata.decode(Array(bytes), context: "draft")
+    }
+
+    /// Adds newly protected entries to the recorded ones (`prefix` is where they were added).
+    /// Hard links are groups of paths; the first path of each group, in path order, holds the
+    /// content and the others link to it (the format links only to earlier entries).
+    private mutating func merge(_ done: VolumeWriter.Protected, prefix: String) throws {
+        let old = try recordedMetadata()
+        var byPath: [String: Entry] = [:]
+        var owner: [String: String] = [:]  // path of a link -> a path of its group holding the content
+        for e in old?.entries ?? [] {
+            var e = e
+            if let k = e.linkOf { owner[e.path] = old!.entries[k].path; e.linkOf = nil }
+            byPath[e.path] = e
+        }
+        for n in done.entries {
+            var n = n
+            if let existing = byPath[n.path] {
+                switch (existing.isDirectory, n.isDirectory) {
+                case (true, true): continue  // a shared directory keeps its first attributes
+                case (false, false):
+                    // Replaced: its group's other paths keep the old content.
+                    owner[n.path] = nil
+                    let members = owner.filter { $0.value == n.path }.keys.sorted()
+                    if let heir = members.first {
+                        owner[heir] = nil
+                        for m in members.dropFirst() { owner[m] = heir }
+                    }
+                default:
+                    throw FSPFError.badInput(path: n.path, reason: "two inputs map to the volume path '\(n.path)' "
+                                             + "(a \(existing.isDirectory ? "directory" : "file") before, a \(n.isDirectory ? "directory" : "file") now)")
+                }
+            }
+            if let k = n.linkOf { owner[n.path] = done.entries[k].path; n.linkOf = nil }
+            byPath[n.path] = n
+        }
+        var sorted = byPath.values.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
+        var index: [String: Int] = [:]
+        for (i, e) in sorted.enumerated() { index[e.path] = i }
+        var groups: [String: [Int]] = [:]
+        for (path, o) in owner { groups[o, default: [index[o]!]].append(index[path]!) }
+        for members in groups.values {
+            let holder = members.min()!
+            for i in members where i != holder {
+                sorted[i].content = sorted[holder].content
+                sorted[i].linkOf = holder
+            }
+        }
+        // The root's attributes come from a source added at the root; otherwise they stay.
+        let root = prefix.isEmpty ? done.root : old?.root ?? done.root
+        let metadata = VolumeMetadata(version: .current, reproducible: false, regions: writerRegions, root: root, entries: sorted)
+        recorded = Data(metadata.encoded()).base64EncodedString()
+    }
+
+    private func referencedObjects(_ entries: [Entry], base: String) -> [String] {
+        entries.compactMap { e in
+            guard e.linkOf == nil, case .file(_, _, let p?, _) = e.content, p.inlineTree == nil else { return nil }
+            return p.object.hasPrefix("/") ? p.object : Paths.join(base, p.object)
+        }
+    }
+
+    /// Deletes every file below an object store that is not in `keep`, and the directories
+    /// this empties.
+    static func prune(_ store: String, keeping keep: Set<String>) {
+        FileSystem.forEachFile(below: store) { path, _ in
+            if !keep.contains(path) { unlink(path) }
+        }
+        for name in (try? FileSystem.list(store)) ?? [] {
+            rmdir(Paths.join(store, String(decoding: name, as: UTF8.self)))
+        }
+    }
+}
