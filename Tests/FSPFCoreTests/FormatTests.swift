@@ -248,6 +248,51 @@ import FSPFProvisioning
         }
     }
 
+    /// Step builds keep an authenticated file's tag tree in the metadata (FORMAT.md §2, §4):
+    /// nothing is written beside the plaintext, every read is still verified against the tree,
+    /// and decoding refuses a tree of the wrong length or an inline tree for an encrypted file.
+    @Test func inlineTreesOfAuthenticatedFiles() throws {
+        let t = TempDir()
+        var rng = SplitMix64(seed: 11)
+        let big = randomBytes(100_000, &rng)
+        writeFile(t.sub("sys/lib.so"), big)
+        writeFile(t.sub("sys/empty"), [])
+        let keys = testKeys()
+        var draft = Draft(keys: keys)
+        try draft.addRegion(path: "/", kind: .notProtected, kernel: "/", chunkSize: ChunkSize.default)
+        try draft.addRegion(path: "/sys", kind: .authenticated, kernel: t.sub("sys"), chunkSize: 4096)
+        _ = try draft.addFiles(embed: "/sys", source: t.sub("sys"), output: nil, draftPath: t.sub("v.pb"), options: options())
+        let result = try draft.seal(to: t.sub("v.pb"))
+        #expect(try FileSystem.list(t.sub("sys")).map { String(decoding: $0, as: UTF8.self) }.sorted() == ["empty", "lib.so"])
+        let reader = try VolumeReader(path: t.sub("v.pb"), keys: keys, expectedTag: result.tag.full)
+        #expect(try reader.read("sys/lib.so") == big && reader.read("sys/empty").isEmpty)
+        #expect(Verifier.verify(reader).ok)
+        for e in reader.entries {
+            guard case .file(_, _, let p?, _) = e.content else { continue }
+            #expect(p.object.isEmpty && p.inlineTree?.count == Int(p.geometry.byteCount), "\(e.path)")
+        }
+        // The plaintext is checked against the tree as before.
+        var changed = big; changed[50_000] ^= 1
+        writeFile(t.sub("sys/lib.so"), changed)
+        expectDetected(t.sub("v.pb"), keys, original: ["sys/lib.so": big, "sys/empty": []], tag: result.tag.full)
+
+        let m = reader.metadata
+        let i = m.entries.firstIndex { $0.path == "sys/lib.so" }!
+        func refused(_ change: (inout ProtectedFile) -> Void, kind: RegionKind = .authenticated) {
+            var broken = m
+            guard case .file(let size, _, var p?, let plain) = broken.entries[i].content else { Issue.record("sample"); return }
+            change(&p)
+            p.kind = kind == .encrypted ? .encrypted : .authenticated
+            broken.entries[i].content = .file(size: size, region: kind, protection: p, plain: kind == .encrypted ? nil : plain)
+            expectError({ if case .badInput = $0 { return true } else { return false } }) {
+                _ = try VolumeMetadata.decode(broken.encoded(), context: "t")
+            }
+        }
+        refused { $0.inlineTree!.removeLast() }
+        refused { $0.inlineTree!.append(0) }
+        refused({ $0.storedSize = Padding.padme($0.storedSize) }, kind: .encrypted)
+    }
+
     /// Known answer: the version-2 encoding of the sample metadata, every field present, is
     /// pinned by its hash (FORMAT.md §4 describes each byte).
     @Test func metadataEncodingKnownAnswer() {

@@ -22,7 +22,7 @@ cd "$out"
 rm -rf encrypted-files encrypted-data kbs
 
 # The job code, parsed from SCONE's output line as SCONE build scripts do. Their step commands
-# (create, addr, addf, encrypt fspf.pb) work too with `fspf` (fixtures/scone/fspf.sh runs them),
+# (create, addr, addf, encrypt fspf.pb) work too with `fspf` (fixtures/scone/ has published ones),
 # with --kernel naming where the files sit at run time, as with SCONE; this form instead makes a
 # self-contained directory that can move into an image.
 fspf encrypt "$input/code" --out encrypted-files --reproducible --quiet > keytag.txt
