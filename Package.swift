@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C shims: they only expose the system libraries to Swift.
@@ -71,7 +72,8 @@ let package = Package(
             swiftSettings: strict),
         // The FUSE front end: callbacks, daemon life cycle, hardening.
         .target(name: "FSPFMount",
-                dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "CFuse3", "CLinux", .product(name: "Logging", package: "swift-log")],
+                dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "CFuse3", "CLinux", .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Yams", package: "Yams")],
                 swiftSettings: strict),
         .executableTarget(
             name: "fspf-mount",

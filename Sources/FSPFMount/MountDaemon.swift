@@ -38,6 +38,8 @@ public struct MountConfiguration: Sendable {
     /// SCONE's runtime view: every outermost encrypted or authenticated region mounted at its
     /// own absolute path (over its kernel directory), `mountpoint` unused.
     public var scone = false
+    /// Key and tag already at hand (a SCONE session), used instead of `key`.
+    public var material: KeySource.Material?
 
     public init(volume: String, mountpoint: String, key: KeySource) {
         self.volume = volume
@@ -53,6 +55,39 @@ public enum MountDaemon {
     /// Returns the process exit status. Errors before the mount is live are thrown, so the
     /// caller prints one line and exits with the error's status.
     public static func run(_ config: MountConfiguration, logger: Logger) throws -> Int32 {
+        switch try start(config, logger: logger) {
+        case .served(let status), .failed(let status): return status
+        case .background: return 0
+        }
+    }
+
+    /// Several mounts in the background, one daemon each (a SCONE session's volumes), each
+    /// live before the next starts; if one fails, those already live are unmounted.
+    public static func run(all configs: [MountConfiguration], logger: Logger) throws -> Int32 {
+        var live: [String] = []
+        func undo() { for m in live.reversed() { _ = umount2(m, 0) } }
+        for config in configs {
+            let outcome: Outcome
+            do { outcome = try start(config, logger: logger) } catch { undo(); throw error }
+            switch outcome {
+            case .served(let status): return status  // a daemon whose mounts have ended
+            case .failed(let status): undo(); return status
+            case .background(let mountpoints): live += mountpoints
+            }
+        }
+        return 0
+    }
+
+    enum Outcome {
+        /// This process served the mounts (a daemon or --foreground) until they ended.
+        case served(Int32)
+        /// The mounts are live in a background daemon.
+        case background([String])
+        /// The background daemon died before the mounts went live.
+        case failed(Int32)
+    }
+
+    static func start(_ config: MountConfiguration, logger: Logger) throws -> Outcome {
         Hardening.apply(logger: logger)
         // Where the plaintext goes: said before anything is fetched, and refused with --require-tee.
         let environment = TEEEnvironment.detect()
@@ -64,7 +99,7 @@ public enum MountDaemon {
 
         // Before a key is fetched (a release is audited and spends a nonce).
         if !config.allowNonEmpty && !config.scone { try checkEmpty(config.mountpoint, volume: config.volume) }
-        let material = try config.key.loadMaterial(timeout: config.keyTimeout)
+        let material = try config.material ?? config.key.loadMaterial(timeout: config.keyTimeout)
         let expected = try AccessOptions.pin(given: config.tag, material: material, source: config.key.name, skipTagCheck: config.skipTagCheck)
         if expected == nil {
             logger.warning("mounting without an expected tag: an older version of the volume would be accepted (--no-tag-check)")
@@ -157,7 +192,7 @@ public enum MountDaemon {
         if !config.foreground {
             // Parent: wait until the child reports the mount initialised, then exit 0.
             if let parentStatus = readiness.forkAndWait() {
-                return parentStatus
+                return parentStatus == 0 ? .background(sessions.map(\.mountpoint)) : .failed(parentStatus)
             }
             setsid()
         }
@@ -193,10 +228,10 @@ public enum MountDaemon {
         fuse_remove_signal_handlers(session)
         if status < 0 {
             logger.error("FUSE loop failed: \(String(cString: strerror(-status)))")
-            return ExitStatus.mountFailed
+            return .served(ExitStatus.mountFailed)
         }
         for s in sessions { logger.info("unmounted", metadata: ["mountpoint": "\(s.mountpoint)"]) }
-        return 0
+        return .served(0)
     }
 
     /// SCONE's runtime shows each region at its own path: the outermost encrypted or

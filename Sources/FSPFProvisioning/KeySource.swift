@@ -19,6 +19,7 @@ public enum KeySource: Sendable, Equatable {
     public struct Material: Sendable {
         public var key: SecureBytes
         public var tag: [UInt8]?
+        public init(key: SecureBytes, tag: [UInt8]?) { self.key = key; self.tag = tag }
     }
 
     public var name: String {

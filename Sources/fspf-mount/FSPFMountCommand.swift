@@ -24,6 +24,9 @@ struct FSPFMountCommand: ParsableCommand {
         --scone does what SCONE's runtime does: every encrypted or authenticated region appears at its own absolute path,
         mounted over its kernel directory, wherever the metadata file lies; volume, key and tag default to SCONE_FSPF,
         SCONE_FSPF_KEY and SCONE_FSPF_TAG.
+        --scone-session SESSION.yaml --service NAME does what SCONE's runtime does for that service of a rendered CAS
+        session (after envsubst): its fspf_path as with --scone, and each volume of its image at its path, with the
+        fspf_key and fspf_tag the session gives.
         Examples: fspf-mount encrypted-files /fspf/code --key-file code.key --tag "$TAG"
                   SCONE_FSPF=/fspf/fspf.pb SCONE_FSPF_KEY=… SCONE_FSPF_TAG=… fspf-mount --scone
         Unmount with: umount MOUNTPOINT (root) or fusermount3 -u MOUNTPOINT, or SIGTERM to the daemon.
@@ -40,6 +43,9 @@ struct FSPFMountCommand: ParsableCommand {
     @Flag(name: .long, help: "Serve each encrypted or authenticated region at its own absolute path, as SCONE's runtime does.") var scone = false
     @Option(name: .long, help: "--scone: the metadata file (default: $SCONE_FSPF).") var fspf: String?
     @Option(name: .long, help: "Directory of the volume to serve as the mount's root ('/' for the whole tree).") var subdir: String?
+    @Option(name: .long, help: "A rendered SCONE CAS session: mount what SCONE's runtime would show --service (its fspf_path, its image's volumes).")
+    var sconeSession: String?
+    @Option(name: .long, help: "--scone-session: the service.") var service: String?
 
     @Option(name: .long, help: "Key file: 32 raw bytes or 64 hex digits (e.g. /dev/attestation/keys/<name>).") var keyFile: String?
     @Option(name: .long, help: "Environment variable holding the key; removed once read (e.g. SCONE_FSPF_KEY).") var keyEnv: String?
@@ -87,6 +93,10 @@ struct FSPFMountCommand: ParsableCommand {
         LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
         let logger = Logger(label: "fspf-mount")
         do {
+            if let sconeSession {
+                throw ExitCode(try mountSession(sconeSession, logger: logger))
+            }
+            guard service == nil else { throw FSPFError.usage("--service goes with --scone-session") }
             var access = self.access
             let volume: String
             if scone {
@@ -109,23 +119,7 @@ struct FSPFMountCommand: ParsableCommand {
             var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try access.keySource(volume: volume))
             config.scone = scone
             config.subdirectory = subdir
-            config.keyTimeout = keyTimeout
-            config.foreground = foreground
-            config.user = user
-            config.threads = max(1, threads)
-            config.readaheadKiB = max(0, readaheadKb)
-            config.logLevel = level
-            config.skipTagCheck = noTagCheck
-            config.acceptVersion1 = acceptV1
-            config.requireTEE = requireTee
-            config.allowNonEmpty = nonempty
-            for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
-                if o == "allow_other" { config.allowOther = true; continue }
-                if o == "nonempty" { config.allowNonEmpty = true; continue }
-                if o.hasPrefix("uid="), let n = UInt32(o.dropFirst(4)) { config.uid = n; continue }
-                if o.hasPrefix("gid="), let n = UInt32(o.dropFirst(4)) { config.gid = n; continue }
-                throw FSPFError.usage("-o \(o): only allow_other, nonempty, uid=N and gid=N are supported (the mount is always ro)")
-            }
+            try configure(&config)
             config.tag = try access.givenTag()
             throw ExitCode(try MountDaemon.run(config, logger: logger))
         } catch let e as FSPFError {
@@ -133,6 +127,51 @@ struct FSPFMountCommand: ParsableCommand {
             _ = line.withCString { write(2, $0, strlen($0)) }
             throw ExitCode(e.exitStatus)
         }
+    }
+
+    /// The mount settings every form shares.
+    func configure(_ config: inout MountConfiguration) throws {
+        config.keyTimeout = keyTimeout
+        config.foreground = foreground
+        config.user = user
+        config.threads = max(1, threads)
+        config.readaheadKiB = max(0, readaheadKb)
+        config.logLevel = verbose ? .trace : .info
+        config.skipTagCheck = noTagCheck
+        config.acceptVersion1 = acceptV1
+        config.requireTEE = requireTee
+        config.allowNonEmpty = nonempty
+        for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
+            if o == "allow_other" { config.allowOther = true; continue }
+            if o == "nonempty" { config.allowNonEmpty = true; continue }
+            if o.hasPrefix("uid="), let n = UInt32(o.dropFirst(4)) { config.uid = n; continue }
+            if o.hasPrefix("gid="), let n = UInt32(o.dropFirst(4)) { config.gid = n; continue }
+            throw FSPFError.usage("-o \(o): only allow_other, nonempty, uid=N and gid=N are supported (the mount is always ro)")
+        }
+    }
+
+    /// --scone-session: key and tag come from the session, so no other key or tag option applies.
+    func mountSession(_ file: String, logger: Logger) throws -> Int32 {
+        guard let service else { throw FSPFError.usage("--scone-session needs --service NAME") }
+        let a = access
+        guard volume == nil, mountpoint == nil, fspf == nil, subdir == nil, !scone, a.keyFile == nil, a.keyEnv == nil, a.keyFd == nil,
+              !a.keyStdin, a.keyUrl == nil, a.keyBroker == nil, a.tag == nil, a.tagEnv == nil, !noTagCheck else {
+            throw FSPFError.usage("--scone-session takes volumes, keys and tags from the session: no VOLUME, MOUNTPOINT, --scone, key or tag option")
+        }
+        let mounts = try SconeSession.mounts(file: file, service: service)
+        guard !foreground || mounts.count == 1 else {
+            throw FSPFError.usage("--foreground: the session has \(mounts.count) volumes for \(service), each served by a daemon of its own")
+        }
+        var configs: [MountConfiguration] = []
+        for m in mounts {
+            var c = MountConfiguration(volume: m.volume, mountpoint: m.mountpoint ?? m.volume, key: .file(file))
+            c.scone = m.mountpoint == nil
+            c.material = m.material
+            // A volume's directory is its mount point (mount-over), as SCONE's runtime shows it.
+            try configure(&c)
+            configs.append(c)
+        }
+        return try MountDaemon.run(all: configs, logger: logger)
     }
 
     /// The key and tag options as the library (libfspf) takes them too.

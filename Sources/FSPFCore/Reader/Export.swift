@@ -129,7 +129,9 @@ public struct VolumeInfo: Sendable {
             header.version == .v1 ? "full tag:       none (format version 1: the tag binds only against those without the key)"
                                   : "full tag:       \(Hex.encode(header.tag.full))",
             "reproducible:   \(header.reproducible ? "yes" : "no")",
-            "objects:        \(objectFiles) files, \(objectBytes) bytes in \(VolumeWriter.objectsDirectory)/",
+            Paths.lastComponent(metadataPath) == SealedMetadata.fileName
+                ? "objects:        \(objectFiles) files, \(objectBytes) bytes in \(VolumeWriter.objectsDirectory)/"
+                : "objects:        in the regions' directories (built step by step): counted with a key",
         ]
     }
 
@@ -148,7 +150,17 @@ public struct VolumeInfo: Sendable {
                 byRegion[r, default: (0, 0)].1 += s
             }
         }
-        var lines = ["contents:       \(files) files, \(dirs) directories, \(links) symlinks, \(bytes) bytes"]
+        var objects = 0, inline = 0
+        var objectBytes: UInt64 = 0, inlineBytes = 0
+        for e in reader.entries where e.linkOf == nil {
+            guard case .file(_, _, let p?, _) = e.content else { continue }
+            if let t = p.inlineTree { inline += 1; inlineBytes += t.count; continue }
+            objects += 1
+            objectBytes += FileSystem.status(reader.location(p.object)).map { UInt64($0.st_size) } ?? 0
+        }
+        var lines = ["contents:       \(files) files, \(dirs) directories, \(links) symlinks, \(bytes) bytes",
+                     "objects:        \(objects) files, \(objectBytes) bytes on disk"
+                     + (inline > 0 ? "; tag trees of \(inline) authenticated files in the metadata (\(inlineBytes) bytes)" : "")]
         for r in reader.metadata.regions {
             lines.append("region:         /\(r.path) \(r.kind.name), chunk size \(r.chunkSize)")
         }
