@@ -208,7 +208,7 @@ import FSPFTestSupport
         try build(s)
         let r = sh(s, Self.helpers + """
             export PATH='\(Self.root)/deploy/container':$PATH
-            yamllint -c '\(Self.root)/deploy/.yamllint' out/session.yaml
+            yamllint -c '\(Self.root)/deploy/.yamllint' out/session.yaml out/runtime-session.yaml
             \(Self.check) session out/session.yaml --root "$PWD/pod" > services.sh
             test "$(wc -l < services.sh)" = 2
             mkdir -p pod/fspf/code pod/fspf/data   # the image's mount points

@@ -182,4 +182,22 @@ import FSPFTestSupport
         #expect(r.out == "print(1)\n1,2\nrefused 10\n0\nrefused 65\n", "\(r.out)")
         #expect(s.sh("cat none.err").out == "fspf-mount: /fspf/session.yaml: no service 'executor' (services: driver)\n")
     }
+
+    /// deploy/scone/build.sh renders runtime-session.yaml; with the volumes where the session
+    /// says they are, `--scone-session … --service spark-driver` mounts both over themselves.
+    @Test(.timeLimit(.minutes(2))) func deployRuntimeSessionMountsBothVolumes() {
+        let s = Sandbox()
+        let r = sandboxed(s, """
+            mkdir -p /build/input/code && cp '\(Tool.packageRoot)/examples/nyc-taxi/job.py' /build/input/code/
+            python '\(Tool.packageRoot)/examples/nyc-taxi/generate.py' /build/input/data --rows 500 > /dev/null
+            FSPF_MOUNT_MRENCLAVE=$(printf '%064d' 0) '\(Tool.packageRoot)/deploy/scone/build.sh' /build/input /build/out > /dev/null
+            test "$(stat -c %a /build/out/runtime-session.yaml)" = 600
+            mkdir /fspf && mv /build/out/encrypted-files /fspf/code && mv /build/out/encrypted-data /fspf/data
+            fspf-mount --scone-session /build/out/runtime-session.yaml --service spark-driver 2> $OUT/mount.err
+            cmp /fspf/code/job.py /build/input/code/job.py && diff -r /fspf/data /build/input/data && echo served
+            umount /fspf/code /fspf/data
+            """)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        #expect(r.out == "served\n", "\(r.out)")
+    }
 }

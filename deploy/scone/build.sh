@@ -45,9 +45,12 @@ export FSPF_MOUNT_MRENCLAVE
 # shellcheck disable=SC2016
 envsubst '$DRIVER_MAIN_FSPF_KEY $DRIVER_MAIN_FSPF_TAG $DATA_FSPF_KEY $DATA_FSPF_TAG $FSPF_MOUNT_MRENCLAVE' \
   < "$here/session.yaml.template" > session.yaml
+# shellcheck disable=SC2016
+envsubst '$DRIVER_MAIN_FSPF_KEY $DRIVER_MAIN_FSPF_TAG $DATA_FSPF_KEY $DATA_FSPF_TAG' \
+  < "$here/runtime-session.yaml.template" > runtime-session.yaml
 mkdir kbs
 printf '{"key": "%s", "tag": "%s"}\n' "$DRIVER_MAIN_FSPF_KEY" "$DRIVER_MAIN_FSPF_TAG" > kbs/code.json
 printf '{"key": "%s", "tag": "%s"}\n' "$DATA_FSPF_KEY" "$DATA_FSPF_TAG" > kbs/data.json
 printf 'CODE_FSPF_TAG=%s\nDATA_FSPF_TAG=%s\n' "$DRIVER_MAIN_FSPF_TAG" "$DATA_FSPF_TAG" > tags.env
 echo "job volume $out/encrypted-files tag $DRIVER_MAIN_FSPF_TAG; data volume $out/encrypted-data tag $DATA_FSPF_TAG"
-echo "keys in $out/env.sh, $out/session.yaml and $out/kbs (0600): upload, then delete"
+echo "keys in $out/env.sh, $out/session.yaml, $out/runtime-session.yaml and $out/kbs (0600): upload, then delete"
