@@ -13,6 +13,8 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
     case badInput(path: String, reason: String)
     /// The output location is taken.
     case outputExists(path: String)
+    /// Another process is writing the same output right now.
+    case outputBusy(path: String)
     /// A system call failed (disk full, permission, ...).
     case io(path: String, operation: String, errno: Int32)
     /// The key does not open this volume.
@@ -36,6 +38,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .noInput(let p, let r): return "\(p): \(r)"
         case .badInput(let p, let r): return "\(p): \(r)"
         case .outputExists(let p): return "\(p): output exists and is not an empty directory"
+        case .outputBusy(let p): return "\(p): another fspf is writing this output now"
         case .io(let p, let op, let e): return "\(p): \(op) failed: \(Errno.describe(e))"
         case .wrongKey(let p): return "\(p): wrong key (the key does not open this volume, or its header was altered)"
         case .integrity(let p, let r): return "\(p): integrity check failed: \(r)"
@@ -47,13 +50,26 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 
+    /// The same error with a path below `old` named below `new` instead.
+    public func replacingPath(_ old: String, with new: String) -> FSPFError {
+        func r(_ p: String) -> String { p == old ? new : p.hasPrefix(old + "/") ? new + p.dropFirst(old.count) : p }
+        switch self {
+        case .noInput(let p, let why): return .noInput(path: r(p), reason: why)
+        case .badInput(let p, let why): return .badInput(path: r(p), reason: why)
+        case .outputExists(let p): return .outputExists(path: r(p))
+        case .outputBusy(let p): return .outputBusy(path: r(p))
+        case .io(let p, let op, let e): return .io(path: r(p), operation: op, errno: e)
+        default: return self
+        }
+    }
+
     /// The process exit status for this error (documented in README.md).
     public var exitStatus: Int32 {
         switch self {
         case .usage: return ExitStatus.usage
         case .noInput: return ExitStatus.noInput
         case .badInput: return ExitStatus.badInput
-        case .outputExists: return ExitStatus.cannotCreate
+        case .outputExists, .outputBusy: return ExitStatus.cannotCreate
         case .io(_, _, let e): return e == ENOENT ? ExitStatus.noInput : ExitStatus.ioError
         case .wrongKey: return ExitStatus.wrongKey
         case .integrity: return ExitStatus.integrity

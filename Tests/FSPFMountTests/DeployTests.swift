@@ -87,7 +87,7 @@ import FSPFTestSupport
     @Test func podTemplateValidatesAndMountsBeforeSpark() throws {
         let s = Sandbox()
         let r = sh(s, """
-            yamllint -c '\(Self.root)/deploy/.yamllint' '\(Self.root)/deploy/kubernetes' '\(Self.root)/deploy/scone/session.yaml.template'
+            yamllint -c '\(Self.root)/deploy/.yamllint' '\(Self.root)/deploy/kubernetes' '\(Self.root)/deploy/scone/session.yaml.template' '\(Self.root)/deploy/scone/runtime-session.yaml.template'
             \(Self.check) pod-template '\(Self.template)'
             \(Self.check) kubernetes '\(Self.root)'/deploy/kubernetes/key-sources/*.yaml
             """)

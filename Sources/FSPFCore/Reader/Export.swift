@@ -50,7 +50,8 @@ public enum Exporter {
             try FileSystem.rename(staging, output)
         } catch {
             FileSystem.removeTree(staging)
-            throw error
+            // Name the user's output, not the temporary directory it was being written in.
+            throw (error as? FSPFError)?.replacingPath(staging, with: output) ?? error
         }
     }
 

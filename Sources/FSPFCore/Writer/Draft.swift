@@ -111,8 +111,13 @@ public struct Draft: Codable, Sendable {
         o.reproducible = false
         o.inlineTreeStaging = FileSystem.stagingPath(for: draftPath) + "-trees"
         let keys = try self.keys
-        let done = try VolumeWriter.protect(sources: [WriterSource(directory: source, prefix: prefix, output: out)],
+        let done: VolumeWriter.Protected
+        do {
+            done = try VolumeWriter.protect(sources: [WriterSource(directory: source, prefix: prefix, output: out)],
                                             metadataPath: draftPath, keys: keys, options: o)
+        } catch let e as FSPFError {
+            throw e.replacingPath(o.inlineTreeStaging!, with: draftPath)  // the staged trees are the draft's
+        }
         let before = self
         var stale: [String] = []
         do {

@@ -94,43 +94,39 @@ public enum VolumeWriter {
         }
     }
 
-    /// Builds a volume directory: in `output` itself when it is an empty directory (a mount
-    /// point), else under a temporary sibling renamed into place at the end. On any failure
-    /// nothing that opens as a volume is left.
+    /// Builds a volume directory in `output`: a new directory, or an empty one (a mount point),
+    /// or one holding only the hidden object store an earlier build left behind (what `rm -rf
+    /// OUT/*` leaves), which is replaced. The output is locked for the whole build: a second
+    /// writer is refused. The metadata is written last, so nothing opens as a volume before the
+    /// end; on failure everything written is removed (the directory too, if this build made it).
     private static func build(output: String, keys: VolumeKeys, options: WriterOptions,
                               sources: (String) -> [WriterSource]) throws -> WriteResult {
-        let staging: String
-        var renameAtEnd = false
-        if let st = FileSystem.status(output) {
-            guard st.st_mode & S_IFMT == S_IFDIR, (try? FileSystem.list(output))?.isEmpty == true else {
-                throw FSPFError.outputExists(path: output)
-            }
-            staging = output  // may be a mount point: write in place, metadata last
-        } else {
-            let parent = Paths.parent(output)
-            guard FileSystem.isDirectory(parent) else {
-                throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
-            }
-            staging = FileSystem.stagingPath(for: output)
-            FileSystem.removeTree(staging)
-            try FileSystem.makeDirectory(staging, mode: 0o755)
-            renameAtEnd = true
+        let parent = Paths.parent(output)
+        guard FileSystem.isDirectory(parent) else {
+            throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
+        }
+        let created = mkdir(output, 0o755) == 0
+        if !created && errno != EEXIST { throw FSPFError.io(path: output, operation: "mkdir", errno: errno) }
+        guard FileSystem.isDirectory(output) else { throw FSPFError.outputExists(path: output) }
+        let lock = try FileDescriptor.open(output, O_RDONLY | O_DIRECTORY)
+        guard flock(lock.fd, LOCK_EX | LOCK_NB) == 0 else { throw FSPFError.outputBusy(path: output) }
+        let names = try FileSystem.list(output).map { String(decoding: $0, as: UTF8.self) }
+        if names == [objectsDirectory] {
+            FileSystem.removeTree(Paths.join(output, objectsDirectory))
+        } else if !names.isEmpty {
+            throw FSPFError.outputExists(path: output)
         }
         do {
-            var result = try write(sources: sources(staging), metadataPath: Paths.join(staging, SealedMetadata.fileName),
+            let result = try write(sources: sources(output), metadataPath: Paths.join(output, SealedMetadata.fileName),
                                    keys: keys, options: options)
-            if renameAtEnd {
-                try FileSystem.rename(staging, output)
-                try FileSystem.syncDirectory(Paths.parent(output))
-            }
-            result.metadataPath = Paths.join(output, SealedMetadata.fileName)
+            try FileSystem.syncDirectory(parent)
             return result
         } catch {
-            if renameAtEnd {
-                FileSystem.removeTree(staging)
+            if created {
+                FileSystem.removeTree(output)
             } else {
-                for name in (try? FileSystem.list(staging)) ?? [] {
-                    FileSystem.removeTree(Paths.join(staging, String(decoding: name, as: UTF8.self)))
+                for name in (try? FileSystem.list(output)) ?? [] {
+                    FileSystem.removeTree(Paths.join(output, String(decoding: name, as: UTF8.self)))
                 }
             }
             throw error
