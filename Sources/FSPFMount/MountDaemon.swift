@@ -38,6 +38,8 @@ public struct MountConfiguration: Sendable {
     /// SCONE's runtime view: every outermost encrypted or authenticated region mounted at its
     /// own absolute path (over its kernel directory), `mountpoint` unused.
     public var scone = false
+    /// Where a backgrounded daemon logs once live (--log-file); --foreground keeps stderr.
+    public var log: LogDestination = .syslog
     /// Key and tag already at hand (a SCONE session), used instead of `key`.
     public var material: KeySource.Material?
 
@@ -134,7 +136,17 @@ public enum MountDaemon {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
         }
 
+        var logFD: Int32? = nil
+        if case .file(let path) = config.log, !config.foreground {
+            let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw FSPFError.io(path: path, operation: "open log file", errno: errno) }
+            logFD = fd
+        }
         let readiness = Readiness(mounts: targets.count)
+        if !config.foreground {
+            let destination = config.log, fd = logFD
+            readiness.onLive = { LogSink.detach(to: destination, fd: fd) }
+        }
         let readahead = config.readaheadKiB
         var options = "ro,default_permissions,fsname=fspf,subtype=fspf"
         if config.allowOther { options += ",allow_other" }
@@ -346,6 +358,8 @@ private struct UncheckedSession: @unchecked Sendable {
 final class Readiness: @unchecked Sendable {
     private var pipeWrite: Int32 = -1
     private let pending: Locked<Int>
+    /// Run once the mounts are live and the parent told (a daemon's log redirection).
+    var onLive: (@Sendable () -> Void)?
 
     init(mounts: Int) { pending = Locked(mounts) }
 
@@ -381,6 +395,7 @@ final class Readiness: @unchecked Sendable {
             _ = write(pipeWrite, &zero, 1)
             close(pipeWrite)
             pipeWrite = -1
+            onLive?()
         }
         notifyServiceManager("READY=1\nMAINPID=\(getpid())")
     }

@@ -78,7 +78,9 @@ struct FSPFMountCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Refuse to mount unless the kernel is inside a TEE (SEV-SNP or TDX guest, confidential containers); see docs/SECURITY.md.")
     var requireTee = false
-    @Flag(name: .long, help: "Stay in the foreground.") var foreground = false
+    @Flag(name: .long, help: "Stay in the foreground, logging to stderr.") var foreground = false
+    @Option(name: .long, help: "Once mounted in the background, log to this file (appended), 'syslog' (the default) or 'none'; the caller's stdout and stderr are released.")
+    var logFile: String?
     @Flag(name: .long, help: "Mount over a directory that has entries (hidden while mounted); the volume's own directory needs no flag.")
     var nonempty = false
     @Option(name: .customShort("o"), help: "Mount options: allow_other; nonempty (as --nonempty); uid=N and gid=N show every entry as owned by N instead of its stored owner.")
@@ -131,6 +133,10 @@ struct FSPFMountCommand: ParsableCommand {
 
     /// The mount settings every form shares.
     func configure(_ config: inout MountConfiguration) throws {
+        if let logFile {
+            guard !foreground else { throw FSPFError.usage("--log-file: --foreground logs to stderr") }
+            config.log = LogDestination(argument: logFile)
+        }
         config.keyTimeout = keyTimeout
         config.foreground = foreground
         config.user = user

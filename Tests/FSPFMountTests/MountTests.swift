@@ -248,6 +248,33 @@ import FSPFTestSupport
         _ = s.sh("umount mnt")
     }
 
+    /// A backgrounded daemon lets go of the caller's stdout and stderr once the mount is live
+    /// (before, `x=$(fspf-mount …)` and `fspf-mount … | tee` waited for the unmount): it logs to
+    /// --log-file, syslog (the default) or nowhere.
+    @Test func backgroundDaemonReleasesTheCallersOutput() {
+        let s = Sandbox()
+        s.makeInput()
+        let tag = MountTests.encrypt(s)
+        let r = s.sh("""
+            mkdir mnt
+            released() {  # released LOG-OPTION...: the pipeline ends while the mount is live
+              rm -f piped.done
+              ('\(Tool.mountBinary)' vol mnt --key-file key --tag \(tag) "$@" 2>&1 | cat > piped.out; touch piped.done) &
+              for i in $(seq 100); do test -e piped.done && break; sleep 0.1; done
+              test -e piped.done && cmp mnt/job.py in/job.py && echo "released $*"
+              umount mnt
+            }
+            released --log-file mount.log
+            for i in $(seq 50); do grep -q 'unmounted' mount.log && break; sleep 0.1; done
+            grep -c 'info: unmounted mountpoint=' mount.log
+            released
+            released --log-file none
+            """)
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(r.out == "released --log-file mount.log\n1\nreleased \nreleased --log-file none\n", "\(r.out)")
+        #expect(Sandbox.mounts(below: s.path).isEmpty)
+    }
+
     /// A mount point with entries of its own is refused unless asked for (they would be hidden
     /// silently), before any key is fetched; the volume's own directory is always allowed.
     @Test func nonEmptyMountPointsAreRefusedUnlessAsked() throws {
