@@ -9,6 +9,11 @@ import Foundation
 struct Quote: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect and verify Intel SGX DCAP quotes (version 3).",
+        discussion: """
+        Examples:
+          fspf quote show quote.bin
+          fspf quote verify quote.bin --collateral collateral.json --policy policy.json
+        """,
         subcommands: [QuoteShow.self, QuoteVerify.self])
 }
 
@@ -28,7 +33,8 @@ private func emitJSON(_ value: JSONValue) {
 }
 
 struct QuoteShow: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a quote's fields.")
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a quote's fields.",
+                                                    discussion: "Example: fspf quote show /dev/attestation/quote --format json")
 
     @Argument(help: "The quote (binary, as /dev/attestation/quote gives it).") var file: String
     @Option(name: .long, help: "text or json.") var format: OutputFormat = .text
@@ -86,7 +92,10 @@ struct QuoteVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Verify a quote with its collateral; print each check and the verdict.",
-        discussion: "Exit status 0 when every check passes, 13 when one fails.")
+        discussion: """
+        Exit status 0 when every check passes, 13 when one fails.
+        Example: fspf quote verify quote.bin --collateral collateral.json --policy policy.json
+        """)
 
     @Argument(help: "The quote.") var file: String
     @Option(name: .long, help: "Collateral JSON (PCS/PCCS QuoteCollateralV3 fields: CRLs, TCB info, QE identity).") var collateral: String
@@ -142,13 +151,15 @@ struct AttesterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attester",
         abstract: "The simulated attester for machines without a TEE.",
+        discussion: "Example: fspf attester init --out attester.key",
         subcommands: [AttesterInit.self])
 }
 
 struct AttesterInit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Create an attestation key; print its public key for a policy's simulated_attesters.")
+        abstract: "Create an attestation key; print its public key for a policy's simulated_attesters.",
+        discussion: "Example: fspf attester init --out attester.key")
 
     @Option(name: .long, help: "New key file (mode 0600).") var out: String
 

@@ -10,8 +10,12 @@ struct Encrypt: ParsableCommand {
         abstract: "Encrypt a directory into a volume, or seal a step-built metadata file.",
         discussion: """
         fspf encrypt DIR --out VOLUME     one command from a plaintext tree to a volume
-        fspf encrypt F                    seal the draft F built with create/addr/addf (as scone fspf encrypt)
-        Without a key option a new random key is generated and printed.
+        fspf encrypt F                    seal the metadata file F built with create/addr/addf (as scone fspf encrypt)
+        Without a key option a new random key is generated and printed (for F: the key chosen at create).
+        Examples:
+          fspf encrypt input/code --out encrypted-files > keytag.txt
+          fspf encrypt input/data --out encrypted-data --key-out data.key --format env --env-prefix DATA_FSPF
+          fspf encrypt fspf.pb > keytag.txt
         """)
 
     @Argument(help: "Input directory, or a draft metadata file made by 'fspf create'.")

@@ -13,7 +13,13 @@ struct KeyServer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keyserver",
         abstract: "Release volume keys to workloads whose attestation evidence satisfies the volume's policy.",
-        discussion: "See docs/ATTESTATION.md for the protocol and the policy format.",
+        discussion: """
+        See docs/ATTESTATION.md for the protocol and the policy format.
+        Examples:
+          fspf keyserver init --store /srv/fspf-keys --name keys.example.com
+          fspf encrypt input/data --out encrypted-data --register /srv/fspf-keys --policy policy.json
+          fspf keyserver serve --store /srv/fspf-keys --listen 0.0.0.0:8443
+        """,
         subcommands: [KeyServerInit.self, KeyServerRegister.self, KeyServerList.self, KeyServerServe.self])
 }
 
@@ -26,7 +32,8 @@ struct StoreOptions: ParsableArguments {
 }
 
 struct KeyServerInit: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a store: master key, signing identity, TLS key and self-signed certificate.")
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a store: master key, signing identity, TLS key and self-signed certificate.",
+                                                    discussion: "Example: fspf keyserver init --store /srv/fspf-keys --name keys.example.com")
     @OptionGroup var store: StoreOptions
     @Option(name: .long, help: "Host name or IP address clients use (repeat; default localhost and 127.0.0.1).")
     var name: [String] = []
@@ -91,7 +98,10 @@ struct KeyServerRegister: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "register",
         abstract: "Register an existing volume's key and tag with a policy.",
-        discussion: "New volumes: fspf encrypt DIR --out VOL --register STORE --policy P registers straight away.")
+        discussion: """
+        New volumes: fspf encrypt DIR --out VOL --register STORE --policy P registers straight away.
+        Example: fspf keyserver register --store /srv/fspf-keys --volume-name data --key-file data.key --tag "$TAG" --policy policy.json
+        """)
 
     @Option(name: .long, help: "The key server's store directory.") var store: String
     @Option(name: .long, help: "Name clients ask for.") var volumeName: String
@@ -113,7 +123,8 @@ struct KeyServerRegister: ParsableCommand {
 }
 
 struct KeyServerList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List registered volumes with their tag and policy.")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List registered volumes with their tag and policy.",
+                                                    discussion: "Example: fspf keyserver list --store /srv/fspf-keys")
     @OptionGroup var store: StoreOptions
 
     func run() throws {
@@ -132,7 +143,10 @@ struct KeyServerServe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve key releases over HTTPS until stopped.",
-        discussion: "Prints 'listening on https://HOST:PORT' once ready. Audit log: STORE/audit.log.")
+        discussion: """
+        Prints 'listening on https://HOST:PORT' once ready. Audit log: STORE/audit.log.
+        Example: fspf keyserver serve --store /srv/fspf-keys --listen 0.0.0.0:8443
+        """)
 
     @OptionGroup var store: StoreOptions
     @Option(name: .long, help: "Address and port to listen on (port 0 picks a free one).") var listen = "127.0.0.1:8443"

@@ -8,7 +8,12 @@ import Glibc
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check every byte of a volume; list every problem with file, chunk and byte range.",
-        discussion: "Exit 0 if intact, 10 if anything is wrong, 11 for a wrong key.")
+        discussion: """
+        Exit 0 if intact, 10 if anything is wrong, 11 for a wrong key.
+        Examples:
+          fspf verify encrypted-files --key-file code.key --tag "$TAG"
+          fspf verify /fspf/fspf-file --key-env SCONE_FSPF_KEY --tag-env SCONE_FSPF_TAG   the directory of fs.fspf
+        """)
 
     @Argument(help: "Volume directory or metadata file.") var volume: String
     @OptionGroup var key: KeyOptions
@@ -59,7 +64,12 @@ extension String {
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ls", abstract: "List a volume's files.",
-        discussion: "Long format: type (d directory, e encrypted, a authenticated, - not protected, l symlink), mode, size, path.")
+        discussion: """
+        Long format: type (d directory, e encrypted, a authenticated, - not protected, l symlink), mode, size, path.
+        Examples:
+          fspf ls -lR encrypted-files --key-file code.key
+          fspf ls /fspf.pb app --key-env SCONE_FSPF_KEY --tag-env SCONE_FSPF_TAG
+        """)
 
     @Argument(help: "Volume directory or metadata file.") var volume: String
     @Argument(help: "Directory inside the volume.") var path = "/"
@@ -84,7 +94,12 @@ struct List: ParsableCommand {
 }
 
 struct Cat: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a file of a volume to standard output, verified.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a file of a volume to standard output, verified.",
+        discussion: """
+        Example:
+          fspf cat encrypted-files job.py --key-file code.key --tag "$TAG"
+        """)
 
     @Argument(help: "Volume directory or metadata file.") var volume: String
     @Argument(help: "File inside the volume.") var path: String
@@ -117,7 +132,12 @@ struct Cat: ParsableCommand {
 }
 
 struct Decrypt: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a volume's verified plaintext tree to a new directory.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a volume's verified plaintext tree to a new directory.",
+        discussion: """
+        Example:
+          fspf decrypt encrypted-files --out plain --key-file code.key --tag "$TAG"
+        """)
 
     @Argument(help: "Volume directory or metadata file.") var volume: String
     @Option(name: .long, help: "Output directory (must not exist).") var out: String
@@ -133,7 +153,13 @@ struct Decrypt: ParsableCommand {
 }
 
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "What a volume reveals without the key, and its contents with it.")
+    static let configuration = CommandConfiguration(
+        abstract: "What a volume reveals without the key, and its contents with it.",
+        discussion: """
+        Examples:
+          fspf info encrypted-files                       header, tags, object count: no key needed
+          fspf info encrypted-files --key-file code.key   contents and regions too
+        """)
 
     @Argument(help: "Volume directory or metadata file.") var volume: String
     @OptionGroup var key: KeyOptions
@@ -151,7 +177,12 @@ struct Info: ParsableCommand {
 }
 
 struct Keygen: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Generate a random volume key (64 hex digits).")
+    static let configuration = CommandConfiguration(
+        abstract: "Generate a random volume key (64 hex digits).",
+        discussion: """
+        Examples:
+          fspf keygen --out code.key && fspf encrypt input/code --out encrypted-files --key-file code.key
+        """)
 
     @Option(name: .long, help: "Write the key to this new file (mode 0600) instead of standard output.") var out: String?
 

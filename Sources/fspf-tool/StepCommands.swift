@@ -11,7 +11,7 @@ struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start a volume step by step: an empty metadata file (SCONE's 'fspf create').",
         discussion: """
-        The steps, as in a SCONE build script:
+        Example, the steps of a SCONE build script:
           fspf create fspf.pb
           fspf addr fspf.pb / --not-protected --kernel /
           fspf addr fspf.pb /fspf/encrypted-files --encrypted --kernel /fspf/encrypted-files
@@ -38,6 +38,7 @@ struct AddRegion: ParsableCommand {
         commandName: "addr", abstract: "Add a region to a metadata file in progress (SCONE's 'fspf addr').",
         discussion: """
         A file belongs to the region with the longest matching path; the kind is fixed for the files addf adds later.
+        Examples:
           fspf addr fspf.pb / --not-protected --kernel /
           fspf addr fspf.pb /usr --authenticated --kernel /usr
           fspf addr fspf.pb /fspf/encrypted-files --encrypted --kernel /fspf/encrypted-files
@@ -77,7 +78,10 @@ struct AddFiles: ParsableCommand {
         commandName: "addf",
         abstract: "Protect the files of a directory now and record them (SCONE's 'fspf addf').",
         discussion: """
-        Encrypted files go to OUT (default: the region's --kernel directory) as objects under OUT/.fspf-objects;         authenticated ones stay where they are (copied to OUT if it differs) and their tags go into the metadata file.         Files that appear in SOURCE afterwards are not part of the volume. A path added again is replaced.
+        Encrypted files go to OUT (default: the region's --kernel directory) as objects under OUT/.fspf-objects; \
+        authenticated ones stay where they are (copied to OUT if it differs) and their tags go into the metadata file. \
+        Files that appear in SOURCE afterwards are not part of the volume. A path added again is replaced.
+        Examples:
           fspf addf fspf.pb /fspf/encrypted-files /fspf/input/code /fspf/encrypted-files
           fspf addf fspf.pb /usr /usr
         """)
@@ -103,7 +107,14 @@ struct AddFiles: ParsableCommand {
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a draft or a sealed metadata file.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show a metadata file in progress, or a sealed one (SCONE's 'fspf show').",
+        discussion: """
+        Examples:
+          fspf show fspf.pb                      regions and files recorded so far, or what the volume shows without a key
+          fspf show --tag /fspf.pb               the volume tag alone (SCONE_FSPF_TAG)
+          fspf show encrypted-files --key-file k  contents too
+        """)
 
     @Argument(help: "Metadata file or volume directory.") var file: String
     @Flag(name: .long, help: "Print only the volume tag.") var tag = false

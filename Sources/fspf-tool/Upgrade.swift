@@ -11,6 +11,7 @@ struct Upgrade: ParsableCommand {
         Every byte is verified as it is read (give the old volume's --tag to pin what is converted); the new volume \
         keeps the tree, regions, chunk sizes, modes and times, and a reproducible volume stays reproducible. \
         It has a new tag, printed as 'fspf encrypt' prints it: pin that one from now on.
+        Example: fspf upgrade old-volume --out new-volume --key-file code.key --tag "$OLD_TAG"
         """)
 
     @Argument(help: "The volume to convert (directory or metadata file).") var volume: String

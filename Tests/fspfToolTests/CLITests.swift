@@ -189,6 +189,21 @@ import FSPFTestSupport
         #expect(s.sh("cat addf.err").out.contains("No space left on device"))
     }
 
+    /// Every command's help shows at least one example of itself.
+    @Test func everyCommandsHelpHasAnExample() {
+        let s = Sandbox()
+        let commands = ["encrypt", "create", "addr", "addf", "show", "verify", "ls", "cat", "decrypt", "info", "upgrade", "keygen",
+                        "quote", "quote show", "quote verify", "attester", "attester init",
+                        "keyserver", "keyserver init", "keyserver register", "keyserver list", "keyserver serve"]
+        for c in commands {
+            let help = s.sh("fspf help \(c)").out
+            let examples = help.split(separator: "\n").drop { !$0.contains("Example") }
+            #expect(examples.contains { $0.contains("fspf \(c) ") || $0.contains("fspf \(c.split(separator: " ").last!) ") },
+                    "fspf help \(c): no example\n\(help)")
+        }
+        #expect(s.sh("'\(Tool.mountBinary)' --help").out.contains("Examples: fspf-mount "))
+    }
+
     /// Step-built volumes: several sources and regions, shared directories merged, conflicts refused.
     @Test func stepCommandsWithSeveralSourcesAndRegions() {
         let s = Sandbox()
