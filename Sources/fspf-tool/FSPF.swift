@@ -16,7 +16,7 @@ struct FSPF: ParsableCommand {
         130 interrupted.
         """,
         version: "0.1.0",
-        subcommands: [Encrypt.self, Create.self, AddRegion.self, AddFiles.self, Show.self,
+        subcommands: [Encrypt.self, Create.self, AddRegion.self, AddFiles.self, AddFSPF.self, Show.self,
                       Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Upgrade.self, Keygen.self,
                       Quote.self, AttesterCommand.self, KeyServer.self])
 }

@@ -106,6 +106,24 @@ struct AddFiles: ParsableCommand {
     }
 }
 
+struct AddFSPF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "addfspf",
+        abstract: "SCONE's nested protection files: not supported (the message says what to use instead).",
+        discussion: "Example of what to do instead: fspf-mount --scone --fspf G (G on its own), or fspf addf F EMBED SOURCE for G's sources.")
+
+    @Argument(help: "Metadata file.") var file: String
+    @Argument(parsing: .captureForPassthrough, help: "The protection file to nest (and its key, which fspf never takes on a command line).")
+    var rest: [String] = []
+
+    func run() throws {
+        try reportingErrors {
+            throw FSPFError.usage("addfspf: nested protection files are not supported; mount the other volume on its own "
+                                  + "(fspf-mount --scone --fspf G) or add its source directories to \(file) with fspf addf")
+        }
+    }
+}
+
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a metadata file in progress, or a sealed one (SCONE's 'fspf show').",

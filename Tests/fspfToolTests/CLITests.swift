@@ -189,6 +189,25 @@ import FSPFTestSupport
         #expect(s.sh("cat addf.err").out.contains("No space left on device"))
     }
 
+    /// SCONE's flags and commands that fspf takes differently: --key-length 16/24/32 (or bits) is
+    /// accepted (keys are always 256 bits), anything else refused; --ephemeral and addfspf are
+    /// refused with one line naming what to use instead.
+    @Test func sconeFlagsAcceptedOrRefusedWithAnAlternative() {
+        let s = Sandbox()
+        #expect(s.sh("fspf create f.pb > /dev/null").status == 0)
+        for length in ["16", "24", "32", "128", "256"] {
+            #expect(s.sh("fspf addr f.pb /x -e --kernel x --key-length \(length)").status == 0, "--key-length \(length)")
+        }
+        let odd = s.sh("fspf addr f.pb /x -e --kernel x --key-length 20")
+        #expect(odd.status == 64 && odd.err == "fspf: --key-length 20: 16, 24 or 32 bytes (128, 192 or 256 bits)\n", "\(odd.err)")
+        let ephemeral = s.sh("fspf addr f.pb / -e --ephemeral")
+        #expect(ephemeral.status == 64 && ephemeral.err.contains("use --kernel DIR"), "\(ephemeral.err)")
+        let nested = s.sh("fspf addfspf f.pb g.pb 00112233")
+        #expect(nested.status == 64 && nested.err.split(separator: "\n").count == 1 && nested.err.contains("fspf-mount --scone --fspf G"),
+                "\(nested.err)")
+        #expect(s.sh("fspf addr f.pb /y --authenticated --encrypted --kernel y").status == 64)
+    }
+
     /// Every command's help shows at least one example of itself.
     @Test func everyCommandsHelpHasAnExample() {
         let s = Sandbox()
@@ -197,7 +216,7 @@ import FSPFTestSupport
                         "keyserver", "keyserver init", "keyserver register", "keyserver list", "keyserver serve"]
         for c in commands {
             let help = s.sh("fspf help \(c)").out
-            let examples = help.split(separator: "\n").drop { !$0.contains("Example") }
+            let examples = help.split(separator: "\n").drop { !$0.contains("Example") }.prefix { !$0.hasPrefix("USAGE:") }
             #expect(examples.contains { $0.contains("fspf \(c) ") || $0.contains("fspf \(c.split(separator: " ").last!) ") },
                     "fspf help \(c): no example\n\(help)")
         }
