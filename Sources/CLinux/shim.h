@@ -23,6 +23,11 @@ static inline int fspf_openat_no_symlinks(int dirfd, const char *path, int flags
 
 int pthread_getattr_np(pthread_t thread, pthread_attr_t *attr);  // glibc, _GNU_SOURCE only
 
+// memfd_create(2) with MFD_CLOEXEC: an anonymous file in memory (glibc declares it under _GNU_SOURCE).
+static inline int fspf_memfd(const char *name) {
+    return (int)syscall(319 /* SYS_memfd_create */, name, 1U /* MFD_CLOEXEC */);
+}
+
 // The calling thread's stack size in bytes, 0 if unknown.
 static inline size_t fspf_thread_stack_size(void) {
     pthread_attr_t attr;

@@ -19,6 +19,11 @@ public final class FileDescriptor: @unchecked Sendable {
         return FileDescriptor(fd: fd, path: path)
     }
 
+    /// An anonymous file in memory (memfd): scratch space that never touches a file system.
+    public static func anonymous(_ name: String) throws -> FileDescriptor {
+        FileDescriptor(fd: try syscall("memfd_create", path: name) { fspf_memfd(name) }, path: name)
+    }
+
     public static func openForReading(_ path: String) throws -> FileDescriptor {
         try open(path, O_RDONLY | O_NOFOLLOW)
     }

@@ -1,6 +1,16 @@
+import Glibc
+
 /// Pure string helpers for '/'-separated paths. Volume paths are relative, with no empty,
 /// "." or ".." components; "" is the root.
 public enum Paths {
+    /// Byte order of two paths (the order the format keeps entries in), with memcmp: the
+    /// generic `lexicographicallyPrecedes` dominated sorting a hundred thousand paths.
+    public static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        let n = min(a.count, b.count)
+        let c = a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n) } }
+        return c != 0 ? c < 0 : a.count < b.count
+    }
+
     public static func parent(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return path.isEmpty ? path : "." }
         if slash == path.startIndex { return "/" }

@@ -26,9 +26,8 @@ struct Create: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let keys = try key.source.map { try VolumeKeys(key: $0.load()) } ?? VolumeKeys.generate()
-            let draft = Draft(keys: keys)
-            try draft.save(file)
-            Console.out("Created empty file system protection file in \(file). AES-GCM tag: \(try draft.stepTag())")
+            let tag = try Draft(keys: keys).save(file)
+            Console.out("Created empty file system protection file in \(file). AES-GCM tag: \(tag)")
         }
     }
 }
@@ -67,8 +66,8 @@ struct AddRegion: ParsableCommand {
             let chunk = try chunkLength.map { try parseSize($0, option: "--chunk-length") } ?? ChunkSize.default
             var draft = try Draft.load(file)
             try draft.addRegion(path: embed, kind: kinds[0], kernel: kernel, chunkSize: chunk)
-            try draft.save(file)
-            Console.out("Added region \(embed) to file system protection file \(file) new AES-GCM tag: \(try draft.stepTag())")
+            let tag = try draft.save(file)
+            Console.out("Added region \(embed) to file system protection file \(file) new AES-GCM tag: \(tag)")
         }
     }
 }
@@ -100,8 +99,8 @@ struct AddFiles: ParsableCommand {
                 options.threads = t
             }
             var draft = try Draft.load(file)
-            _ = try draft.addFiles(embed: embed, source: source, output: output, draftPath: file, options: options)
-            Console.out("Added files to file system protection file \(file) new AES-GCM tag: \(try draft.stepTag())")
+            let added = try draft.addFiles(embed: embed, source: source, output: output, draftPath: file, options: options)
+            Console.out("Added files to file system protection file \(file) new AES-GCM tag: \(added.stepTag)")
         }
     }
 }

@@ -318,7 +318,7 @@ public struct VolumeMetadata: Equatable, Sendable {
             let rawPath = try r.getString("path")
             let path = try decodePath(rawPath, context: context)
             guard !path.isEmpty else { throw bad("entry for the root") }
-            if let p = previous { guard p.lexicographicallyPrecedes(rawPath) else { throw bad("entries not sorted at '\(path)'") } }
+            if let p = previous { guard Paths.precedes(p, rawPath) else { throw bad("entries not sorted at '\(path)'") } }
             previous = rawPath
             guard directories.contains(Paths.parentInVolume(path)) else { throw bad("'\(path)' has no parent directory") }
             var e = Entry(path: path, mode: 0, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .directory)

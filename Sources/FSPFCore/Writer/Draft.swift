@@ -23,12 +23,14 @@ public struct Draft: Codable, Sendable {
         public var chunkSize: UInt32
     }
 
+    private enum CodingKeys: String, CodingKey { case format, key, regions, objects, stores }
+
     public var format = Draft.formatName
     /// The volume key, hex.
     var key: String
     public private(set) var regions: [DraftRegion] = []
-    /// Entries recorded so far: a metadata encoding (base64) whose regions are not used.
-    var recorded: String? = nil
+    /// Entries recorded so far: a metadata encoding (its regions unused), stored after the JSON.
+    var recorded: [UInt8]? = nil
     /// Objects this draft wrote (absolute paths), and the object stores they are in.
     var objects: [String] = []
     var stores: [String] = []
@@ -51,10 +53,16 @@ public struct Draft: Codable, Sendable {
         return bytes.first(where: { $0 != 0x20 && $0 != 0x0a }) == UInt8(ascii: "{")
     }
 
+    /// The file: one line of JSON (key, regions, objects), then the recorded entries' binary
+    /// metadata encoding, if any.
     public static func load(_ path: String) throws -> Draft {
         guard FileSystem.exists(path) else { throw FSPFError.noInput(path: path, reason: "no such file (run 'fspf create' first)") }
         let bytes = try FileSystem.readAll(path, limit: 1 << 30)
-        if let d = try? JSONDecoder().decode(Draft.self, from: Data(bytes)), d.format == formatName { return d }
+        let newline = bytes.firstIndex(of: 0x0a) ?? bytes.endIndex
+        if var d = try? JSONDecoder().decode(Draft.self, from: Data(bytes[..<newline])), d.format == formatName {
+            if newline + 1 < bytes.endIndex { d.recorded = Array(bytes[(newline + 1)...]) }
+            return d
+        }
         if bytes.starts(with: SealedMetadata.magic) {
             throw FSPFError.badInput(path: path, reason: "already sealed by 'fspf encrypt'; start again with 'fspf create \(path)'")
         }
@@ -62,23 +70,18 @@ public struct Draft: Codable, Sendable {
                                  + "to encrypt a directory: fspf encrypt DIR --out VOLUME")
     }
 
-    public func save(_ path: String) throws {
-        try FileSystem.writeAtomically(path, try encoded(), mode: 0o600)
-    }
-
-    private func encoded() throws -> [UInt8] {
+    /// Saves the draft atomically (mode 0600) and returns what SCONE prints as the protection
+    /// file's tag after each step: the first 16 bytes of SHA-256 over the file (it changes with
+    /// every step; only the tag `encrypt F` prints is a volume tag).
+    @discardableResult
+    public func save(_ path: String) throws -> String {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return Array(try enc.encode(self)) + [0x0a]
-    }
-
-    /// What SCONE prints as the protection file's tag after each step: here the first 16 bytes
-    /// of SHA-256 over the draft as saved (it changes with every step; only the tag printed by
-    /// `encrypt F` is a volume tag).
-    public func stepTag() throws -> String {
+        enc.outputFormatting = [.sortedKeys]
+        let bytes = Array(try enc.encode(self)) + [0x0a] + (recorded ?? [])
+        try FileSystem.writeAtomically(path, bytes, mode: 0o600)
         var h = SHA256()
         h.update(Array("FSPF-DRAFT".utf8) + [0])
-        h.update(try encoded())
+        h.update(bytes)
         return Hex.encode(h.finish().prefix(16))
     }
 
@@ -98,7 +101,7 @@ public struct Draft: Codable, Sendable {
     /// recorded before is replaced (its object removed); a file where a directory was, or the
     /// reverse, is refused. On failure the draft and the disk are as before.
     public mutating func addFiles(embed: String, source: String, output: String?, draftPath: String,
-                                  options: WriterOptions) throws -> (files: Int, bytes: UInt64) {
+                                  options: WriterOptions) throws -> (files: Int, bytes: UInt64, stepTag: String) {
         guard FileSystem.isDirectory(source) else {
             throw FSPFError.noInput(path: source, reason: "no such directory")
         }
@@ -106,20 +109,16 @@ public struct Draft: Codable, Sendable {
         let regions = writerRegions
         let kernel = self.regions.filter { Paths.isWithin(prefix, $0.path) }.max { $0.path.utf8.count < $1.path.utf8.count }?.kernel
         let out = Plan.absolute(output ?? kernel ?? ".")
+        let keys = try self.keys
         var o = options
         o.regions = regions
         o.reproducible = false
-        o.inlineTreeStaging = FileSystem.stagingPath(for: draftPath) + "-trees"
-        let keys = try self.keys
-        let done: VolumeWriter.Protected
-        do {
-            done = try VolumeWriter.protect(sources: [WriterSource(directory: source, prefix: prefix, output: out)],
+        o.inlineTrees = true
+        let done = try VolumeWriter.protect(sources: [WriterSource(directory: source, prefix: prefix, output: out)],
                                             metadataPath: draftPath, keys: keys, options: o)
-        } catch let e as FSPFError {
-            throw e.replacingPath(o.inlineTreeStaging!, with: draftPath)  // the staged trees are the draft's
-        }
         let before = self
         var stale: [String] = []
+        var tag = ""
         do {
             try merge(done, prefix: prefix)
             if !done.objects.isEmpty {
@@ -129,14 +128,14 @@ public struct Draft: Codable, Sendable {
             let keep = Set(referencedObjects(try entries, base: Paths.parent(Plan.absolute(draftPath))))
             stale = (objects + done.objects).filter { !keep.contains($0) }
             objects = (objects + done.objects).filter { keep.contains($0) }
-            try save(draftPath)
+            tag = try save(draftPath)
         } catch {
             for o in done.objects { unlink(o) }
             self = before
             throw error
         }
         for o in stale { unlink(o) }  // replaced files' objects, once the draft no longer names them
-        return (done.files, done.bytes)
+        return (done.files, done.bytes, tag)
     }
 
     /// Seals what the steps recorded into `path` (replacing the draft), then removes every
@@ -169,10 +168,7 @@ public struct Draft: Codable, Sendable {
 
     private func recordedMetadata() throws -> VolumeMetadata? {
         guard let recorded else { return nil }
-        guard let bytes = Data(base64Encoded: recorded) else {
-            throw FSPFError.badInput(path: "draft", reason: "recorded entries are not base64")
-        }
-        return try VolumeMetadata.decode(Array(bytes), context: "draft")
+        return try VolumeMetadata.decode(recorded, context: "draft")
     }
 
     /// Adds newly protected entries to the recorded ones (`prefix` is where they were added).
@@ -208,7 +204,7 @@ public struct Draft: Codable, Sendable {
             if let k = n.linkOf { owner[n.path] = done.entries[k].path; n.linkOf = nil }
             byPath[n.path] = n
         }
-        var sorted = byPath.values.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
+        var sorted = byPath.map { (key: Array($0.key.utf8), entry: $0.value) }.sorted { Paths.precedes($0.key, $1.key) }.map(\.entry)
         var index: [String: Int] = [:]
         for (i, e) in sorted.enumerated() { index[e.path] = i }
         var groups: [String: [Int]] = [:]
@@ -223,7 +219,7 @@ public struct Draft: Codable, Sendable {
         // The root's attributes come from a source added at the root; otherwise they stay.
         let root = prefix.isEmpty ? done.root : old?.root ?? done.root
         let metadata = VolumeMetadata(version: .current, reproducible: false, regions: writerRegions, root: root, entries: sorted)
-        recorded = Data(metadata.encoded()).base64EncodedString()
+        recorded = metadata.encoded()
     }
 
     private func referencedObjects(_ entries: [Entry], base: String) -> [String] {

@@ -124,7 +124,8 @@ final class Engine: @unchecked Sendable {
             return
         }
         if let objectPath = job.objectPath, job.kind != .notProtected {
-            let obj = try FileDescriptor.open(objectPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            let obj = job.inline ? try FileDescriptor.anonymous("fspf-tree")
+                : try FileDescriptor.open(objectPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
             if job.findsHoles, let src = job.sourceFD, UInt64(st.st_blocks) * 512 < job.size {
                 job.holes = Engine.holeChunks(try src.dataExtents(size: job.size), size: job.size, chunkSize: UInt64(job.chunkSize))
             }
@@ -298,6 +299,13 @@ final class Engine: @unchecked Sendable {
         }
         if pass == .protect, job.kind != .notProtected {
             job.root = try buildTree(job)
+            if job.inline {
+                let p = job.protection!
+                var tree = [UInt8](repeating: 0, count: Int(p.geometry.byteCount))
+                let n = try tree.withUnsafeMutableBytes { try job.objectFD!.read(into: $0, at: p.treeOffset) }
+                guard n == tree.count else { throw FSPFError.io(path: job.source, operation: "read back tag tree", errno: EIO) }
+                job.inlineTree = tree
+            }
         }
         if pass == .protect { progress?.addFile() }
         closeAll(job)
@@ -312,7 +320,7 @@ final class Engine: @unchecked Sendable {
     private func buildTree(_ job: FileJob) throws -> [UInt8] {
         let p = job.protection!
         let g = p.geometry
-        let obj = try FileDescriptor.open(job.objectPath!, O_RDWR)
+        let obj = job.inline ? job.objectFD! : try FileDescriptor.open(job.objectPath!, O_RDWR)
         var block = [UInt8](repeating: 0, count: 4096)
         func hashBlock(_ level: Int, _ index: UInt64) throws -> [UInt8] {
             let range = g.blockRange(level: level, index: index)

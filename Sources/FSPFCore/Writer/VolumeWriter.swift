@@ -41,9 +41,9 @@ public struct WriterOptions: Sendable {
     /// Store chunks that lie wholly in a hole of the input as holes (`--dense` stores them
     /// encrypted like any data, hiding where the holes are).
     public var sparse = true
-    /// Step builds: authenticated files' objects are staged here and their tag trees kept in
-    /// the metadata, so nothing is written beside their plaintext.
-    var inlineTreeStaging: String? = nil
+    /// Step builds: authenticated files' tag trees are built in memory and kept in the
+    /// metadata, so nothing is written beside their plaintext.
+    var inlineTrees = false
 
     public init() {}
 }
@@ -175,7 +175,6 @@ public enum VolumeWriter {
             }
             try plan.prepareOutputs()
             try engine.run(pass: .protect)
-            try plan.collectInlineTrees()
             if Interrupt.requested { throw FSPFError.interrupted }
         } catch {
             plan.removeOutputs()
@@ -217,7 +216,9 @@ final class FileJob: @unchecked Sendable {
     var inPlace = false
     /// The plain copy did not exist before this build (removed again if the build fails).
     var createdPlain = false
-    /// Authenticated file built step by step: its tree goes into the metadata (`inlineTrees`).
+    /// Authenticated file built step by step: its tree is built in memory (`objectFD` is a
+    /// memfd) and goes into the metadata.
+    var inline = false
     var inlineTree: [UInt8]? = nil
     var root: [UInt8] = []
     /// Hole chunks, found when the protect pass opens the file (if `findsHoles`).
@@ -267,7 +268,7 @@ final class FileJob: @unchecked Sendable {
     var protection: ProtectedFile? {
         guard kind != .notProtected else { return nil }
         return ProtectedFile(version: .current, kind: chunkKind, chunkSize: chunkSize, storedSize: storedSize,
-                             fileID: fileID, root: root, object: inlineTree == nil ? objectLocation! : "", holes: holes,
+                             fileID: fileID, root: root, object: inline ? "" : objectLocation!, holes: holes,
                              inlineTree: inlineTree)
     }
 }
@@ -279,11 +280,9 @@ final class Plan: @unchecked Sendable {
     var root: Entry
     var directoriesToCreate: Set<String> = []
     let metadataDirectory: String
-    let inlineTreeStaging: String?
 
     init(sources: [WriterSource], metadataPath: String, regions: [Region], options: WriterOptions, keys: VolumeKeys) throws {
         metadataDirectory = Paths.parent(metadataPath)
-        inlineTreeStaging = options.inlineTreeStaging
         var items: [InputItem] = []
         var counts: [(WriterSource, Int)] = []
         var rootItem: InputItem? = nil
@@ -312,7 +311,7 @@ final class Plan: @unchecked Sendable {
         // Sort by raw path bytes: the order the format requires and that reproducible mode needs.
         var order = Array(items.indices)
         let keysBytes = items.map { Array($0.path.utf8) }
-        order.sort { keysBytes[$0].lexicographicallyPrecedes(keysBytes[$1]) }
+        order.sort { Paths.precedes(keysBytes[$0], keysBytes[$1]) }
         var sourceOf: [Int: WriterSource] = [:]
         var idx = 0
         for (s, n) in counts { for i in idx..<(idx + n) { sourceOf[i] = s }; idx += n }
@@ -362,8 +361,8 @@ final class Plan: @unchecked Sendable {
                     job.inPlace = Plan.sameFile(item.source, plain)
                     directoriesToCreate.insert(Paths.parent(plain))
                 }
-                // Completed once the file ID is known.
-                job.objectPath = region.kind == .authenticated ? options.inlineTreeStaging ?? source.output : source.output
+                job.objectPath = source.output  // completed once the file ID is known
+                job.inline = options.inlineTrees && region.kind == .authenticated
                 job.findsHoles = options.sparse && !options.reproducible && region.kind != .notProtected
                 jobs.append(job)
             }
@@ -390,7 +389,7 @@ final class Plan: @unchecked Sendable {
     /// Object paths (named by file ID) and output directories; called once IDs are final.
     func prepareOutputs() throws {
         var dirs = directoriesToCreate
-        for job in jobs where job.kind != .notProtected {
+        for job in jobs where job.kind != .notProtected && !job.inline {
             let name = Hex.encode(job.fileID.prefix(16))
             let dir = Paths.join(Paths.join(job.objectPath!, VolumeWriter.objectsDirectory), String(name.prefix(2)))
             let path = Paths.join(dir, String(name.dropFirst(2)))
@@ -403,31 +402,15 @@ final class Plan: @unchecked Sendable {
 
     /// Objects this build created (every protected file's, once `prepareOutputs` ran).
     var createdObjects: [String] {
-        jobs.filter { $0.kind != .notProtected && $0.inlineTree == nil && $0.objectLocation != nil }.map { $0.objectPath! }
+        jobs.filter { $0.kind != .notProtected && !$0.inline && $0.objectLocation != nil }.map { $0.objectPath! }
     }
 
-    /// Moves the tag trees of authenticated files staged in `options.inlineTreeStaging` into
-    /// their jobs (the metadata), and removes the staging directory.
-    func collectInlineTrees() throws {
-        guard let staging = inlineTreeStaging else { return }
-        defer { FileSystem.removeTree(staging) }
-        for job in jobs where job.kind == .authenticated {
-            let p = job.protection!
-            let fd = try FileDescriptor.openForReading(job.objectPath!)
-            var tree = [UInt8](repeating: 0, count: Int(p.geometry.byteCount))
-            let n = try tree.withUnsafeMutableBytes { try fd.read(into: $0, at: p.treeOffset) }
-            guard n == tree.count else { throw FSPFError.io(path: job.objectPath!, operation: "read tag tree", errno: EIO) }
-            job.inlineTree = tree
-        }
-    }
-
-    /// After a failure: every object and staged tree, and every plain copy this build created.
+    /// After a failure: every object and every plain copy this build created.
     func removeOutputs() {
         for job in jobs {
-            if job.kind != .notProtected, job.objectLocation != nil, let o = job.objectPath { unlink(o) }
+            if job.kind != .notProtected, !job.inline, job.objectLocation != nil, let o = job.objectPath { unlink(o) }
             if job.createdPlain, let p = job.plainPath { unlink(p) }
         }
-        if let staging = inlineTreeStaging { FileSystem.removeTree(staging) }
     }
 
     func reproducibleID(_ job: FileJob, keys: VolumeKeys) -> [UInt8] {
