@@ -321,6 +321,22 @@ import FSPFTestSupport
         #expect(s.sh("ls -A").out.split(separator: "\n").sorted() == [".stderr", ".stdout", "in"])
     }
 
+    /// An addf interrupted half-way removes the objects it wrote and leaves the draft as it was.
+    @Test func interruptedAddfLeavesNothing() throws {
+        let s = Sandbox()
+        let setup = s.sh("""
+            mkdir in out && dd if=/dev/zero of=in/big bs=1M count=2048 status=none && echo small > in/small &&
+            fspf create d.pb > /dev/null && fspf addr d.pb /x -e --kernel out > /dev/null && cp d.pb d.before
+            """)
+        #expect(setup.status == 0, "\(setup.err)")
+        let pid = Tool.spawn([Tool.binary, "addf", "d.pb", "/x", "in", "--threads", "1"], cwd: s.path)
+        usleep(400_000)
+        kill(pid, SIGINT)
+        let r = Tool.wait(pid, cwd: s.path)
+        #expect(r.status == 130, "\(r.err)")
+        #expect(s.sh("find out -type f | wc -l; cmp d.pb d.before && echo unchanged").out == "0\nunchanged\n")
+    }
+
     @Test func unreadableInputIsNamed() throws {
         let s = Sandbox()
         s.makeInput()
