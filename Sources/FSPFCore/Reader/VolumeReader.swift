@@ -14,8 +14,10 @@ public final class VolumeReader: Sendable {
     /// That directory, opened once: every later open is relative to it, so the volume stays
     /// readable when a mount covers its path (fspf-mount's mount-over).
     private let directoryFD: FileDescriptor
-    /// Covered directories (absolute path, descriptor), deepest first.
+    /// Covered directories (absolute path, descriptor), deepest first, and the metadata's
+    /// directory as an absolute path, taken at open (a daemon changes directory afterwards).
     private let anchors: [(String, FileDescriptor)]
+    private let absoluteDirectory: String
     /// What an attestation policy pins for this exact volume version.
     public let tag: VolumeTag
     public let metadata: VolumeMetadata
@@ -48,6 +50,7 @@ public final class VolumeReader: Sendable {
                                                       path: metadataPath)
         self.metadataPath = metadataPath
         self.directory = Paths.parent(metadataPath)
+        self.absoluteDirectory = Plan.absolute(directory)
         self.metadata = metadata
         self.tag = tag
         self.keys = keys
@@ -316,7 +319,7 @@ public final class VolumeReader: Sendable {
     /// otherwise relative to the metadata's directory.
     private func open(location l: String) throws -> FileDescriptor {
         if !anchors.isEmpty {
-            let absolute = Plan.absolute(location(l))
+            let absolute = l.hasPrefix("/") ? l : Paths.join(absoluteDirectory, l)
             for (dir, fd) in anchors where Paths.isWithin(absolute, dir) && absolute != dir {
                 return try fd.openForReading(relative: String(absolute.dropFirst(dir == "/" ? 1 : dir.utf8.count + 1)))
             }
