@@ -161,6 +161,13 @@ public enum FileSystem {
         throw FSPFError.io(path: path, operation: "mkdir", errno: e)
     }
 
+    /// The path with every symbolic link resolved (realpath(3)), or nil if it does not exist.
+    public static func resolved(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
     public static func makeDirectories(_ path: String) throws {
         if path.isEmpty || isDirectory(path) { return }
         let parent = Paths.parent(path)

@@ -108,7 +108,11 @@ public struct Draft: Codable, Sendable {
         let prefix = try Paths.normalize(embed)
         let regions = writerRegions
         let kernel = self.regions.filter { Paths.isWithin(prefix, $0.path) }.max { $0.path.utf8.count < $1.path.utf8.count }?.kernel
-        let out = Plan.absolute(output ?? kernel ?? ".")
+        // Through symbolic links to their directories (Debian's /lib -> usr/lib): the reader
+        // follows no link, so the locations recorded must not pass through one.
+        let named = Plan.absolute(output ?? kernel ?? ".")
+        let out = FileSystem.resolved(named) ?? named
+        let source = FileSystem.resolved(source) ?? source
         let keys = try self.keys
         var o = options
         o.regions = regions
