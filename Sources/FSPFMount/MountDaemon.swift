@@ -117,6 +117,8 @@ public enum MountDaemon {
         let reader: VolumeReader
         var targets: [(mountpoint: String, top: Int?)] = []
         if config.scone {
+            // The regions (and so the directories to cover) are known only once the metadata is
+            // open: a first reader learns them, the one that serves covers them.
             let paths = try sconeMountpoints(try open(covering: []))
             reader = try open(covering: paths)
             for p in paths {

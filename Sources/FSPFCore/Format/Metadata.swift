@@ -30,6 +30,14 @@ public struct Region: Equatable, Sendable, Codable {
 
     /// The region of `path`: longest matching prefix, component-wise. `regions` always
     /// contains the root region.
+    /// Regions as a volume records them: sorted by path bytes, with an encrypted root region
+    /// of `chunkSize` unless one is given.
+    static func normalized(_ regions: [Region], rootChunkSize: UInt32) -> [Region] {
+        var r = regions
+        if !r.contains(where: { $0.path.isEmpty }) { r.append(Region(path: "", kind: .encrypted, chunkSize: rootChunkSize)) }
+        return r.sorted { Paths.precedes(Array($0.path.utf8), Array($1.path.utf8)) }
+    }
+
     public static func of(_ path: String, in regions: [Region]) -> Region {
         var best: Region? = nil
         for r in regions where Paths.isWithin(path, r.path) {

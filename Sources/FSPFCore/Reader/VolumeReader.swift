@@ -321,7 +321,7 @@ public final class VolumeReader: Sendable {
         if !anchors.isEmpty {
             let absolute = l.hasPrefix("/") ? l : Paths.join(absoluteDirectory, l)
             for (dir, fd) in anchors where Paths.isWithin(absolute, dir) && absolute != dir {
-                return try fd.openForReading(relative: String(absolute.dropFirst(dir == "/" ? 1 : dir.utf8.count + 1)))
+                return try fd.openForReading(relative: String(absolute.dropFirst(dir.utf8.count + 1)))
             }
         }
         return try directoryFD.openForReading(relative: l)

@@ -48,9 +48,12 @@ public struct Draft: Codable, Sendable {
 
     public var entries: [Entry] { get throws { try recordedMetadata()?.entries ?? [] } }
 
+    /// A draft's file starts with its JSON line (a sealed one with the volume magic).
     public static func isDraft(_ path: String) -> Bool {
-        guard let bytes = try? FileSystem.readAll(path, limit: 1 << 30) else { return false }
-        return bytes.first(where: { $0 != 0x20 && $0 != 0x0a }) == UInt8(ascii: "{")
+        guard let fd = try? FileDescriptor.openForReading(path) else { return false }
+        var first: UInt8 = 0
+        let n = (try? withUnsafeMutableBytes(of: &first) { try fd.read(into: $0, at: 0) }) ?? 0
+        return n == 1 && first == UInt8(ascii: "{")
     }
 
     /// The file: one line of JSON (key, regions, objects), then the recorded entries' binary
@@ -165,9 +168,7 @@ public struct Draft: Codable, Sendable {
 
     /// Regions as the writer and the format take them: sorted, the root encrypted unless given.
     private var writerRegions: [Region] {
-        var r = regions.map { Region(path: $0.path, kind: $0.kind, chunkSize: $0.chunkSize) }
-        if !r.contains(where: { $0.path.isEmpty }) { r.append(Region(path: "", kind: .encrypted, chunkSize: ChunkSize.default)) }
-        return r.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
+        Region.normalized(regions.map { Region(path: $0.path, kind: $0.kind, chunkSize: $0.chunkSize) }, rootChunkSize: ChunkSize.default)
     }
 
     private func recordedMetadata() throws -> VolumeMetadata? {

@@ -137,11 +137,7 @@ public enum VolumeWriter {
     /// locations are recorded relative to the metadata's directory where they lie below it.
     static func write(sources: [WriterSource], metadataPath: String, keys: VolumeKeys,
                       options: WriterOptions) throws -> WriteResult {
-        var regions = options.regions
-        if !regions.contains(where: { $0.path.isEmpty }) {
-            regions.append(Region(path: "", kind: .encrypted, chunkSize: options.chunkSize))
-        }
-        regions.sort { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
+        let regions = Region.normalized(options.regions, rootChunkSize: options.chunkSize)
         var o = options
         o.regions = regions
         let done = try protect(sources: sources, metadataPath: metadataPath, keys: keys, options: o)
