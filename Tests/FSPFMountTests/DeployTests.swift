@@ -51,7 +51,7 @@ import FSPFTestSupport
     /// Swift image and the runtime image are based on): the static-stdlib binaries must need no
     /// library beyond the runtime stage's packages and what Debian slim has, and must run.
     /// The context is copied to .build-image/ctx (a fixed path, so a second run is incremental).
-    @Test(.timeLimit(.minutes(20))) func imageBuildStageRunsAndNeedsOnlyTheRuntimePackages() throws {
+    @Test func imageBuildStageRunsAndNeedsOnlyTheRuntimePackages() throws {
         let s = Sandbox()
         let r = sh(s, """
             ctx='\(Self.root)/.build-image/ctx'
@@ -112,7 +112,7 @@ import FSPFTestSupport
 
     /// The template for reading in-process (fspf://): strict schemas, and none of what mounting
     /// needs — each rule shown to catch a broken copy — and Spark's loader keeps it as written.
-    @Test(.timeLimit(.minutes(2))) func inProcessPodTemplateNeedsNoFUSEAndNoPrivilege() throws {
+    @Test func inProcessPodTemplateNeedsNoFUSEAndNoPrivilege() throws {
         let s = Sandbox()
         let r = sh(s, """
             \(Self.check) inprocess-template '\(Self.inProcessTemplate)'
@@ -163,7 +163,7 @@ import FSPFTestSupport
 
     /// Spark reads the template with its own Kubernetes client model before building the driver
     /// and executor pods: the native sidecars and the propagation must come through unchanged.
-    @Test(.timeLimit(.minutes(2))) func sparkKeepsTheSidecarsOfTheTemplate() throws {
+    @Test func sparkKeepsTheSidecarsOfTheTemplate() throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.venv + "/spark-submit"), "no PySpark in .venv")
         let s = Sandbox()
         let r = sh(s, "\(Self.check) spark-load '\(Self.template)' 2> spark.err || { tail -5 spark.err; exit 1; }")
@@ -203,7 +203,7 @@ import FSPFTestSupport
 
         """#
 
-    @Test(.timeLimit(.minutes(3))) func sconeSessionCommandsMountTheVolumes() throws {
+    @Test func sconeSessionCommandsMountTheVolumes() throws {
         let s = Sandbox()
         try build(s)
         let r = sh(s, Self.helpers + """
@@ -230,7 +230,7 @@ import FSPFTestSupport
 
     /// The pod template's sidecars, with each key source's ConfigMap, mount the volumes; the
     /// probe holds until the mount answers; SIGTERM unmounts.
-    @Test(.timeLimit(.minutes(3))) func sidecarMountsWithEachKeySource() throws {
+    @Test func sidecarMountsWithEachKeySource() throws {
         let s = Sandbox()
         try build(s)
         let r = sh(s, Self.helpers + """
@@ -305,7 +305,7 @@ import FSPFTestSupport
     /// mount; the sidecar mounts from its own mount namespace (Bidirectional: a peer); Spark's
     /// container, a namespace made before the mount and only receiving (HostToContainer: a
     /// slave), sees the plaintext; SIGTERM's unmount reaches it too.
-    @Test(.timeLimit(.minutes(2))) func mountPropagatesFromSidecarToSparkContainer() throws {
+    @Test func mountPropagatesFromSidecarToSparkContainer() throws {
         let s = Sandbox()
         try build(s)
         let r = sh(s, Self.helpers + """

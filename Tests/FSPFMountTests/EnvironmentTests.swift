@@ -50,7 +50,7 @@ import FSPFTestSupport
 
     /// This machine, as the daemon sees it: refused with --require-tee unless it is a TEE; a
     /// plain mount says what it found.
-    @Test(.timeLimit(.minutes(2))) func requireTEERefusesOutsideATEE() throws {
+    @Test func requireTEERefusesOutsideATEE() throws {
         let s = Sandbox()
         s.makeInput()
         let tag = MountTests.encrypt(s)

@@ -26,7 +26,7 @@ import FSPFTestSupport
 
     /// SCONE's PySpark demo script run twice (it cleans with `rm -rf encrypted-files/*`), then
     /// Spark runs the job as `local:///fspf/encrypted-files/job.py` through fspf-mount --scone.
-    @Test(.timeLimit(.minutes(10))) func sparkDemoScriptRunsTwiceAndSparkFindsTheJobAtSconesPath() throws {
+    @Test func sparkDemoScriptRunsTwiceAndSparkFindsTheJobAtSconesPath() throws {
         try #require(FileManager.default.isExecutableFile(atPath: Tool.packageRoot + "/.venv/bin/spark-submit"),
                      "no PySpark in .venv: run scripts/install-deps.sh --spark (make test does)")
         let s = Sandbox()
@@ -67,7 +67,7 @@ import FSPFTestSupport
     /// SCONE's File Shield walkthrough: the metadata inside the encrypted /data, the key line
     /// written into the source after addf. /data shows exactly what addf saw, at /data, its
     /// metadata file hidden; a plain mount of the metadata serves /data's content.
-    @Test(.timeLimit(.minutes(10))) func fileShieldWalkthroughMetadataInsideTheRegion() {
+    @Test func fileShieldWalkthroughMetadataInsideTheRegion() {
         let s = Sandbox()
         let r = sandboxed(s, """
             mkdir -p /data /data-original && echo 'Hello World' > /data-original/hello.txt
@@ -90,7 +90,7 @@ import FSPFTestSupport
 
     /// A published SCONE image's RUN step: /app authenticated in place, the metadata in /fspf
     /// beside it. Nothing is written into /app; /app is served at /app over itself.
-    @Test(.timeLimit(.minutes(10))) func appImageMetadataBesideTheRegion() {
+    @Test func appImageMetadataBesideTheRegion() {
         let s = Sandbox()
         let r = sandboxed(s, """
             mkdir -p /app/lib && echo 'print("Hello World")' > /app/hello.py && echo 'x = 1' > /app/lib/util.py
@@ -110,7 +110,7 @@ import FSPFTestSupport
 
     /// SCONE's File Shield documentation example: metadata in its own directory, the key line
     /// written into the source directory after addf. `fspf verify` takes the directory.
-    @Test(.timeLimit(.minutes(10))) func fileShieldExampleKeytagIntoTheSourceStaysOut() {
+    @Test func fileShieldExampleKeytagIntoTheSourceStaysOut() {
         let s = Sandbox()
         let r = sandboxed(s, """
             mkdir -p /fspf/fspf-file /fspf/encrypted-files /fspf/native-files
@@ -132,7 +132,7 @@ import FSPFTestSupport
     /// /root/miniconda, read-only here as in an image): nothing is written into them, one
     /// fspf-mount --scone serves all three regions at their paths, and a changed file there is
     /// refused on read. Unmounting the first region ends the daemon and its other mounts.
-    @Test(.timeLimit(.minutes(10))) func authenticatedReadOnlySystemTreesServedInPlace() {
+    @Test func authenticatedReadOnlySystemTreesServedInPlace() {
         let s = Sandbox()
         let r = sandboxed(s, """
             mkdir -p /fspf/fspf-file /fspf/encrypted-files /fspf/native-files /opt/scone/lib /root/miniconda/bin /root/miniconda/lib
@@ -163,7 +163,7 @@ import FSPFTestSupport
     /// A rendered SCONE session as configuration: `--scone-session S --service N` mounts the
     /// service's fspf_path (regions at their paths) and its image's volume at its path, with the
     /// keys and tags the session gives; if any of them is refused, nothing stays mounted.
-    @Test(.timeLimit(.minutes(10))) func sconeSessionMountsWhatTheRuntimeWouldShowTheService() {
+    @Test func sconeSessionMountsWhatTheRuntimeWouldShowTheService() {
         let s = Sandbox()
         let r = sandboxed(s, """
             mkdir -p /fspf/input/code /data && echo 'print(1)' > /fspf/input/code/job.py && echo '1,2' > /data/rows.csv
@@ -208,7 +208,7 @@ import FSPFTestSupport
 
     /// deploy/scone/build.sh renders runtime-session.yaml; with the volumes where the session
     /// says they are, `--scone-session … --service spark-driver` mounts both over themselves.
-    @Test(.timeLimit(.minutes(10))) func deployRuntimeSessionMountsBothVolumes() {
+    @Test func deployRuntimeSessionMountsBothVolumes() {
         let s = Sandbox()
         let r = sandboxed(s, """
             mkdir -p /build/input/code && cp '\(Tool.packageRoot)/examples/nyc-taxi/job.py' /build/input/code/

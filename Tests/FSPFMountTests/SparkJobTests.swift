@@ -7,7 +7,7 @@ import FSPFTestSupport
 /// other — must give exactly the result of the same job on the plain files. Needs the project's
 /// .venv with PySpark and Java 17, which `make test` installs (scripts/install-deps.sh --spark).
 @Suite(.serialized) struct SparkJobTests {
-    @Test(.timeLimit(.minutes(5))) func sparkReadsThroughTheMountAndAgreesWithThePlainRun() throws {
+    @Test func sparkReadsThroughTheMountAndAgreesWithThePlainRun() throws {
         let venv = Tool.packageRoot + "/.venv/bin"
         try #require(FileManager.default.isExecutableFile(atPath: venv + "/spark-submit"),
                      "no PySpark in \(venv): run scripts/install-deps.sh --spark (make test does)")

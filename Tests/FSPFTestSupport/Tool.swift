@@ -3,6 +3,7 @@ import Glibc
 import FSPFCore
 import FSPFCrypto
 import FSPFSystem
+import Synchronization
 
 /// The built `fspf` binary, run as build scripts run it.
 public struct Tool {
@@ -56,19 +57,43 @@ public struct Tool {
         sigaddset(&defaults, SIGTERM)
         posix_spawnattr_setsigmask(&attr, &empty)
         posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // Its own process group, so that `wait` can end a hung script with everything it started.
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, cenv)
         precondition(rc == 0, "posix_spawn failed: \(rc)")
         return pid
     }
 
-    public static func wait(_ pid: pid_t, cwd: String, name: String = "") -> Result {
+    /// How long `wait` lets a process run before it kills its process group: a guard against
+    /// hangs, far above any test's need. (Not Swift Testing's `.timeLimit`: its clock also runs
+    /// while a test waits for one of the two cooperative threads that long tests hold, so quick
+    /// tests failed it after minutes in the queue.)
+    public static let hangLimit: Double = 15 * 60
+
+    /// Waits for `pid`; after `limit` seconds its process group is killed and the result is
+    /// status 124 with the reason appended to `err`.
+    public static func wait(_ pid: pid_t, cwd: String, name: String = "", limit: Double = hangLimit) -> Result {
+        final class Flag: Sendable { let raised = Mutex(false) }
+        let timedOut = Flag()
+        let watchdog = DispatchWorkItem {
+            timedOut.raised.withLock { $0 = true }
+            kill(-pid, SIGKILL)
+            kill(pid, SIGKILL)
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: watchdog)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        watchdog.cancel()
+        var code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         func text(_ name: String) -> String { (try? String(contentsOfFile: cwd + "/" + name, encoding: .utf8)) ?? "" }
-        return Result(status: code, out: text(".stdout" + name), err: text(".stderr" + name))
+        var err = text(".stderr" + name)
+        if timedOut.raised.withLock({ $0 }) {
+            code = 124
+            err += "\n[test] killed after \(Int(limit)) s: hung\n"
+        }
+        return Result(status: code, out: text(".stdout" + name), err: err)
     }
 }
 

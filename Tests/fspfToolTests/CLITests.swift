@@ -7,6 +7,21 @@ import FSPFSystem
 import FSPFTestSupport
 
 @Suite struct CLITests {
+    /// The tests' guard against hangs: a script that never ends is killed with what it started.
+    @Test func hungScriptIsKilledWithItsChildren() {
+        let s = Sandbox()
+        let started = Date()
+        let pid = Tool.spawn(["/bin/sh", "-c", "sleep 300 & echo $! > child; wait"], cwd: s.path)
+        let r = Tool.wait(pid, cwd: s.path, limit: 1)
+        #expect(r.status == 124 && r.err.contains("killed after 1 s"), "\(r)")
+        #expect(Date().timeIntervalSince(started) < 30)
+        let child = pid_t(s.sh("cat child").out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        usleep(100_000)
+        // Gone, or a zombie waiting for whoever inherited it.
+        let state = (try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8))?.split(separator: ")").last?.split(separator: " ").first
+        #expect(child > 0 && (state == nil || state == "Z"), "the script's child survived: \(state ?? "")")
+    }
+
     @Test func defaultLineParsesWithSCONEsAwkFields() {
         let s = Sandbox()
         s.makeInput()

@@ -49,7 +49,7 @@ import FSPFTestSupport
     }
     static let preload = #"pre=(); [ -z "$FSPF_ASAN_PRELOAD" ] || pre=(env LD_PRELOAD="$FSPF_ASAN_PRELOAD")"#
 
-    @Test(.timeLimit(.minutes(5))) func fileSystemContractFromJava() throws {
+    @Test func fileSystemContractFromJava() throws {
         let s = Sandbox()
         try HadoopFileSystemTests.prepare(s)
         let r = s.sh("""
@@ -67,7 +67,7 @@ import FSPFTestSupport
         #expect(r.out.hasPrefix("ok: "), "\(r.out)")
     }
 
-    @Test(.timeLimit(.minutes(8))) func sparkJobReadsFspfURLsLocallyAndOnACluster() throws {
+    @Test func sparkJobReadsFspfURLsLocallyAndOnACluster() throws {
         let s = Sandbox()
         try HadoopFileSystemTests.prepare(s)
         let c = CProgramTests.compile(s, "check", CProgramTests.sanitized)
