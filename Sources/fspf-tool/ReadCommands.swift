@@ -26,6 +26,10 @@ struct Verify: ParsableCommand {
             let reader = try expected.open(volume, keys: try key.required())
             let report = Verifier.verify(reader)
             for p in report.problems { Console.error(p.description) }
+            if !report.unsealed.isEmpty {
+                Console.error("note: \(report.unsealed.count) object(s) of an unsealed version in \(Paths.parent(Paths.parent(report.unsealed[0]))) "
+                              + "(a read-write mount stopped before sealing them): never read; the next read-write mount removes them")
+            }
             if !report.ok {
                 throw FSPFError.integrity(path: reader.metadataPath, reason: "\(report.problems.count) problem(s) found")
             }

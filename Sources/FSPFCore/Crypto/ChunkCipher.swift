@@ -1,6 +1,8 @@
 import CSodium
 import FSPFCrypto
 import Glibc
+import Synchronization
+import FSPFSystem
 
 /// What a chunk tag protects: the region kind is bound into the AAD so an authenticated-file
 /// tag can never stand in for an encrypted chunk's.
@@ -44,22 +46,25 @@ final class ChunkCipher {
         aad.replaceSubrange(0..<32, with: fileID)
     }
 
-    /// nonce = chunk index (u64 LE) ‖ 0x00000000; AAD = file ID ‖ index (u64 LE) ‖ final ‖ kind.
-    private func prepare(index: UInt64, final: Bool, kind: ChunkKind) {
+    /// nonce = chunk index (u64 LE) ‖ generation (u32 LE, 0 unless a read-write mount encrypted
+    /// the chunk again); AAD = file ID ‖ index (u64 LE) ‖ final ‖ kind.
+    private func prepare(index: UInt64, generation: UInt32 = 0, final: Bool, kind: ChunkKind) {
         withUnsafeBytes(of: index.littleEndian) { b in
             for i in 0..<8 { nonce[i] = b[i]; aad[32 + i] = b[i] }
         }
+        withUnsafeBytes(of: generation.littleEndian) { b in for i in 0..<4 { nonce[8 + i] = b[i] } }
         aad[40] = final ? 1 : 0
         aad[41] = kind.rawValue
     }
 
-    func seal(index: UInt64, final: Bool, data: UnsafeMutableRawBufferPointer, tag: UnsafeMutableRawBufferPointer) {
-        prepare(index: index, final: final, kind: .encrypted)
+    func seal(index: UInt64, generation: UInt32 = 0, final: Bool, data: UnsafeMutableRawBufferPointer, tag: UnsafeMutableRawBufferPointer) {
+        prepare(index: index, generation: generation, final: final, kind: .encrypted)
+        if ChunkCipher.recording.load(ordering: .relaxed) { ChunkCipher.nonceLog.withLock { $0.append(currentFileID + nonce) } }
         nonce.withUnsafeBytes { n in aad.withUnsafeBytes { a in gcm.seal(nonce: n, aad: a, data: data, tag: tag) } }
     }
 
-    func open(index: UInt64, final: Bool, data: UnsafeMutableRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
-        prepare(index: index, final: final, kind: .encrypted)
+    func open(index: UInt64, generation: UInt32 = 0, final: Bool, data: UnsafeMutableRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
+        prepare(index: index, generation: generation, final: final, kind: .encrypted)
         return nonce.withUnsafeBytes { n in aad.withUnsafeBytes { a in gcm.open(nonce: n, aad: a, data: data, tag: tag) } }
     }
 
@@ -104,6 +109,11 @@ final class ChunkCipher {
             g.open(nonce: n, aad: a, data: d, tag: t)
         } } } }
     }
+
+    /// Every (file ID ‖ nonce) a chunk encryption used while `recording` is on: the tests'
+    /// evidence that no pair is used twice (FORMAT.md §9).
+    static let recording = Atomic<Bool>(false)
+    static let nonceLog = Locked<[[UInt8]]>([])
 
     // Per-thread instances, released by the thread's exit.
     private static let threadKey: pthread_key_t = {

@@ -68,6 +68,15 @@ extension Array where Element == HoleSpan {
     }
 }
 
+/// A chunk of an encrypted file that was encrypted again after its first write, by a read-write
+/// mount: its nonce carries `generation` (docs/FORMAT.md §5, §9). Chunks not listed have
+/// generation 0.
+public struct ChunkGeneration: Equatable, Sendable {
+    public var chunk: UInt64
+    public var generation: UInt32
+    public init(chunk: UInt64, generation: UInt32) { self.chunk = chunk; self.generation = generation }
+}
+
 /// The protection record of an encrypted or authenticated file.
 public struct ProtectedFile: Equatable, Sendable {
     public static let idSize = 32
@@ -88,9 +97,13 @@ public struct ProtectedFile: Equatable, Sendable {
     /// The tag tree of an authenticated file built step by step: kept in the metadata, as
     /// SCONE keeps an authenticated region's tags, so nothing is written beside its plaintext.
     public var inlineTree: [UInt8]?
+    /// Chunks with a non-zero generation, sorted by chunk (encrypted files written by a
+    /// read-write mount only).
+    public var generations: [ChunkGeneration]
 
     public init(version: FormatVersion = .current, kind: ChunkKind, chunkSize: UInt32, storedSize: UInt64, fileID: [UInt8],
-                root: [UInt8], object: String, holes: [HoleSpan] = [], inlineTree: [UInt8]? = nil) {
+                root: [UInt8], object: String, holes: [HoleSpan] = [], inlineTree: [UInt8]? = nil,
+                generations: [ChunkGeneration] = []) {
         self.version = version
         self.kind = kind
         self.chunkSize = chunkSize
@@ -100,6 +113,18 @@ public struct ProtectedFile: Equatable, Sendable {
         self.object = object
         self.holes = holes
         self.inlineTree = inlineTree
+        self.generations = generations
+    }
+
+    /// The generation chunk `c` was encrypted under (binary search; 0 unless listed).
+    public func generation(of c: UInt64) -> UInt32 {
+        if generations.isEmpty { return 0 }
+        var lo = 0, hi = generations.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if generations[mid].chunk < c { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < generations.count && generations[lo].chunk == c ? generations[lo].generation : 0
     }
 
     public var chunkCount: UInt64 {
@@ -191,6 +216,12 @@ public struct VolumeMetadata: Equatable, Sendable {
     /// Sorted by path bytes; the root directory is not among them.
     public var entries: [Entry]
 
+    /// Flag bit 1: encrypted files carry chunk generations (a volume a read-write mount sealed).
+    /// Set whenever any file has one, so that volumes nobody rewrote encode as before.
+    var hasGenerations: Bool {
+        entries.contains { if case .file(_, _, let p?, _) = $0.content { return !p.generations.isEmpty } else { return false } }
+    }
+
     /// The root's attributes as readers show them: format 1 records none, so its root shows
     /// 0755 and the newest modification time in the tree (as fspf-mount always showed it).
     public var rootEntry: Entry {
@@ -214,7 +245,9 @@ public struct VolumeMetadata: Equatable, Sendable {
         var w = ByteWriter()
         w.put(VolumeMetadata.magic)
         w.put(version.rawValue)
-        w.put(UInt16(reproducible ? 1 : 0))
+        let generations = hasGenerations
+        precondition(!generations || (version == .v2 && !reproducible), "generations need format 2, not reproducible")
+        w.put(UInt16(reproducible ? 1 : 0) | (generations ? 2 : 0))
         w.put(UInt32(regions.count))
         for r in regions {
             w.put(r.kind.rawValue)
@@ -260,6 +293,10 @@ public struct VolumeMetadata: Equatable, Sendable {
                     if version == .v2 {
                         w.put(UInt32(p.holes.count))
                         for h in p.holes { w.put(h.first); w.put(h.count) }
+                        if generations && p.kind == .encrypted {
+                            w.put(UInt32(p.generations.count))
+                            for g in p.generations { w.put(g.chunk); w.put(g.generation) }
+                        }
                     } else {
                         precondition(p.holes.isEmpty, "not expressible in format version 1")
                     }
@@ -297,7 +334,8 @@ public struct VolumeMetadata: Equatable, Sendable {
         let raw = try r.get(UInt16.self, "version")
         guard let version = FormatVersion(rawValue: raw) else { throw bad("unsupported metadata version \(raw)") }
         let flags = try r.get(UInt16.self, "flags")
-        guard flags & ~1 == 0 else { throw bad("unknown flags \(flags)") }
+        guard flags & ~3 == 0, flags & 2 == 0 || (version == .v2 && flags & 1 == 0) else { throw bad("unknown flags \(flags)") }
+        let generations = flags & 2 != 0
         let regionCount = try r.get(UInt32.self, "region count")
         guard regionCount >= 1, Int(regionCount) <= r.remaining / 9 else { throw bad("region count \(regionCount)") }
         var regions: [Region] = []
@@ -389,8 +427,20 @@ public struct VolumeMetadata: Equatable, Sendable {
                             holes.append(h)
                         }
                     }
+                    var rewritten: [ChunkGeneration] = []
+                    if generations && kind == .encrypted {
+                        let n = try r.get(UInt32.self, "generation count")
+                        guard Int(n) <= r.remaining / 12 else { throw bad("generation count of '\(path)'") }
+                        let chunks = max(1, (stored + UInt64(cs) - 1) / UInt64(cs))
+                        for _ in 0..<n {
+                            let g = ChunkGeneration(chunk: try r.get(UInt64.self, "generation"), generation: try r.get(UInt32.self, "generation"))
+                            guard g.generation >= 1, g.chunk < chunks, !holes.containsChunk(g.chunk),
+                                  rewritten.last.map({ $0.chunk < g.chunk }) ?? true else { throw bad("generations of '\(path)'") }
+                            rewritten.append(g)
+                        }
+                    }
                     protection = ProtectedFile(version: version, kind: kind, chunkSize: cs, storedSize: stored, fileID: id,
-                                               root: root, object: object, holes: holes, inlineTree: inlineTree)
+                                               root: root, object: object, holes: holes, inlineTree: inlineTree, generations: rewritten)
                 }
                 let plain = region == .encrypted ? nil : try decodeLocation(try r.getString("location"), context: context)
                 e.content = .file(size: size, region: region, protection: protection, plain: plain)

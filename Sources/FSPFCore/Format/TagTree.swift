@@ -99,6 +99,31 @@ public struct TreeGeometry: Equatable, Sendable {
     }
 }
 
+extension TreeGeometry {
+    /// The tag tree as stored (levels bottom-up) over `leaves`, 48 bytes per chunk, with the
+    /// zero leaf for every chunk `isHole` names; and the hash of its top block, for `root`.
+    static func build(_ g: TreeGeometry, leaves: UnsafeRawBufferPointer, isHole: (Int) -> Bool) -> (tree: [UInt8], top: [UInt8]) {
+        precondition(g.version == .v2 && leaves.count == Int(g.chunkCount) * 48)
+        var tree = [UInt8](repeating: 0, count: Int(g.byteCount))
+        tree.withUnsafeMutableBytes { t in
+            t.copyMemory(from: leaves)
+            for c in 0..<Int(g.chunkCount) where isHole(c) { Sodium.zero(UnsafeMutableRawBufferPointer(rebasing: t[(c * 48)..<(c * 48 + 48)])) }
+            for level in 0..<g.topLevel {
+                for b in 0..<g.blockCount(level: level) {
+                    let range = g.blockRange(level: level, index: b)
+                    let hash = g.nodeHash(level: level, index: b,
+                                          block: UnsafeRawBufferPointer(rebasing: t[Int(range.offset)..<(Int(range.offset) + range.count)]))
+                    let at = Int(g.levelOffsets[level + 1]) + Int(b) * TreeGeometry.hashSize
+                    hash.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: t[at..<(at + TreeGeometry.hashSize)]).copyMemory(from: $0) }
+                }
+            }
+        }
+        let range = g.blockRange(level: g.topLevel, index: 0)
+        let top = tree.withUnsafeBytes { g.nodeHash(level: g.topLevel, index: 0, block: UnsafeRawBufferPointer(rebasing: $0[Int(range.offset)..<(Int(range.offset) + range.count)])) }
+        return (tree, top)
+    }
+}
+
 /// A version-2 leaf: the chunk's GCM tag and the SHA-256 of its stored bytes (ciphertext of an
 /// encrypted file, plaintext of an authenticated one). A hole chunk's leaf is all zeros.
 enum Leaf {

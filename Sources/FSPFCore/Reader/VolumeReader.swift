@@ -269,7 +269,7 @@ public final class VolumeReader: Sendable {
         let final = chunk == p.chunkCount - 1
         let tag = leaf[leaf.startIndex..<(leaf.startIndex + 16)]
         let ok = tag.withUnsafeBytes { t in
-            p.kind == .encrypted ? cipher.open(index: chunk, final: final, data: work, tag: t)
+            p.kind == .encrypted ? cipher.open(index: chunk, generation: p.generation(of: chunk), final: final, data: work, tag: t)
                                  : cipher.verifyMAC(index: chunk, final: final, data: UnsafeRawBufferPointer(work), tag: t)
         }
         if !ok { Sodium.zero(work) }
@@ -295,6 +295,14 @@ public final class VolumeReader: Sendable {
         }
         guard case .file(let size, _, _, let plain) = metadata.entries[i].content else { preconditionFailure("not a file") }
         return try plainHandle(i, plain!, size: size)
+    }
+
+    /// Opens an entry's object or plaintext now, so that the file stays readable if its object
+    /// is removed later (a read-write mount's unlinked open file).
+    func prepare(entry: Int) throws {
+        let i = metadata.entries[entry].linkOf ?? entry
+        guard case .file(_, _, let p, let plain) = metadata.entries[i].content else { return }
+        if let p { _ = try dataHandle(i, p) } else { _ = try handle(i) { try self.open(location: plain!) } }
     }
 
     /// Target of a symlink entry.

@@ -26,6 +26,9 @@ public struct VerifyReport: Sendable {
     public var filesChecked: Int
     public var chunksChecked: UInt64
     public var bytesChecked: UInt64
+    /// Objects a read-write mount wrote that no version names (it stopped before sealing them):
+    /// never read, not problems; the next read-write mount removes them.
+    public var unsealed: [String] = []
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -46,9 +49,10 @@ public enum Verifier {
         }
         var (problems, chunks, bytes) = results.withLock { $0 }
         problems.sort { ($0.path, $0.chunk ?? 0) < ($1.path, $1.chunk ?? 0) }
-        problems += strayPieces(reader)
+        let (stray, unsealed) = strayPieces(reader)
+        problems += stray
         let files = entries.filter { if case .file = $0.content { return true } else { return false } }.count
-        return VerifyReport(problems: problems, filesChecked: files, chunksChecked: chunks, bytesChecked: bytes)
+        return VerifyReport(problems: problems, filesChecked: files, chunksChecked: chunks, bytesChecked: bytes, unsealed: unsealed)
     }
 
     private static func checkEntry(_ reader: VolumeReader, _ i: Int) -> (problems: [Problem], chunks: UInt64, bytes: UInt64) {
@@ -142,7 +146,7 @@ public enum Verifier {
     }
 
     /// Files in the volume's directories that the metadata does not reference.
-    static func strayPieces(_ reader: VolumeReader) -> [Problem] {
+    static func strayPieces(_ reader: VolumeReader) -> (stray: [Problem], unsealed: [String]) {
         var expected: Set<String> = [reader.metadataPath]
         var objectDirs: Set<String> = []
         for e in reader.metadata.entries {
@@ -158,14 +162,16 @@ public enum Verifier {
         // volume elsewhere only in its object stores.
         let roots = Paths.lastComponent(reader.metadataPath) == SealedMetadata.fileName
             ? [reader.directory] : objectDirs.sorted()
+        let written = Paths.join(Paths.join(reader.directory, VolumeWriter.objectsDirectory), WritableVolume.writtenDirectory) + "/"
         var stray: [Problem] = []
+        var unsealed: [String] = []
         for root in roots {
             FileSystem.forEachFile(below: root) { path, _ in
-                if !expected.contains(path) {
-                    stray.append(Problem(path: path, message: "unexpected file: not part of this volume"))
-                }
+                if expected.contains(path) { return }
+                if path.hasPrefix(written) { unsealed.append(path); return }
+                stray.append(Problem(path: path, message: "unexpected file: not part of this volume"))
             }
         }
-        return stray.sorted { $0.path < $1.path }
+        return (stray.sorted { $0.path < $1.path }, unsealed.sorted())
     }
 }
