@@ -35,6 +35,8 @@ static inline void fspf_fi_set_cached(struct fuse_file_info *fi) {
 }
 
 static inline int fspf_fi_flags(const struct fuse_file_info *fi) { return fi->flags; }
+static inline uint64_t fspf_fi_fh(const struct fuse_file_info *fi) { return fi->fh; }
+static inline void fspf_fi_set_fh(struct fuse_file_info *fi, uint64_t fh) { fi->fh = fh; }
 
 // prctl is variadic, which Swift cannot call.
 static inline int fspf_set_not_dumpable(void) { return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }

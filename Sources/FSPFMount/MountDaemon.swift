@@ -42,6 +42,14 @@ public struct MountConfiguration: Sendable {
     public var log: LogDestination = .syslog
     /// Key and tag already at hand (a SCONE session), used instead of `key`.
     public var material: KeySource.Material?
+    /// Serve the volume read-write: a new version is sealed at unmount and on `fspf seal`.
+    public var readWrite = false
+    /// Start a new, empty volume in an empty or missing directory (read-write).
+    public var create = false
+    /// Chunk size of a created volume.
+    public var chunkSize: UInt32 = ChunkSize.default
+    /// Written atomically with the tag of the version on disk, at start and after each seal.
+    public var tagOut: String?
 
     public init(volume: String, mountpoint: String, key: KeySource) {
         self.volume = volume
@@ -101,12 +109,15 @@ public enum MountDaemon {
 
         // Before a key is fetched (a release is audited and spends a nonce).
         if !config.allowNonEmpty && !config.scone { try checkEmpty(config.mountpoint, volume: config.volume) }
+        if config.readWrite || config.create { try checkWritableMountpoint(config) }
         let material = try config.material ?? config.key.loadMaterial(timeout: config.keyTimeout)
+        let keys = try VolumeKeys(key: material.key)
+        if config.create { return try startWritable(config, keys: keys, expected: nil, logger: logger) }
         let expected = try AccessOptions.pin(given: config.tag, material: material, source: config.key.name, skipTagCheck: config.skipTagCheck)
         if expected == nil {
             logger.warning("mounting without an expected tag: an older version of the volume would be accepted (--no-tag-check)")
         }
-        let keys = try VolumeKeys(key: material.key)
+        if config.readWrite { return try startWritable(config, keys: keys, expected: expected, logger: logger) }
         func open(covering: [String]) throws -> VolumeReader {
             try VolumeReader(path: config.volume, keys: keys, expectedTag: expected, acceptVersion1: config.acceptVersion1,
                              cacheBytes: config.cacheBytes, covered: covering)
@@ -138,31 +149,9 @@ public enum MountDaemon {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
         }
 
-        var logFD: Int32? = nil
-        if case .file(let path) = config.log, !config.foreground {
-            let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw FSPFError.io(path: path, operation: "open log file", errno: errno) }
-            logFD = fd
-        }
         let readiness = Readiness(mounts: targets.count)
-        if !config.foreground {
-            let destination = config.log, fd = logFD
-            readiness.onLive = { LogSink.detach(to: destination, fd: fd) }
-        }
         let readahead = config.readaheadKiB
-        var options = "ro,default_permissions,fsname=fspf,subtype=fspf"
-        if config.allowOther { options += ",allow_other" }
-        var sessions: [(session: OpaquePointer, userdata: UnsafeMutableRawPointer, mountpoint: String)] = []
-        func unmountAll() {
-            for s in sessions { fuse_session_unmount(s.session) }
-        }
-        defer {
-            for s in sessions {
-                fuse_session_destroy(s.session)
-                Unmanaged<MountedVolume>.fromOpaque(s.userdata).release()
-            }
-        }
-        for (mountpoint, top) in targets {
+        let served = targets.map { (mountpoint, top) -> Target in
             let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace, top: top,
                                        uid: config.uid, gid: config.gid) {
                 // INIT is answered only after this callback returns: confirm from another thread
@@ -174,39 +163,146 @@ public enum MountDaemon {
                     readiness.signal()
                 }
             }
+            return Target(mountpoint: mountpoint, ops: Operations.table(for: volume), userdata: Unmanaged.passRetained(volume).toOpaque(),
+                          release: { Unmanaged<MountedVolume>.fromOpaque($0).release() },
+                          description: ["volume": "\(reader.metadataPath)", "mountpoint": "\(mountpoint)",
+                                        "served": "/\(top.map { reader.entries[$0].path } ?? "")",
+                                        "tag": "\(Hex.encode(reader.tag.full))", "files": "\(reader.entries.count)"])
+        }
+        return try serve(served, options: "ro", config: config, readiness: readiness, logger: logger)
+    }
+
+    /// A read-write mount (docs/FORMAT.md §10, "Written volumes"): the version `expected`
+    /// names, or a new empty volume with --create; a version sealed at unmount (and SIGTERM)
+    /// and on `fspf seal`, each tag logged and written to --tag-out.
+    static func startWritable(_ config: MountConfiguration, keys: VolumeKeys, expected: [UInt8]?, logger: Logger) throws -> Outcome {
+        let volume = config.create
+            ? try WritableVolume.create(directory: absolute(config.volume), keys: keys, chunkSize: config.chunkSize, cacheBytes: config.cacheBytes)
+            : try WritableVolume(path: absolute(config.volume), keys: keys, expectedTag: expected, cacheBytes: config.cacheBytes)
+        let tagOut = config.tagOut.map(absolute)
+        @Sendable func report(_ tag: VolumeTag) {
+            guard let tagOut else { return }
+            do { try FileSystem.writeAtomically(tagOut, Array((Hex.encode(tag.full) + "\n").utf8)) } catch {
+                logger.critical("\(tagOut): writing the new tag failed: \(error)")
+            }
+        }
+        report(volume.tag)
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else {
+            throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
+        }
+        let mountpoint = try checkMountpoint(config.mountpoint)
+        let readiness = Readiness(mounts: 1)
+        let mount = WritableMount(volume: volume, logger: logger, onReady: {
+            Thread.detachNewThread {
+                var s = statvfs()
+                _ = statvfs(mountpoint, &s)
+                readiness.signal()
+            }
+        }, onSeal: report)
+        let target = Target(mountpoint: mountpoint, ops: WritableOperations.table(), userdata: Unmanaged.passRetained(mount).toOpaque(),
+                            release: { Unmanaged<WritableMount>.fromOpaque($0).release() },
+                            description: ["volume": "\(volume.metadataPath)", "mountpoint": "\(mountpoint)", "access": "read-write",
+                                          "tag": "\(Hex.encode(volume.tag.full))", "files": "\(volume.sealedFiles)"])
+        return try serve([target], options: "rw", config: config, readiness: readiness, logger: logger) {
+            do {
+                try mount.seal(reason: "unmount")
+                return 0
+            } catch {
+                logger.critical("sealing at unmount failed; the volume stays at \(Hex.encode(volume.tag.full)): \(error)")
+                return (error as? FSPFError)?.exitStatus ?? ExitStatus.ioError
+            }
+        }
+    }
+
+    /// The daemon writes objects below the volume's directory by path: a mount over it (or
+    /// over a directory holding it) would route those writes into the mount itself.
+    static func checkWritableMountpoint(_ config: MountConfiguration) throws {
+        guard let mountpoint = FileSystem.resolved(config.mountpoint) else { return }  // checkMountpoint names it
+        let volume = FileSystem.resolved(config.volume) ?? absolute(config.volume)
+        let directory = config.create || FileSystem.isDirectory(volume) ? volume : Paths.parent(volume)
+        if Paths.isWithin(directory, mountpoint) || Paths.isWithin(mountpoint, directory) {
+            throw FSPFError.mountFailed(path: config.mountpoint, reason: "a read-write mount cannot cover its own volume "
+                                        + "(\(directory)): mount it elsewhere")
+        }
+    }
+
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buf, buf.count) != nil else { return path }
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } + "/" + path
+    }
+
+    /// A mount about to be made: its callbacks, their user data (released after the session)
+    /// and what the log says of it.
+    struct Target {
+        var mountpoint: String
+        var ops: fuse_lowlevel_ops
+        var userdata: UnsafeMutableRawPointer
+        var release: (UnsafeMutableRawPointer) -> Void
+        var description: Logger.Metadata
+    }
+
+    /// Mounts the targets and serves them: in the background unless --foreground (the parent
+    /// returns once all are live), as `--user` once mounted, until SIGTERM/SIGINT/SIGHUP or
+    /// the first one's unmount ends all. `finally` runs once the loops have ended, before the
+    /// sessions are destroyed (a read-write mount seals there).
+    static func serve(_ targets: [Target], options access: String, config: MountConfiguration, readiness: Readiness, logger: Logger,
+                      finally: () -> Int32 = { 0 }) throws -> Outcome {
+        var logFD: Int32? = nil
+        if case .file(let path) = config.log, !config.foreground {
+            let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw FSPFError.io(path: path, operation: "open log file", errno: errno) }
+            logFD = fd
+        }
+        if !config.foreground {
+            let destination = config.log, fd = logFD
+            readiness.onLive = { LogSink.detach(to: destination, fd: fd) }
+        }
+        var options = access + ",default_permissions,fsname=fspf,subtype=fspf"
+        if config.allowOther { options += ",allow_other" }
+        var sessions: [(session: OpaquePointer, target: Target)] = []
+        var pending = targets[...]
+        func unmountAll() {
+            for s in sessions { fuse_session_unmount(s.session) }
+        }
+        defer {
+            for s in sessions {
+                fuse_session_destroy(s.session)
+                s.target.release(s.target.userdata)
+            }
+            for t in pending { t.release(t.userdata) }
+        }
+        while let target = pending.first {
             var argv: [UnsafeMutablePointer<CChar>?] = ["fspf-mount", "-o", options].map { (s: String) in strdup(s) }
             defer { argv.forEach { free($0) } }
             var args = fuse_args(argc: Int32(argv.count), argv: nil, allocated: 0)
-            var ops = Operations.table(for: volume)
-            let userdata = Unmanaged.passRetained(volume).toOpaque()
+            var ops = target.ops
             let session: OpaquePointer? = argv.withUnsafeMutableBufferPointer { buf in
                 args.argv = buf.baseAddress
-                return fspf_fuse_session_new(&args, &ops, userdata)
+                return fspf_fuse_session_new(&args, &ops, target.userdata)
             }
             fuse_opt_free_args(&args)
             guard let session else {
-                Unmanaged<MountedVolume>.fromOpaque(userdata).release()
                 unmountAll()
-                throw FSPFError.mountFailed(path: mountpoint, reason: "could not create the FUSE session")
+                throw FSPFError.mountFailed(path: target.mountpoint, reason: "could not create the FUSE session")
             }
-            guard fuse_session_mount(session, mountpoint) == 0 else {
+            guard fuse_session_mount(session, target.mountpoint) == 0 else {
                 fuse_session_destroy(session)
-                Unmanaged<MountedVolume>.fromOpaque(userdata).release()
                 unmountAll()
-                throw FSPFError.mountFailed(path: mountpoint, reason: "the kernel refused the mount (see the line above)")
+                throw FSPFError.mountFailed(path: target.mountpoint, reason: "the kernel refused the mount (see the line above)")
             }
-            sessions.append((session, userdata, mountpoint))
-            logger.info("mounted", metadata: ["volume": "\(reader.metadataPath)", "mountpoint": "\(mountpoint)",
-                                              "served": "/\(top.map { reader.entries[$0].path } ?? "")",
-                                              "tag": "\(Hex.encode(reader.tag.full))", "files": "\(reader.entries.count)"])
+            pending = pending.dropFirst()
+            sessions.append((session, target))
+            logger.info("mounted", metadata: target.description)
         }
         let session = sessions[0].session
-        let mountpoint = sessions[0].mountpoint
+        let mountpoint = sessions[0].target.mountpoint
 
         if !config.foreground {
             // Parent: wait until the child reports the mount initialised, then exit 0.
             if let parentStatus = readiness.forkAndWait() {
-                return parentStatus == 0 ? .background(sessions.map(\.mountpoint)) : .failed(parentStatus)
+                return parentStatus == 0 ? .background(sessions.map(\.target.mountpoint)) : .failed(parentStatus)
             }
             setsid()
         }
@@ -240,12 +336,13 @@ public enum MountDaemon {
         unmountAll()
         others.wait()
         fuse_remove_signal_handlers(session)
+        let final = finally()
         if status < 0 {
             logger.error("FUSE loop failed: \(String(cString: strerror(-status)))")
             return .served(ExitStatus.mountFailed)
         }
-        for s in sessions { logger.info("unmounted", metadata: ["mountpoint": "\(s.mountpoint)"]) }
-        return .served(0)
+        for s in sessions { logger.info("unmounted", metadata: ["mountpoint": "\(s.target.mountpoint)"]) }
+        return .served(final)
     }
 
     /// SCONE's runtime shows each region at its own path: the outermost encrypted or

@@ -2,6 +2,15 @@ import CLinux
 import Glibc
 
 extension FileSystem {
+    /// One extended attribute of `path`, following a final symlink (fspf seal asks a mount's
+    /// root); FSPFError.io with the errno if there is none or it is longer than `capacity`.
+    public static func extendedAttribute(_ path: String, _ name: String, capacity: Int = 4096) throws -> [UInt8] {
+        var value = [UInt8](repeating: 0, count: capacity)
+        let n = value.withUnsafeMutableBytes { getxattr(path, name, $0.baseAddress, $0.count) }
+        guard n >= 0 else { throw FSPFError.io(path: path, operation: "getxattr \(name)", errno: errno) }
+        return Array(value[0..<n])
+    }
+
     /// Every extended attribute of `path` (a final symlink not followed), sorted by name.
     /// Empty where the file system has none or does not support them.
     public static func extendedAttributes(_ path: String) throws -> [(name: [UInt8], value: [UInt8])] {

@@ -12,7 +12,7 @@ import Logging
 struct FSPFMountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fspf-mount",
-        abstract: "Mount a protected volume read-only; every byte served is verified.",
+        abstract: "Mount a protected volume (read-only, or read-write with --read-write); every byte served is verified.",
         discussion: """
         The key never comes from the command line: use --key-file, --key-env, --key-fd, --key-stdin, --key-url,
         or --key-broker with --evidence (attested release, docs/ATTESTATION.md).
@@ -27,14 +27,20 @@ struct FSPFMountCommand: ParsableCommand {
         --scone-session SESSION.yaml --service NAME does what SCONE's runtime does for that service of a rendered CAS
         session (after envsubst): its fspf_path as with --scone, and each volume of its image at its path, with the
         fspf_key and fspf_tag the session gives.
+        --read-write serves the version the tag names for writing; --create starts a new empty volume in an empty or missing
+        directory. Each seal (at unmount or SIGTERM, and on 'fspf seal MOUNTPOINT') writes a new version atomically, logs its
+        tag and writes it to --tag-out: pin that tag next time. Killed or out of space, the volume stays at the last sealed
+        version. Encrypted regions only; hard links and special files are refused (EPERM). See docs/FORMAT.md §10.
         Examples: fspf-mount encrypted-files /fspf/code --key-file code.key --tag "$TAG"
+                  fspf-mount results /mnt/out --create --key-file out.key --tag-out results.tag
                   SCONE_FSPF=/fspf/fspf.pb SCONE_FSPF_KEY=… SCONE_FSPF_TAG=… fspf-mount --scone
         Unmount with: umount MOUNTPOINT (root) or fusermount3 -u MOUNTPOINT, or SIGTERM to the daemon.
         A FUSE mount hands what it serves to the kernel: it protects data only where the kernel is inside the TEE
         (confidential VMs and containers), not in SGX enclaves. It logs what it finds at start; --require-tee refuses elsewhere.
-        Exit codes: 0 mounted (or, in the foreground, cleanly unmounted), 10 tag mismatch or integrity failure,
+        Exit codes: 0 mounted (or, in the foreground, cleanly unmounted and sealed), 10 tag mismatch or integrity failure,
         11 wrong key, 12 key source failed, 20 mount failed (mount point missing, busy or not empty, or --require-tee outside a TEE), 21 no usable /dev/fuse,
-        64 usage, 65 not a volume, 66 volume missing.
+        64 usage, 65 not a volume, 66 volume missing, 73 volume in use by another writer or --create into a non-empty directory,
+        74 the seal at unmount failed (the previous version stays).
         """,
         version: "0.1.0")
 
@@ -46,6 +52,12 @@ struct FSPFMountCommand: ParsableCommand {
     @Option(name: .long, help: "A rendered SCONE CAS session: mount what SCONE's runtime would show --service (its fspf_path, its image's volumes).")
     var sconeSession: String?
     @Option(name: .long, help: "--scone-session: the service.") var service: String?
+
+    @Flag(name: .long, help: "Serve the volume for writing; a new version is sealed at unmount and on 'fspf seal MOUNTPOINT'.") var readWrite = false
+    @Flag(name: .long, help: "Create a new, empty volume in VOLUME (an empty or missing directory) and serve it for writing.") var create = false
+    @Option(name: .long, help: "--create: chunk size (4K to 16M, power of two).") var chunkSize: String?
+    @Option(name: .long, help: "Write the tag of the version on disk to this file (its first line), at start and after every seal.")
+    var tagOut: String?
 
     @Option(name: .long, help: "Key file: 32 raw bytes or 64 hex digits (e.g. /dev/attestation/keys/<name>).") var keyFile: String?
     @Option(name: .long, help: "Environment variable holding the key; removed once read (e.g. SCONE_FSPF_KEY).") var keyEnv: String?
@@ -121,8 +133,28 @@ struct FSPFMountCommand: ParsableCommand {
             var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try access.keySource(volume: volume))
             config.scone = scone
             config.subdirectory = subdir
+            if readWrite || create {
+                guard !scone, subdir == nil, mountpoint != nil else {
+                    throw FSPFError.usage("--read-write and --create need a MOUNTPOINT of their own (not the volume's directory, --scone or --subdir)")
+                }
+                guard !create || (tag == nil && tagEnv == nil && !noTagCheck) else {
+                    throw FSPFError.usage("--create starts a new volume: it has no tag to check yet (--tag-out writes its tags)")
+                }
+                config.readWrite = true
+                config.create = create
+                config.tagOut = tagOut
+                if let chunkSize {
+                    guard create else { throw FSPFError.usage("--chunk-size goes with --create (a volume keeps its chunk sizes)") }
+                    config.chunkSize = try ChunkSize.parse(chunkSize, option: "--chunk-size")
+                }
+            } else if tagOut != nil || chunkSize != nil {
+                throw FSPFError.usage("--tag-out and --chunk-size go with --read-write or --create")
+            }
             try configure(&config)
             config.tag = try access.givenTag()
+            if config.readWrite && (config.uid != nil || config.gid != nil) {
+                throw FSPFError.usage("-o uid=, gid= show a read-only volume's entries as another owner; a read-write mount stores real owners")
+            }
             throw ExitCode(try MountDaemon.run(config, logger: logger))
         } catch let e as FSPFError {
             let line = "fspf-mount: \(e.description)\n"
@@ -152,7 +184,7 @@ struct FSPFMountCommand: ParsableCommand {
             if o == "nonempty" { config.allowNonEmpty = true; continue }
             if o.hasPrefix("uid="), let n = UInt32(o.dropFirst(4)) { config.uid = n; continue }
             if o.hasPrefix("gid="), let n = UInt32(o.dropFirst(4)) { config.gid = n; continue }
-            throw FSPFError.usage("-o \(o): only allow_other, nonempty, uid=N and gid=N are supported (the mount is always ro)")
+            throw FSPFError.usage("-o \(o): only allow_other, nonempty, uid=N and gid=N are supported (--read-write for a writable mount)")
         }
     }
 

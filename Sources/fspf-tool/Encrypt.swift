@@ -62,7 +62,7 @@ struct Encrypt: ParsableCommand {
     func run() throws {
         try reportingErrors {
             var options = WriterOptions()
-            if let c = chunkSize { options.chunkSize = try parseSize(c, option: "--chunk-size") }
+            if let c = chunkSize { options.chunkSize = try ChunkSize.parse(c, option: "--chunk-size") }
             options.reproducible = reproducible
             options.excludes = exclude
             options.xattrs = !noXattrs

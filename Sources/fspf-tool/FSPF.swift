@@ -17,7 +17,7 @@ struct FSPF: ParsableCommand {
         """,
         version: "0.1.0",
         subcommands: [Encrypt.self, Create.self, AddRegion.self, AddFiles.self, AddFSPF.self, Show.self,
-                      Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Upgrade.self, Keygen.self,
+                      Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Upgrade.self, Seal.self, Keygen.self,
                       Quote.self, AttesterCommand.self, KeyServer.self])
 }
 

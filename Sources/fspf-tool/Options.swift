@@ -62,18 +62,3 @@ struct ReportOptions: ParsableArguments {
 }
 
 extension ReportFormat: ExpressibleByArgument {}
-
-/// Chunk sizes as bytes or with a K/M suffix.
-func parseSize(_ text: String, option: String) throws -> UInt32 {
-    var digits = Substring(text)
-    var multiplier: UInt64 = 1
-    switch text.last {
-    case "k", "K": multiplier = 1024; digits = digits.dropLast()
-    case "m", "M": multiplier = 1024 * 1024; digits = digits.dropLast()
-    default: break
-    }
-    guard let n = UInt64(digits), n * multiplier <= UInt64(UInt32.max), ChunkSize.isValid(UInt32(n * multiplier)) else {
-        throw FSPFError.usage("\(option) \(text): must be a power of two from 4K to 16M")
-    }
-    return UInt32(n * multiplier)
-}

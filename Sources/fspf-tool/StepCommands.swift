@@ -63,7 +63,7 @@ struct AddRegion: ParsableCommand {
             if let k = keyLength, ![16, 24, 32, 128, 192, 256].contains(k) {
                 throw FSPFError.usage("--key-length \(k): 16, 24 or 32 bytes (128, 192 or 256 bits)")
             }
-            let chunk = try chunkLength.map { try parseSize($0, option: "--chunk-length") } ?? ChunkSize.default
+            let chunk = try chunkLength.map { try ChunkSize.parse($0, option: "--chunk-length") } ?? ChunkSize.default
             var draft = try Draft.load(file)
             try draft.addRegion(path: embed, kind: kinds[0], kernel: kernel, chunkSize: chunk)
             let tag = try draft.save(file)

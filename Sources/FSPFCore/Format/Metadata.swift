@@ -508,6 +508,21 @@ public enum ChunkSize {
     public static func isValid(_ size: UInt32) -> Bool {
         size >= minimum && size <= maximum && size & (size - 1) == 0
     }
+
+    /// A chunk size as options give it: bytes, or with a K or M suffix.
+    public static func parse(_ text: String, option: String) throws -> UInt32 {
+        var digits = Substring(text)
+        var multiplier: UInt64 = 1
+        switch text.last {
+        case "k", "K": multiplier = 1024; digits = digits.dropLast()
+        case "m", "M": multiplier = 1024 * 1024; digits = digits.dropLast()
+        default: break
+        }
+        guard let n = UInt64(digits), n * multiplier <= UInt64(UInt32.max), isValid(UInt32(n * multiplier)) else {
+            throw FSPFError.usage("\(option) \(text): must be a power of two from 4K to 16M")
+        }
+        return UInt32(n * multiplier)
+    }
 }
 
 extension Paths {

@@ -659,7 +659,7 @@ public final class WritableVolume: @unchecked Sendable {
         if n.names == 0 && n.lookups == 0 && n.opens == 0 && n.ino != Self.rootInode { nodes[n.ino] = nil }
     }
 
-    static func now() -> timespec {
+    public static func now() -> timespec {
         var t = timespec()
         clock_gettime(CLOCK_REALTIME, &t)
         return t

@@ -240,8 +240,16 @@ public struct Draft: Codable, Sendable {
         FileSystem.forEachFile(below: store) { path, _ in
             if !keep.contains(path) { unlink(path) }
         }
-        for name in (try? FileSystem.list(store)) ?? [] {
-            rmdir(Paths.join(store, String(decoding: name, as: UTF8.self)))
+        removeEmptyDirectories(below: store)
+    }
+
+    /// Removes the directories below `dir` that are empty once their own empty ones are gone.
+    private static func removeEmptyDirectories(below dir: String) {
+        for name in (try? FileSystem.list(dir)) ?? [] {
+            let path = Paths.join(dir, String(decoding: name, as: UTF8.self))
+            guard let st = try? FileSystem.lstatus(path), st.st_mode & S_IFMT == S_IFDIR else { continue }
+            removeEmptyDirectories(below: path)
+            rmdir(path)
         }
     }
 }
