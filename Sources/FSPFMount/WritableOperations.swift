@@ -21,9 +21,12 @@ final class WritableMount: @unchecked Sendable {
 
     /// Extended attributes on the mount's root that are requests to the daemon, not stored:
     /// reading `user.fspf.seal` seals a version and returns its tag (`fspf seal MOUNTPOINT`),
-    /// `user.fspf.tag` returns the tag of the version on disk.
+    /// `user.fspf.tag` returns the tag of the version on disk, `user.fspf.daemon` the daemon's
+    /// pid and the metadata file (for `fspf seal --unmount`, which waits for the last seal).
     static let sealAttribute = Array("user.fspf.seal".utf8)
     static let tagAttribute = Array("user.fspf.tag".utf8)
+    static let daemonAttribute = Array("user.fspf.daemon".utf8)
+    static let requests = [sealAttribute, tagAttribute, daemonAttribute]
 
     init(volume: WritableVolume, logger: Logger, onReady: @escaping @Sendable () -> Void, onSeal: @escaping @Sendable (VolumeTag) -> Void) {
         self.volume = volume
@@ -225,12 +228,17 @@ enum WritableOperations {
         ops.getxattr = { req, ino, name, size in
             WritableOperations.reply(req) { m in
                 let wanted = WritableOperations.bytes(name)
-                if ino == WritableVolume.rootInode && (wanted == WritableMount.sealAttribute || wanted == WritableMount.tagAttribute) {
-                    // Only the daemon's user or root may seal.
+                if ino == WritableVolume.rootInode && WritableMount.requests.contains(wanted) {
+                    // Only the daemon's user or root may ask.
                     let ctx = fuse_req_ctx(req)!.pointee
                     guard ctx.uid == 0 || ctx.uid == getuid() else { throw Errno(EACCES) }
-                    let tag = wanted == WritableMount.sealAttribute ? try m.seal(reason: "request") : m.volume.tag
-                    try WritableOperations.replyXattr(req, Array(Hex.encode(tag.full).utf8), size)
+                    let answer: String
+                    switch wanted {
+                    case WritableMount.sealAttribute: answer = Hex.encode(try m.seal(reason: "request").full)
+                    case WritableMount.tagAttribute: answer = Hex.encode(m.volume.tag.full)
+                    default: answer = "\(getpid()) \(m.volume.metadataPath)"
+                    }
+                    try WritableOperations.replyXattr(req, Array(answer.utf8), size)
                     return
                 }
                 try WritableOperations.replyXattr(req, try m.volume.extendedAttribute(ino, wanted), size)
@@ -242,7 +250,7 @@ enum WritableOperations {
         ops.setxattr = { req, ino, name, value, size, flags in
             WritableOperations.reply(req) { m in
                 let n = WritableOperations.bytes(name)
-                guard n != WritableMount.sealAttribute && n != WritableMount.tagAttribute else { throw Errno(EPERM) }
+                guard !WritableMount.requests.contains(n) else { throw Errno(EPERM) }
                 try m.volume.setExtendedAttribute(ino, n, Array(UnsafeRawBufferPointer(start: value, count: size)),
                                                   create: Int(flags) & XATTR_CREATE != 0, replace: Int(flags) & XATTR_REPLACE != 0)
                 fuse_reply_err(req, 0)

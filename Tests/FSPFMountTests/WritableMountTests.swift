@@ -1,0 +1,139 @@
+import Foundation
+import Glibc
+import Testing
+import FSPFCore
+import FSPFSystem
+import FSPFTestSupport
+
+/// Read-write mounts through /dev/fuse: what programs write through the mount is what a seal
+/// puts on disk, under the tag the daemon reports; a killed daemon leaves the last sealed version.
+@Suite struct WritableMountTests {
+    /// File-system work a program does, run once in a plain directory and once on the mount:
+    /// the two trees must end up the same.
+    static let workload = """
+        set -e
+        mkdir -p a/b/c
+        echo hello > a/greeting
+        seq 1 200000 > a/b/numbers
+        python3 -c "import random, sys; random.seed(7); sys.stdout.buffer.write(random.randbytes(307200))" | dd of=a/b/c/random bs=1k 2>/dev/null
+        printf 'in place' | dd of=a/b/c/random bs=1 seek=20000 conv=notrunc 2>/dev/null
+        truncate -s 100000 a/b/c/random
+        truncate -s 5000000 a/sparse
+        printf end >> a/sparse
+        ln -s b/numbers a/link
+        echo old > a/replaced && echo new > a/new && mv a/new a/replaced
+        mkdir a/empty-dir a/gone && rmdir a/gone
+        echo temporary > a/t && exec 3< a/t && rm a/t && test "$(cat <&3)" = temporary && exec 3<&-
+        chmod 0600 a/greeting && chmod 0751 a/b
+        touch -d '2022-01-02 03:04:05.5' a/greeting a/sparse
+        mv a/b/c a/moved
+        python3 -c "import os; os.setxattr('a/greeting', 'user.origin', b'the job')"
+        """
+
+    static func start(_ s: Sandbox, _ args: String) -> Tool.Result {
+        s.sh("mkdir -p mnt && '\(Tool.mountBinary)' \(args)")
+    }
+
+    @Test func programsWriteThroughTheMountAndSealsPinTheResult() throws {
+        let s = Sandbox()
+        _ = s.sh("fspf keygen > key")
+        let create = Self.start(s, "vol mnt --create --key-file key --tag-out tag")
+        try #require(create.status == 0, "\(create.err)")
+        defer { _ = s.sh("umount mnt 2>/dev/null; umount -l mnt 2>/dev/null") }
+        let empty = s.sh("cat tag").out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(empty.count == 64)
+
+        let plain = s.sh("mkdir plain && cd plain && \(Self.workload)")
+        try #require(plain.status == 0, "\(plain.err)")
+        let mounted = s.sh("cd mnt && \(Self.workload)")
+        #expect(mounted.status == 0, "\(mounted.err)")
+        // What the kernel shows now, and the refusals.
+        #expect(s.sh("diff -r plain mnt && test \"$(stat -c %a mnt/a/b)\" = 751").status == 0)
+        let link = s.sh("ln mnt/a/greeting mnt/a/hard")
+        #expect(link.status != 0 && link.err.contains("Operation not permitted"), "\(link.err)")
+        let fifo = s.sh("mkfifo mnt/a/fifo")
+        #expect(fifo.status != 0 && fifo.err.contains("Operation not permitted"), "\(fifo.err)")
+
+        let sealed = s.sh("fspf seal mnt")
+        #expect(sealed.status == 0, "\(sealed.err)")
+        let first = sealed.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(first.count == 64 && first != empty)
+        #expect(s.sh("head -1 tag").out.trimmingCharacters(in: .whitespacesAndNewlines) == first)
+        #expect(s.sh("fspf seal mnt").out.trimmingCharacters(in: .whitespacesAndNewlines) == first, "nothing changed: same version")
+
+        // After the seal: more changes; `fspf seal --unmount` returns once the daemon is done.
+        let unmounted = s.sh("echo after >> mnt/a/greeting && echo after >> plain/a/greeting && fspf seal mnt --unmount")
+        #expect(unmounted.status == 0, "\(unmounted.err)")
+        let final = unmounted.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(final.count == 64 && final != first)
+        #expect(s.sh("head -1 tag").out.trimmingCharacters(in: .whitespacesAndNewlines) == final)
+
+        let verify = s.sh("fspf verify vol --key-file key --tag \(final)")
+        #expect(verify.status == 0, "\(verify.out)\(verify.err)")
+        let decrypt = s.sh("fspf decrypt vol --out out --key-file key --tag \(final) && diff -r plain out "
+                           + "&& test \"$(stat -c '%a' out/a/greeting)\" = 600 && test \"$(TZ=UTC stat -c %y out/a/sparse)\" = '2022-01-02 03:04:05.500000000 +0000' "
+                           + "&& test \"$(readlink out/a/link)\" = b/numbers && test \"$(stat -c %s out/a/sparse)\" = 5000003")
+        #expect(decrypt.status == 0, "\(decrypt.out)\(decrypt.err)")
+        let xattr = s.sh("python3 -c \"import os; print(os.getxattr('out/a/greeting', 'user.origin').decode())\"")
+        #expect(xattr.out == "the job\n", "\(xattr.err)")
+        // The earlier version is refused now: the pin moved.
+        let stale = Self.start(s, "vol mnt --read-write --key-file key --tag \(first)")
+        #expect(stale.status == 10, "\(stale.err)")
+
+        // A read-write mount of the sealed version: a change in the middle of a sealed file.
+        let again = Self.start(s, "vol mnt --read-write --key-file key --tag \(final) --tag-out tag")
+        try #require(again.status == 0, "\(again.err)")
+        let edit = "printf CHANGED | dd of=a/b/numbers bs=1 seek=70000 conv=notrunc 2>/dev/null && rm -r a/moved"
+        // A plain umount: the daemon seals after it, so wait for the daemon before reading the tag.
+        #expect(s.sh("(cd mnt && \(edit)) && (cd plain && \(edit)) && diff -r plain mnt && umount mnt").status == 0)
+        #expect(s.sh("for i in $(seq 100); do pgrep -f '[f]spf-mount vol mnt --read-write --key-file key --tag \(final)' >/dev/null || exit 0; sleep 0.1; done; exit 1").status == 0)
+        let third = s.sh("cat tag").out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(third != final)
+        let check = s.sh("fspf verify vol --key-file key --tag \(third) && fspf decrypt vol --out out2 --key-file key --tag \(third) && diff -r plain out2")
+        #expect(check.status == 0, "\(check.out)\(check.err)")
+        // A read-only mount serves the written volume like any other.
+        let ro = Self.start(s, "vol mnt --key-file key --tag \(third)")
+        #expect(ro.status == 0 && s.sh("diff -r plain mnt; r=$?; umount mnt; exit $r").status == 0, "\(ro.err)")
+    }
+
+    @Test func aKilledDaemonLeavesTheLastSealedVersion() throws {
+        let s = Sandbox()
+        _ = s.sh("fspf keygen > key")
+        for point in 0..<4 {
+            // In the foreground, so that exactly this daemon is killed.
+            let tagArgs = point == 0 ? ["--create"] : ["--read-write", "--tag", s.sh("cat tag").out.trimmingCharacters(in: .whitespacesAndNewlines)]
+            _ = s.sh("mkdir -p mnt")
+            let daemon = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag-out", "tag", "--foreground"] + tagArgs,
+                                    cwd: s.path, name: "-daemon")
+            var live = false
+            for _ in 0..<200 where !live {
+                usleep(50_000)
+                live = !Sandbox.mounts(below: s.path + "/mnt").isEmpty
+            }
+            try #require(live, "\(Tool.wait(daemon, cwd: s.path, name: "-daemon").err)")
+            // A sealed state, then writing on until the daemon is killed at a random moment.
+            #expect(s.sh("cd mnt && mkdir -p d && seq 1 \(50_000 * (point + 1)) > d/sealed-\(point) && cd .. && fspf seal mnt >/dev/null").status == 0)
+            let sealed = s.sh("cat tag").out.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(s.sh("rm -rf expected && mkdir expected && cp -a mnt/. expected/").status == 0)
+            let writer = Tool.spawn(["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); seq 1 5000 > mnt/d/w$i 2>/dev/null || exit 0; "
+                                     + "echo x >> mnt/d/sealed-\(point) 2>/dev/null || exit 0; rm -f mnt/d/sealed-0 2>/dev/null; done"],
+                                    cwd: s.path, name: "-writer")
+            usleep(UInt32.random(in: 100_000...700_000))
+            kill(daemon, SIGKILL)
+            _ = Tool.wait(daemon, cwd: s.path, name: "-daemon")
+            _ = Tool.wait(writer, cwd: s.path, name: "-writer")
+            _ = s.sh("umount -l mnt")
+            let verify = s.sh("fspf verify vol --key-file key --tag \(sealed)")
+            #expect(verify.status == 0, "point \(point): \(verify.out)\(verify.err)")
+            #expect(verify.err.contains("unsealed"), "point \(point): \(verify.err)")
+            let content = s.sh("rm -rf out && fspf decrypt vol --out out --key-file key --tag \(sealed) && diff -r expected out")
+            #expect(content.status == 0, "point \(point): \(content.out)\(content.err)")
+        }
+        // The next read-write mount removes what the killed ones left.
+        let m = Self.start(s, "vol mnt --read-write --key-file key --tag $(cat tag)")
+        #expect(m.status == 0, "\(m.err)")
+        #expect(s.sh("fspf seal mnt --unmount").status == 0)
+        let clean = s.sh("fspf verify vol --key-file key --tag $(cat tag)")
+        #expect(clean.status == 0 && !clean.err.contains("unsealed"), "\(clean.out)\(clean.err)")
+    }
+}
