@@ -1,6 +1,6 @@
 #ifndef FSPF_CLINUX_SHIM_H
 #define FSPF_CLINUX_SHIM_H
-// Linux interfaces that Swift's Glibc module does not import: extended attributes, the lseek
+// Linux interfaces that Swift's Glibc module does not import: extended attributes, syncfs, the lseek
 // whences and pthread_getattr_np that glibc only declares under _GNU_SOURCE.
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +9,9 @@
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+
+// syncfs(2), declared by glibc only under _GNU_SOURCE.
+static inline int fspf_syncfs(int fd) { return (int)syscall(SYS_syncfs, fd); }
 
 static const int FSPF_SEEK_DATA = 3;  // SEEK_DATA, linux/fs.h
 static const int FSPF_SEEK_HOLE = 4;  // SEEK_HOLE

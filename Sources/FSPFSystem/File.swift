@@ -126,6 +126,11 @@ public final class FileDescriptor: @unchecked Sendable {
         try syscall("truncate", path: path) { ftruncate(fd, off_t(size)) }
     }
 
+    /// syncfs: everything written to this descriptor's file system reaches the disk.
+    public func syncFileSystem() throws {
+        _ = try syscall("syncfs", path: path) { fspf_syncfs(fd) }
+    }
+
     public func sync() throws {
         try syscall("fsync", path: path) { fsync(fd) }
     }

@@ -427,13 +427,16 @@ public final class WritableVolume: @unchecked Sendable {
         }
     }
 
-    /// The last close of a handle: what it wrote is encrypted and stored.
+    /// A handle closed: what it wrote is encrypted and stored; at the last close of a file that
+    /// still has a name, its object is brought to its final form (so that a seal has little left
+    /// to do).
     public func release(_ ino: UInt64) throws {
         try mutex.withLock { _ in
             guard let n = nodes[ino] else { return }
             n.opens = max(0, n.opens - 1)
             defer { dropIfUnused(n) }
-            if case .written(let c) = n.content { try c.flush(sync: false) }
+            guard case .written(let c) = n.content else { return }
+            if n.opens == 0 && n.names > 0 { _ = try c.finish() } else { try c.flush(sync: false) }
         }
     }
 
@@ -561,34 +564,56 @@ public final class WritableVolume: @unchecked Sendable {
             let root = nodes[Self.rootInode]!.entry(path: "")
             let metadata = VolumeMetadata(version: .v2, reproducible: false, regions: regions, root: root, entries: entries)
             let (file, tag) = SealedMetadata.seal(metadata, keys: keys)
+            // Every object the metadata names is on the disk before the metadata is.
+            try lockFD.syncFileSystem()
             try FileSystem.writeAtomically(metadataPath, file)
+            let previous = reader
             // Read back through the reader every later read uses: what was sealed must open.
             reader = try VolumeReader(path: metadataPath, keys: keys, expectedTag: tag.full, cacheBytes: cacheBytes)
             for (i, (_, n)) in names.enumerated() where n.kind == .file && entries[i].linkOf == nil {
                 n.content = .sealed(SealedRef(reader: reader, entry: i, size: entries[i].size))
             }
             changed = false
-            prune()
+            prune(after: previous)
             return tag
         }
     }
 
-    /// Removes every object in the store that the sealed version does not name, except those
-    /// of files still open after their last name went.
-    private func prune() {
-        var keep = Set<String>()
-        for e in reader.entries where e.linkOf == nil {
-            if case .file(_, _, let p?, _) = e.content, !p.object.isEmpty { keep.insert(reader.location(p.object)) }
-        }
+    /// Objects the sealed version names, and those of files still open after their last name
+    /// went (their readers and writers hold them).
+    private func objectsInUse() -> Set<String> {
+        var keep = objects(of: reader)
         for n in nodes.values where n.names == 0 {
             switch n.content {
-            case .sealed(let s):
-                if case .file(_, _, let p?, _) = s.reader.entries[s.entry].content, !p.object.isEmpty { keep.insert(s.reader.location(p.object)) }
+            case .sealed(let s): keep.formUnion(objects(of: s.reader, entry: s.entry))
             case .written(let c): keep.insert(c.objectPath)
             case .none: break
             }
         }
-        Draft.prune(store, keeping: keep)
+        return keep
+    }
+
+    private func objects(of reader: VolumeReader, entry: Int? = nil) -> Set<String> {
+        var out = Set<String>()
+        for e in entry.map({ [reader.entries[$0]] }) ?? reader.entries where e.linkOf == nil {
+            if case .file(_, _, let p?, _) = e.content, !p.object.isEmpty { out.insert(reader.location(p.object)) }
+        }
+        return out
+    }
+
+    /// At open: every file in the store that the sealed version does not name (what a crashed
+    /// mount left).
+    private func prune() {
+        Draft.prune(store, keeping: objectsInUse())
+    }
+
+    /// After a seal: the objects of `previous` and those written since that the new version
+    /// does not name — no walk over the store.
+    private func prune(after previous: VolumeReader) {
+        let keep = objectsInUse()
+        var candidates = objects(of: previous)
+        for n in nodes.values { if case .written(let c) = n.content { candidates.insert(c.objectPath) } }
+        for o in candidates.subtracting(keep) { Glibc.unlink(o) }
     }
 
     // MARK: Statistics
@@ -655,8 +680,12 @@ public final class WritableVolume: @unchecked Sendable {
         }
     }
 
+    /// Forgets a node nothing refers to any more. Content written since the last seal is in no
+    /// version: its object goes now (a sealed file's object stays until a seal no longer names it).
     private func dropIfUnused(_ n: Node) {
-        if n.names == 0 && n.lookups == 0 && n.opens == 0 && n.ino != Self.rootInode { nodes[n.ino] = nil }
+        guard n.names == 0 && n.lookups == 0 && n.opens == 0 && n.ino != Self.rootInode else { return }
+        nodes[n.ino] = nil
+        if case .written(let c) = n.content { Glibc.unlink(c.objectPath) }
     }
 
     public static func now() -> timespec {

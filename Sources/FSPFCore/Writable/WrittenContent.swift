@@ -39,6 +39,10 @@ final class WrittenContent {
     private var leaves: [UInt8] = []
     /// The chunk stored as the final one (shorter and flagged final), if any.
     private var finalChunk: (index: Int, length: Int)?
+    /// Object bytes an earlier `finish` wrote a tag tree into: a chunk there cannot be a hole.
+    private var treeSpan: Range<UInt64>?
+    /// The record of the final form `finish` last gave the object, until the next change.
+    private var finished: ProtectedFile?
     /// Plaintext chunks not yet stored, least recently written first.
     private var dirty: [(chunk: Int, buffer: UnsafeMutableRawBufferPointer)] = []
 
@@ -113,6 +117,7 @@ final class WrittenContent {
     func write(at offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
         let end = offset + UInt64(data.count)
         guard end <= Padding.maximumSize else { throw FileSystemError(EFBIG) }
+        finished = nil
         let cs = UInt64(chunkSize)
         var done = 0
         while done < data.count {
@@ -130,6 +135,7 @@ final class WrittenContent {
 
     func truncate(to newSize: UInt64) throws {
         guard newSize <= Padding.maximumSize else { throw FileSystemError(EFBIG) }
+        finished = nil
         if newSize < size {
             let kept = chunks(covering: newSize)
             for d in dirty where d.chunk >= kept { Self.release(d.buffer) }
@@ -166,9 +172,12 @@ final class WrittenContent {
 
     /// Brings the object to the format's final form for the current size: padding chunks
     /// stored, the final chunk stored short and flagged, chunks past the end cut, holes where
-    /// nothing was written, the tag tree after the data; fsyncs it. Returns the protection record.
-    /// The content must not be written again afterwards (its ID is sealed).
+    /// nothing was written, the tag tree after the data. Returns the protection record. Done
+    /// at the last close too, so that a seal finds most files final already; writing on after
+    /// it is allowed until the ID is sealed (then the volume gives the file new content). The
+    /// caller makes it durable (syncfs before the metadata).
     func finish() throws -> ProtectedFile {
+        if let finished { return finished }
         let stored = Padding.padme(size)
         let cs = UInt64(chunkSize)
         let n = max(1, chunks(covering: stored))
@@ -191,7 +200,7 @@ final class WrittenContent {
             switch states[c] {
             // A hole must be a hole in the object too: a chunk stored before (then cut off by
             // a truncation) is stored again, as zeros.
-            case .unwritten where c < wholeDataChunks && encryptions[c] == 0:
+            case .unwritten where c < wholeDataChunks && encryptions[c] == 0 && !overlapsTree(c):
                 if let last = holes.last, last.end == UInt64(c) { holes[holes.count - 1].count += 1 } else {
                     holes.append(HoleSpan(first: UInt64(c), count: 1))
                 }
@@ -220,15 +229,23 @@ final class WrittenContent {
             TreeGeometry.build(geometry, leaves: UnsafeRawBufferPointer(rebasing: l[0..<(n * 48)]), isHole: { self.states[$0] != .stored })
         }
         let treeOffset = UInt64(ObjectHeader.size) + stored
+        let span = treeOffset..<(treeOffset + UInt64(tree.count))
+        treeSpan = treeSpan.map { min($0.lowerBound, span.lowerBound)..<max($0.upperBound, span.upperBound) } ?? span
         try tree.withUnsafeBytes { try object.write($0, at: treeOffset) }
         try object.truncate(to: treeOffset + UInt64(tree.count))
-        try object.sync()
         let root = geometry.root(fileID: fileID, kind: .encrypted, size: size, storedSize: stored, chunkSize: UInt32(chunkSize), topHash: top)
-        return ProtectedFile(version: .v2, kind: .encrypted, chunkSize: UInt32(chunkSize), storedSize: stored, fileID: fileID,
-                             root: root, object: objectLocation, holes: holes, generations: generations)
+        finished = ProtectedFile(version: .v2, kind: .encrypted, chunkSize: UInt32(chunkSize), storedSize: stored, fileID: fileID,
+                                 root: root, object: objectLocation, holes: holes, generations: generations)
+        return finished!
     }
 
     // MARK: Chunks
+
+    private func overlapsTree(_ c: Int) -> Bool {
+        guard let treeSpan else { return false }
+        let start = UInt64(ObjectHeader.size) + UInt64(c) * UInt64(chunkSize)
+        return treeSpan.overlaps(start..<(start + UInt64(chunkSize)))
+    }
 
     /// The plaintext buffer of chunk `c`, loaded from where it lies unless the caller overwrites it whole.
     private func dirtyBuffer(_ c: Int, whole: Bool) throws -> UnsafeMutableRawBufferPointer {
