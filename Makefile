@@ -2,7 +2,7 @@
 SWIFT ?= swift
 RELEASE_BIN := .build/release/fspf
 
-.PHONY: deps spark-deps build release lib test test-security test-asan test-tsan fuzz demo demo-spark bench clean
+.PHONY: deps spark-deps tool-deps build release lib test test-security test-asan test-tsan fuzz demo demo-spark bench clean
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker --export-dynamic
 
@@ -13,6 +13,9 @@ deps:
 # tests, make demo-spark, make bench.
 spark-deps:
 	@scripts/install-deps.sh --spark
+
+tool-deps:
+	@scripts/install-deps.sh --tools
 
 build: deps
 	$(SWIFT) build
@@ -29,7 +32,7 @@ lib: release spark-deps
 
 # Every test: library tests, CLI tests against the built binary, real FUSE mounts, libfspf from
 # C (also under ASan), Python (pytest) and Spark (fspf:// in local mode and on a cluster).
-test: deps spark-deps
+test: deps spark-deps tool-deps
 	$(SWIFT) build
 	$(SWIFT) test
 	.build/debug/fspf-tamper --quick --mount .build/debug/fspf-mount
@@ -43,7 +46,7 @@ test-security: deps
 
 # The whole suite under AddressSanitizer (the spawned tools too). Leak reports are off: the
 # daemon's parent exits by design with its allocations live once the child serves the mount.
-test-asan: deps spark-deps
+test-asan: deps spark-deps tool-deps
 	$(SWIFT) build --build-tests --scratch-path .build-asan -Xswiftc -sanitize=address
 	ASAN_OPTIONS=detect_leaks=0 FSPF_SANITIZED=1 FSPF_BIN=$(CURDIR)/.build-asan/debug/fspf \
 	  $(SWIFT) test --skip-build --scratch-path .build-asan -Xswiftc -sanitize=address

@@ -170,7 +170,7 @@ enum WritableOperations {
         ops.open = { req, ino, fi in
             WritableOperations.reply(req) { m in
                 let flags = fspf_fi_flags(fi)
-                try m.volume.open(ino, write: flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0)
+                try m.volume.open(ino, write: flags & O_ACCMODE != O_RDONLY, truncate: flags & O_TRUNC != 0)
                 fuse_reply_open(req, fi)
             }
         }

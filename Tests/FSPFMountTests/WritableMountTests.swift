@@ -22,6 +22,7 @@ import FSPFTestSupport
         printf end >> a/sparse
         ln -s b/numbers a/link
         echo old > a/replaced && echo new > a/new && mv a/new a/replaced
+        seq 1 100000 > a/overwritten && echo shorter > a/overwritten
         mkdir a/empty-dir a/gone && rmdir a/gone
         echo temporary > a/t && exec 3< a/t && rm a/t && test "$(cat <&3)" = temporary && exec 3<&-
         chmod 0600 a/greeting && chmod 0751 a/b

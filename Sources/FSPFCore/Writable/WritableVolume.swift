@@ -344,6 +344,9 @@ public final class WritableVolume: @unchecked Sendable {
         }
     }
 
+    /// Names (with their NUL) and values of one file's extended attributes, at most.
+    public static let extendedAttributeBytes = 65536
+
     public static let renameNoReplace: Int32 = 1  // RENAME_NOREPLACE
     public static let renameExchange: Int32 = 2
 
@@ -391,6 +394,10 @@ public final class WritableVolume: @unchecked Sendable {
             let exists = i.map { n.xattrs[$0].name == name } ?? false
             if create && exists { throw FileSystemError(EEXIST) }
             if replace && !exists { throw FileSystemError(ENODATA) }
+            // Bounded per file like ext4's and XFS's (and listxattr's 64 KiB), so the sealed
+            // metadata cannot be grown without limit through one file.
+            let others = n.xattrs.filter { $0.name != name }.reduce(0) { $0 + $1.name.count + 1 + $1.value.count }
+            guard others + name.count + 1 + value.count <= Self.extendedAttributeBytes else { throw FileSystemError(ENOSPC) }
             if exists { n.xattrs[i!].value = value } else { n.xattrs.insert(ExtendedAttribute(name: name, value: value), at: i ?? n.xattrs.count) }
             n.ctime = Self.now()
             changed = true
@@ -413,7 +420,8 @@ public final class WritableVolume: @unchecked Sendable {
     /// An open: counted, so that an unlinked file lives until its last release. An open of a
     /// sealed encrypted file takes its object's descriptor now, so a later seal that removes
     /// the unlinked file's object cannot take it away.
-    public func open(_ ino: UInt64, write: Bool) throws {
+    /// `truncate`: O_TRUNC (libfuse passes it to open: atomic_o_trunc).
+    public func open(_ ino: UInt64, write: Bool, truncate: Bool = false) throws {
         try mutex.withLock { _ in
             let n = try node(ino)
             switch n.kind {
@@ -421,7 +429,14 @@ public final class WritableVolume: @unchecked Sendable {
             case .symlink: throw FileSystemError(ELOOP)
             case .file: break
             }
-            if write && n.region.kind != .encrypted { throw FileSystemError(EROFS) }
+            if (write || truncate) && n.region.kind != .encrypted { throw FileSystemError(EROFS) }
+            if truncate && n.size > 0 {
+                try writable(n, truncatingTo: 0).truncate(to: 0)
+                let now = Self.now()
+                n.mtime = now
+                n.ctime = now
+                changed = true
+            }
             if case .sealed(let s) = n.content { try s.reader.prepare(entry: s.entry) }
             n.opens += 1
         }
