@@ -72,6 +72,8 @@ enum WritableOperations {
             let wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_CACHE_SYMLINKS)
             conn.pointee.want |= wanted & conn.pointee.capable
             conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
+            // Writes of up to 1 MiB per request (the kernel's limit is 256 pages).
+            conn.pointee.max_write = 1 << 20
             m.onReady()
         }
         ops.lookup = { req, parent, name in

@@ -1,4 +1,5 @@
 import CSodium
+import Dispatch
 import FSPFCrypto
 import FSPFSystem
 import Glibc
@@ -123,8 +124,16 @@ final class WrittenContent {
         while done < data.count {
             let position = offset + UInt64(done)
             let c = Int(position / cs), within = Int(position % cs)
+            let whole = within == 0 ? (data.count - done) / chunkSize : 0
+            if whole > 0 {
+                // Whole chunks go from the caller's buffer to the object in one write,
+                // encrypted on all cores.
+                try storeWhole(first: c, UnsafeRawBufferPointer(rebasing: data[done..<(done + whole * chunkSize)]))
+                done += whole * chunkSize
+                continue
+            }
             let n = min(chunkSize - within, data.count - done)
-            let buffer = try dirtyBuffer(c, whole: within == 0 && n == chunkSize)
+            let buffer = try dirtyBuffer(c, whole: false)
             UnsafeMutableRawBufferPointer(rebasing: buffer[within..<(within + n)])
                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: data[done..<(done + n)]))
             done += n
@@ -337,6 +346,47 @@ final class WrittenContent {
         states[c] = .stored
         if final { finalChunk = (c, length) } else if finalChunk?.index == c { finalChunk = nil }
     }
+
+    /// Stores `data.count / chunkSize` whole chunks from chunk `first` on: one buffer, the chunks
+    /// encrypted and hashed in parallel runs (each under its next generation), one write. Any
+    /// plaintext kept for those chunks is dropped: it is overwritten.
+    private func storeWhole(first: Int, _ data: UnsafeRawBufferPointer) throws {
+        let n = data.count / chunkSize
+        grow(to: first + n)
+        guard encryptions[first..<(first + n)].allSatisfy({ $0 < UInt32.max }) else {
+            throw FSPFError.io(path: objectLocation, operation: "encrypt a chunk again (2^32 times already under this file ID)", errno: EFBIG)
+        }
+        let object = try objectFile()
+        let out = ChunkCipher.forCurrentThread().scratch(data.count)
+        out.copyMemory(from: data)
+        let generations = Array(encryptions[first..<(first + n)])
+        for c in first..<(first + n) { encryptions[c] += 1 }  // spent, whatever happens next
+        var fresh = [UInt8](repeating: 0, count: n * 48)
+        let cs = chunkSize, keys = self.keys, fileID = self.fileID
+        fresh.withUnsafeMutableBytes { leaves in
+            let shared = (out: SharedBuffer(out), leaves: SharedBuffer(leaves))
+            let runs = max(1, min(Self.cores, n / 4))
+            DispatchQueue.concurrentPerform(iterations: runs) { r in
+                let cipher = ChunkCipher.forCurrentThread()
+                cipher.select(keys, fileID: fileID)
+                for j in (n * r / runs)..<(n * (r + 1) / runs) {
+                    let chunk = UnsafeMutableRawBufferPointer(rebasing: shared.out.buffer[(j * cs)..<((j + 1) * cs)])
+                    let leaf = UnsafeMutableRawBufferPointer(rebasing: shared.leaves.buffer[(j * 48)..<((j + 1) * 48)])
+                    cipher.seal(index: UInt64(first + j), generation: generations[j], final: false, data: chunk,
+                                tag: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.tagRange]))
+                    cipher.sha256.digest(UnsafeRawBufferPointer(chunk), into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
+                }
+            }
+        }
+        try object.write(UnsafeRawBufferPointer(out), at: UInt64(ObjectHeader.size) + UInt64(first) * UInt64(cs))
+        leaves.replaceSubrange((first * 48)..<((first + n) * 48), with: fresh)
+        for c in first..<(first + n) { states[c] = .stored }
+        if let f = finalChunk, f.index >= first && f.index < first + n { finalChunk = nil }
+        for d in dirty where d.chunk >= first && d.chunk < first + n { Self.release(d.buffer) }
+        dirty.removeAll { $0.chunk >= first && $0.chunk < first + n }
+    }
+
+    private static let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
     private func objectFile() throws -> FileDescriptor {
         if let object { return object }
