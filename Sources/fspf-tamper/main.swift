@@ -222,10 +222,124 @@ let other = try build("other", ["a.bin": random(3 * 4096 + 100), "x": random(99)
 let large = try build("large", ["a.bin": random(5 << 20), "b.bin": random(2 << 20 + 3), "auth/c.bin": random(1 << 20), "logs/l": random(10)],
                       chunk: 65536, keys: keys)
 
-var small1 = Matrix(), large1 = Matrix(), struct1 = Matrix()
+/// A volume written through WritableVolume (what a read-write mount does): files written in
+/// pieces, rewritten (chunk generations above 0), truncated, renamed and sealed twice; then a
+/// session that wrote more and was never sealed, leaving its pieces in `.fspf-objects/written`.
+@MainActor func buildWritten(_ name: String, keys: VolumeKeys) throws -> (sealed: Volume, previous: Volume, unsealed: [String]) {
+    let path = work + "/" + name
+    FileSystem.removeTree(path)
+    let caller = WritableVolume.Caller(uid: 0, gid: 0)
+    var model: [String: [UInt8]] = [:]
+    func put(_ v: WritableVolume, _ ino: UInt64, _ at: Int, _ bytes: [UInt8], _ file: String) throws {
+        try bytes.withUnsafeBytes { try v.write(ino, at: UInt64(at), $0) }
+        var m = model[file] ?? []
+        if m.count < at + bytes.count { m += [UInt8](repeating: 0, count: at + bytes.count - m.count) }
+        m.replaceSubrange(at..<(at + bytes.count), with: bytes)
+        model[file] = m
+    }
+    var v: WritableVolume! = try WritableVolume.create(directory: path, keys: keys, chunkSize: 4096)
+    let root = WritableVolume.rootInode
+    let dir = UInt64(try v.makeDirectory(root, Array("d".utf8), mode: 0o755, caller: caller).st_ino)
+    let a = UInt64(try v.makeFile(dir, Array("a.bin".utf8), mode: 0o644, caller: caller).st_ino)
+    try put(v, a, 0, random(3 * 4096 + 100), "d/a.bin")
+    for _ in 0..<6 { try put(v, a, Int.random(in: 0..<12_000), random(Int.random(in: 1...3000)), "d/a.bin") }
+    let b = UInt64(try v.makeFile(root, Array("b.bin".utf8), mode: 0o600, caller: caller).st_ino)
+    try put(v, b, 0, random(9000), "b.bin")
+    var cut = WritableVolume.AttributeChange()
+    cut.size = 5000
+    _ = try v.setAttributes(b, cut)
+    model["b.bin"] = Array(model["b.bin"]!.prefix(5000))
+    _ = try v.makeFile(root, Array("empty".utf8), mode: 0o644, caller: caller)
+    model["empty"] = []
+    try v.release(a)
+    try v.release(b)
+    let first = try v.seal()
+    _ = system("cp -a '\(path)' '\(path)-v1'")
+    let previous = Volume(path: path + "-v1", keys: keys, tag: first.full, original: model, excluded: [])
+    // A second version: a sealed file rewritten in place, one renamed.
+    try put(v, a, 4000, random(200), "d/a.bin")
+    try v.rename(root, Array("b.bin".utf8), to: dir, Array("b2.bin".utf8), flags: 0)
+    model["d/b2.bin"] = model.removeValue(forKey: "b.bin")
+    let tag = try v.seal()
+    precondition(tag != first)
+    // A session that is never sealed.
+    v = nil
+    v = try WritableVolume(path: path, keys: keys, expectedTag: tag.full)
+    let lost = UInt64(try v.makeFile(root, Array("lost".utf8), mode: 0o644, caller: caller).st_ino)
+    try random(20_000).withUnsafeBytes { try v.write(lost, at: 0, $0) }
+    let a2 = UInt64(try v.lookup(dir, Array("a.bin".utf8)).st_ino)
+    try random(5000).withUnsafeBytes { try v.write(a2, at: 100, $0) }
+    try v.release(lost)
+    try v.release(a2)
+    let unsealed = files(path).filter { $0.hasPrefix(".fspf-objects/\(WritableVolume.writtenDirectory)/") }
+        .filter { o in !(try! objects(Volume(path: path, keys: keys, tag: tag.full, original: [:], excluded: []))).values.contains(path + "/" + o) }
+    precondition(!unsealed.isEmpty, "the unsealed session left nothing")
+    return (Volume(path: path, keys: keys, tag: tag.full, original: model, excluded: []), previous, unsealed)
+}
+
+/// Pieces of an unsealed version are never read: changing them must change nothing a reader
+/// sees, and the volume still opens and verifies under its tag.
+@MainActor func unsealedChanges(_ v: Volume, _ pieces: [String], stride step: Int, _ m: inout Matrix) {
+    for rel in pieces {
+        let path = v.path + "/" + rel
+        let bytes = read(path)
+        for at in Swift.stride(from: offset(step), to: bytes.count, by: step) {
+            var changed = bytes
+            changed[at] ^= 0x40
+            write(path, changed)
+            m.tried += 1
+            if let reader = try? VolumeReader(path: v.path, keys: v.keys, expectedTag: v.tag), Verifier.verify(reader, threads: 1).ok,
+               v.original.allSatisfy({ (try? reader.read($0.key)) == $0.value }) {
+                m.detected += 1  // here: "without effect", as required
+            } else {
+                m.undetected += 1
+                m.notes.append("an unsealed piece changed what the volume serves: \(rel):\(at)")
+            }
+        }
+        write(path, bytes)
+    }
+}
+
+let (written, writtenV1, unsealedPieces) = try buildWritten("written", keys: keys)
+
+var small1 = Matrix(), large1 = Matrix(), struct1 = Matrix(), written1 = Matrix(), unsealed1 = Matrix()
 byteChanges(small2, stride: quick ? 29 : 1, &small1)
 randomSample(large, count: quick ? 200 : 5000, &large1)
 try structural(small2, older: older, other: other, &struct1)
+// The written volume: every sealed byte (the unsealed pieces aside), then the pieces themselves,
+// then an unsealed piece or the previous version's object put in place of a sealed object.
+let sealedFiles = files(written.path).filter { !unsealedPieces.contains($0) }
+for rel in sealedFiles {
+    let path = written.path + "/" + rel
+    let bytes = read(path)
+    for at in Swift.stride(from: offset(quick ? 29 : 1), to: bytes.count, by: quick ? 29 : 1) {
+        var changed = bytes
+        changed[at] ^= 1 << UInt8(at % 8)
+        write(path, changed)
+        check(written, &written1, "written volume: bit flip at \(rel):\(at)")
+    }
+    write(path, bytes)
+}
+unsealedChanges(written, unsealedPieces, stride: quick ? 97 : 7, &unsealed1)
+for (file, object) in try objects(written) {
+    for piece in unsealedPieces {
+        try attack(written, "written volume: unsealed piece \(piece) in place of \(file)'s object", &written1) { c in
+            _ = system("cp '\(c.path)/\(piece)' '\(c.path + String(object.dropFirst(written.path.count)))'")
+        }
+    }
+}
+let v1Objects = try objects(writtenV1)
+for (file, object) in try objects(written) {
+    // Files the second seal rewrote (an unchanged file keeps its object: nothing to replay).
+    if let old = v1Objects[file], old.dropFirst(writtenV1.path.count) != object.dropFirst(written.path.count) {
+        try attack(written, "written volume: the previous version's object of \(file) replayed", &written1) { c in
+            _ = system("cp '\(old)' '\(c.path + String(object.dropFirst(written.path.count)))'")
+        }
+    }
+}
+try attack(written, "written volume: the previous version's metadata replayed", &written1) { c in
+    _ = system("cp '\(writtenV1.path)/volume.fspf' '\(c.path)/volume.fspf'")
+}
 // A sample of byte changes through the mount as well.
 if mountBinary != nil {
     let candidates = files(small2.path).filter { !$0.hasPrefix("logs/") }
@@ -249,11 +363,13 @@ print("tamper matrix (\(quick ? "quick" : "full"))")
 print("  " + line("every byte of a small volume\(quick ? " (every 29th)" : "")", small1))
 print("  " + line("random byte changes, 8 MiB volume", large1))
 print("  " + line("structural attacks", struct1))
+print("  " + line("written volume (rewritten chunks, two seals)\(quick ? " (every 29th byte)" : "")", written1))
+print("  pieces an unsealed version left: changed \(unsealed1.tried), without effect \(unsealed1.detected), with effect \(unsealed1.undetected)")
 if mountBinary != nil {
     print("  through fspf-mount: tried \(mountResult.tried), refused \(mountResult.refused), EIO \(mountResult.eio), "
           + "unaffected \(mountResult.unaffected) (stray pieces), wrong bytes served \(mountResult.wrong)")
 }
-let all = [small1, large1, struct1]
+let all = [small1, large1, struct1, written1, unsealed1]
 let tried = all.reduce(0) { $0 + $1.tried }, detected = all.reduce(0) { $0 + $1.detected }
 let undetected = all.reduce(0) { $0 + $1.undetected }, wrong = all.reduce(0) { $0 + $1.wrongBytes } + mountResult.wrong
 for n in all.flatMap(\.notes).prefix(20) { print("  " + n) }
