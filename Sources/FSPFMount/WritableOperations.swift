@@ -3,7 +3,6 @@ import CLinux
 import FSPFCore
 import FSPFCrypto
 import FSPFSystem
-import Foundation
 import Glibc
 import Logging
 
@@ -71,7 +70,6 @@ enum WritableOperations {
             guard let userdata, let conn else { return }
             let m = Unmanaged<WritableMount>.fromOpaque(userdata).takeUnretainedValue()
             let wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_CACHE_SYMLINKS)
-                | (ProcessInfo.processInfo.environment["FSPF_WRITEBACK"] != nil ? UInt32(FUSE_CAP_WRITEBACK_CACHE) : 0)
             conn.pointee.want |= wanted & conn.pointee.capable
             conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
             // Writes of up to 1 MiB per request (the kernel's limit is 256 pages).
