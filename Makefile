@@ -37,11 +37,12 @@ test: deps spark-deps tool-deps
 	$(SWIFT) test
 	.build/debug/fspf-tamper --quick --mount .build/debug/fspf-mount
 
-# The adversarial suite with its counts (docs/SECURITY.md): the full tamper matrix, then the
-# fuzzers for FUZZ_SECONDS each. The fault, load and secret tests run in `make test`.
+# The adversarial suite with its counts (docs/SECURITY.md): the full tamper matrix, a read-write
+# mount SIGKILLed at 200 random points, then the fuzzers for FUZZ_SECONDS each. The fault, load and secret tests run in `make test`.
 test-security: deps
 	$(SWIFT) build
 	.build/debug/fspf-tamper --mount .build/debug/fspf-mount
+	FSPF_CRASH_POINTS=200 $(SWIFT) test --filter 'WritableMountTests.aKilledDaemonLeavesTheLastSealedVersion'
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # The whole suite under AddressSanitizer (the spawned tools too). Leak reports are off: the
