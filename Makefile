@@ -38,7 +38,8 @@ test: deps spark-deps tool-deps
 	.build/debug/fspf-tamper --quick --mount .build/debug/fspf-mount
 
 # The adversarial suite with its counts (docs/SECURITY.md): the full tamper matrix, a read-write
-# mount SIGKILLed at 200 random points, then the fuzzers for FUZZ_SECONDS each. The fault, load and secret tests run in `make test`.
+# mount SIGKILLed at 200 random points, then the fuzzers for FUZZ_SECONDS each. The fault, load
+# and secret tests run in `make test`.
 test-security: deps
 	$(SWIFT) build
 	.build/debug/fspf-tamper --mount .build/debug/fspf-mount
