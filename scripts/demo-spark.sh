@@ -8,7 +8,10 @@
 #      with two workers on loopback; the same job on the plain files
 #   5. the same job with the data read in-process through fspf:// (libfspf in the JVMs, the key
 #      from the key server to each JVM: no mount, no FUSE), locally and on the cluster
-#   6. all results must be identical
+#   6. the job writing its aggregates as Parquet into an output volume mounted read-write
+#      (fspf-mount --create), sealed at the end: the new tag verifies, the decrypted Parquet holds
+#      the rows of the same job writing to a plain directory
+#   7. all results must be identical
 # Usage: scripts/demo-spark.sh [path/to/fspf]   (fspf-mount and libFSPFLibrary.so beside it; .venv and
 # the JDK from install-deps --spark)
 set -euo pipefail
@@ -23,7 +26,7 @@ work=$(mktemp -d /tmp/fspf-spark-XXXXXX)
 source "$(dirname "$0")/keyserver-lib.sh"
 pids=()
 cleanup() {
-  for m in "$work/mnt/code" "$work/mnt/data"; do umount "$m" 2>/dev/null || true; done
+  for m in "$work/mnt/code" "$work/mnt/data" "$work/mnt/out"; do umount "$m" 2>/dev/null || true; done
   keyserver_stop
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -99,8 +102,25 @@ echo "  spark.hadoop.fs.fspf.*: volume $work/volumes/data, key and tag from $key
 FSPF_SHOWN="--jars fspf-hadoop.jar --conf spark.hadoop.fs.fspf.*" submit local-fspf 'local[2]' "${fspf[@]}" "local://$work/mnt/code/job.py" fspf:///
 FSPF_SHOWN="--jars fspf-hadoop.jar --conf spark.hadoop.fs.fspf.*" submit cluster-fspf "spark://127.0.0.1:$port" "${fspf[@]}" "local://$work/mnt/code/job.py" fspf:///
 
+step "Spark writing its result into an output volume mounted read-write, sealed at the end"
+"$FSPF" keygen > "$work/results.key"
+mkdir -p "$work/mnt/out"
+"$MOUNT" "$work/volumes/results" "$work/mnt/out" --create --key-file "$work/results.key" --tag-out "$work/results.tag"
+echo "\$ spark-submit --master local[2] job.py …/mnt/data --output …/mnt/out/aggregates"
+spark-submit --master 'local[2]' --conf spark.log.level=WARN --conf spark.ui.enabled=false --conf spark.pyspark.python="$PYSPARK_PYTHON" \
+  "local://$work/mnt/code/job.py" "$work/mnt/data" --output "$work/mnt/out/aggregates" > "$work/output.out" 2> "$work/output.err" ||
+  { tail -20 "$work/output.err" >&2; exit 1; }
+ls "$work/mnt/out/aggregates" | sed 's/^/  /' | head -4
+results_tag=$("$FSPF" seal "$work/mnt/out" --unmount)
+echo "  sealed at unmount: tag $results_tag (also in results.tag: pin it for whoever reads the results)"
+"$FSPF" verify "$work/volumes/results" --key-file "$work/results.key" --tag "$results_tag"
+"$FSPF" decrypt "$work/volumes/results" --out "$work/results-decrypted" --key-file "$work/results.key" --tag "$results_tag"
+
 step "the same job on the plain files"
 submit plain 'local[2]' "$work/plain/code/job.py" "$work/plain/data"
+spark-submit --master 'local[2]' --conf spark.log.level=WARN --conf spark.ui.enabled=false \
+  "$work/plain/code/job.py" "$work/plain/data" --output "$work/plain-output" > /dev/null 2> "$work/plain-output.err" ||
+  { tail -20 "$work/plain-output.err" >&2; exit 1; }
 
 step "results"
 for r in local-mount cluster-mount local-fspf cluster-fspf; do
@@ -110,4 +130,12 @@ for r in local-mount cluster-mount local-fspf cluster-fspf; do
     exit 1
   fi
 done
+python - "$work/results-decrypted/aggregates" "$work/plain-output" <<'PY'
+import sys
+import pyarrow.parquet as pq
+a, b = (sorted(map(str, pq.read_table(d).to_pylist())) for d in sys.argv[1:])
+if a != b:
+    sys.exit("demo-spark: the Parquet written into the output volume differs from the plain run's")
+print(f"the {len(a)} aggregate rows written into the output volume equal the plain run's")
+PY
 echo "local and standalone through the mount, local and standalone through fspf:// in-process, and the plain run: identical"

@@ -126,18 +126,10 @@ final class MountedVolume: @unchecked Sendable {
         let e = reader.entries[index]
         guard case .file(let size, _, let p, _) = e.content else { throw Errno(EINVAL) }
         guard offset < size else { throw Errno(ENXIO) }
-        let holes = p?.holes ?? []
-        let cs = UInt64(p?.chunkSize ?? 1)
-        // The hole span containing `offset`, or the first one after it.
-        let i = holes.firstIndex { $0.end * cs > offset }
-        if data {
-            guard let i, holes[i].first * cs <= offset else { return offset }
-            let next = holes[i].end * cs
-            guard next < size else { throw Errno(ENXIO) }
-            return next
+        guard let next = (p?.holes ?? []).seek(from: offset, size: size, chunkSize: UInt64(p?.chunkSize ?? 1), data: data) else {
+            throw Errno(ENXIO)
         }
-        guard let i else { return size }
-        return max(offset, holes[i].first * cs)
+        return next
     }
 
     func statfs() -> statvfs {

@@ -176,7 +176,7 @@ enum Operations {
     }
 
     /// getxattr/listxattr protocol: size 0 asks for the length, a smaller buffer is ERANGE.
-    private static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) throws {
+    static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) throws {
         if size == 0 { fuse_reply_xattr(req, value.count); return }
         guard size >= value.count else { throw Errno(ERANGE) }
         value.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), value.count) }

@@ -240,14 +240,14 @@ enum WritableOperations {
                     case WritableMount.tagAttribute: answer = Hex.encode(m.volume.tag.full)
                     default: answer = "\(getpid()) \(m.volume.metadataPath)"
                     }
-                    try WritableOperations.replyXattr(req, Array(answer.utf8), size)
+                    try Operations.replyXattr(req, Array(answer.utf8), size)
                     return
                 }
-                try WritableOperations.replyXattr(req, try m.volume.extendedAttribute(ino, wanted), size)
+                try Operations.replyXattr(req, try m.volume.extendedAttribute(ino, wanted), size)
             }
         }
         ops.listxattr = { req, ino, size in
-            WritableOperations.reply(req) { m in try WritableOperations.replyXattr(req, try m.volume.extendedAttributeNames(ino), size) }
+            WritableOperations.reply(req) { m in try Operations.replyXattr(req, try m.volume.extendedAttributeNames(ino), size) }
         }
         ops.setxattr = { req, ino, name, value, size, flags in
             WritableOperations.reply(req) { m in
@@ -310,12 +310,6 @@ enum WritableOperations {
             m.logger.error("\(error)")
             fuse_reply_err(req, EIO)
         }
-    }
-
-    private static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) throws {
-        if size == 0 { fuse_reply_xattr(req, value.count); return }
-        guard size >= value.count else { throw Errno(ERANGE) }
-        value.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), value.count) }
     }
 
     /// "." and ".." then the listing taken at opendir, from offset `off`.

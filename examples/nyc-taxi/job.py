@@ -2,10 +2,11 @@
 """The confidential Spark job: counts the NYC-taxi trips and aggregates them by passenger count
 and payment type (trips, average fare), from Parquet data that may sit behind fspf-mount.
 
-    spark-submit [--master …] job.py DATA [--result result.json]
+    spark-submit [--master …] job.py DATA [--result result.json] [--output DIR]
 
 Prints the count, the table and timings; --result writes the exact result (without timings) as
-JSON so that two runs can be compared byte for byte. Fares are summed in cents as integers, so
+JSON so that two runs can be compared byte for byte; --output writes the aggregates as Parquet
+through Spark's output committer (e.g. into a read-write fspf-mount). Fares are summed in cents as integers, so
 the result does not depend on how Spark splits and orders the work.
 """
 import argparse
@@ -20,6 +21,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
     ap.add_argument("--result")
+    ap.add_argument("--output")
     args = ap.parse_args()
 
     spark = SparkSession.builder.appName("fspf-nyc-taxi").getOrCreate()
@@ -28,11 +30,13 @@ def main():
     trips = spark.read.parquet(args.data)
     rows = trips.count()
     counted = time.perf_counter()
-    groups = (trips.groupBy("passenger_count", "payment_type")
-              .agg(F.count(F.lit(1)).alias("trips"),
-                   F.sum(F.round(F.col("fare_amount") * 100).cast("long")).alias("fare_cents"))
-              .orderBy(F.col("passenger_count").asc_nulls_first(), "payment_type")
-              .collect())
+    aggregates = (trips.groupBy("passenger_count", "payment_type")
+                  .agg(F.count(F.lit(1)).alias("trips"),
+                       F.sum(F.round(F.col("fare_amount") * 100).cast("long")).alias("fare_cents"))
+                  .orderBy(F.col("passenger_count").asc_nulls_first(), "payment_type"))
+    groups = aggregates.collect()
+    if args.output:
+        aggregates.write.mode("overwrite").parquet(args.output)
     aggregated = time.perf_counter()
 
     table = [{"passenger_count": g["passenger_count"], "payment_type": g["payment_type"], "trips": g["trips"],

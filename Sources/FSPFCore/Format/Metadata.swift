@@ -56,6 +56,20 @@ public struct HoleSpan: Equatable, Sendable {
 }
 
 extension Array where Element == HoleSpan {
+    /// SEEK_DATA (`data`) or SEEK_HOLE from `offset` in a file of `size` whose chunks of `chunkSize`
+    /// in these spans are holes; nil (ENXIO) when no data follows. `offset` is below `size`.
+    public func seek(from offset: UInt64, size: UInt64, chunkSize: UInt64, data: Bool) -> UInt64? {
+        // The hole span containing `offset`, or the first one after it.
+        let i = firstIndex { $0.end * chunkSize > offset }
+        if data {
+            guard let i, self[i].first * chunkSize <= offset else { return offset }
+            let next = self[i].end * chunkSize
+            return next < size ? next : nil
+        }
+        guard let i else { return size }
+        return Swift.max(offset, self[i].first * chunkSize)
+    }
+
     /// Whether chunk `c` lies in one of these sorted spans (binary search).
     func containsChunk(_ c: UInt64) -> Bool {
         if isEmpty { return false }

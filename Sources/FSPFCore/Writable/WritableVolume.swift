@@ -508,20 +508,11 @@ public final class WritableVolume: @unchecked Sendable {
                 if data { throw FileSystemError(ENXIO) }
                 return size
             case .sealed(let s):
-                guard case .file(_, _, let p?, _) = s.reader.entries[s.entry].content, !p.holes.isEmpty else {
-                    if data { return offset }
-                    return size
+                let p: ProtectedFile? = { if case .file(_, _, let p, _) = s.reader.entries[s.entry].content { return p } else { return nil } }()
+                guard let next = (p?.holes ?? []).seek(from: offset, size: size, chunkSize: UInt64(p?.chunkSize ?? 1), data: data) else {
+                    throw FileSystemError(ENXIO)
                 }
-                let cs = UInt64(p.chunkSize)
-                let i = p.holes.firstIndex { $0.end * cs > offset }
-                if data {
-                    guard let i, p.holes[i].first * cs <= offset else { return offset }
-                    let next = p.holes[i].end * cs
-                    guard next < size else { throw FileSystemError(ENXIO) }
-                    return next
-                }
-                guard let i else { return size }
-                return max(offset, p.holes[i].first * cs)
+                return next
             case .none:
                 throw FileSystemError(EINVAL)
             }
