@@ -62,7 +62,7 @@ public final class KeyBrokerServer: @unchecked Sendable {
             throw FSPFError.badInput(path: store.root + "/tls", reason: "\(error)")
         }
         service = BrokerService(store: store, audit: try AuditLog(path: store.auditPath), configuration: configuration, clock: clock)
-        connections = ConnectionQuota(total: min(configuration.maxConnections, Self.raiseDescriptorLimit() - 64),
+        connections = ConnectionQuota(total: min(configuration.maxConnections, FileSystem.raiseDescriptorLimit() - 64),
                                       perPeer: configuration.maxConnectionsPerPeer)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoops))
         pool = NIOThreadPool(numberOfThreads: max(1, configuration.workers))
@@ -70,18 +70,6 @@ public final class KeyBrokerServer: @unchecked Sendable {
     }
 
     deinit { shutDown() }
-
-    /// Every connection is a descriptor: the soft limit goes up to the hard one (often 1024 → far more).
-    static func raiseDescriptorLimit() -> Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        return Int(min(limit.rlim_cur, 1 << 20))
-    }
 
     /// Binds and listens; returns the port (useful with port 0).
     public func bind() throws -> UInt16 {

@@ -176,6 +176,7 @@ public enum MountDaemon {
     /// names, or a new empty volume with --create; a version sealed at unmount (and SIGTERM)
     /// and on `fspf seal`, each tag logged and written to --tag-out.
     static func startWritable(_ config: MountConfiguration, keys: VolumeKeys, expected: [UInt8]?, logger: Logger) throws -> Outcome {
+        FileSystem.raiseDescriptorLimit()  // every file open for writing holds its object's
         let volume = config.create
             ? try WritableVolume.create(directory: absolute(config.volume), keys: keys, chunkSize: config.chunkSize, cacheBytes: config.cacheBytes)
             : try WritableVolume(path: absolute(config.volume), keys: keys, expectedTag: expected, cacheBytes: config.cacheBytes)

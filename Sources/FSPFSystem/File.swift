@@ -246,6 +246,20 @@ public enum FileSystem {
 
     /// sync(2): every written object reaches the disk before the metadata naming them is
     /// committed (one call instead of an fsync per object).
+    /// The soft limit on open descriptors raised to the hard one (often 1024 → far more): every
+    /// key server connection and every file a read-write mount is writing holds one. Returns it.
+    @discardableResult
+    public static func raiseDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return Int(min(limit.rlim_cur, 1 << 20))
+    }
+
     public static func flushAll() {
         Glibc.sync()
     }

@@ -451,7 +451,9 @@ public final class WritableVolume: @unchecked Sendable {
             n.opens = max(0, n.opens - 1)
             defer { dropIfUnused(n) }
             guard case .written(let c) = n.content else { return }
-            if n.opens == 0 && n.names > 0 { _ = try c.finish() } else { try c.flush(sync: false) }
+            guard n.opens == 0 else { return try c.flush(sync: false) }
+            if n.names > 0 { _ = try c.finish() } else { try c.flush(sync: false) }
+            c.close()
         }
     }
 
@@ -546,6 +548,7 @@ public final class WritableVolume: @unchecked Sendable {
             for (_, n) in names {
                 if case .written(let c) = n.content, finished[ObjectIdentifier(n)] == nil {
                     finished[ObjectIdentifier(n)] = try c.finish()
+                    if n.opens == 0 { c.close() }
                 }
             }
             var entries: [Entry] = []

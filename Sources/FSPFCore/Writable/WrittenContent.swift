@@ -33,6 +33,7 @@ final class WrittenContent {
     private let base: BaseContent?
 
     private var object: FileDescriptor?
+    private var created = false
     /// Per chunk: how many times it was encrypted under this ID (its next generation).
     private var encryptions: [UInt32] = []
     private var states: [State] = []
@@ -388,8 +389,19 @@ final class WrittenContent {
 
     private static let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
+    /// Lets go of the object's descriptor (a file's last close): a volume of 100,000 files
+    /// written must not hold 100,000 descriptors. The next use opens it again.
+    func close() {
+        object = nil
+    }
+
     private func objectFile() throws -> FileDescriptor {
         if let object { return object }
+        if created {
+            let fd = try FileDescriptor.open(objectPath, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+            object = fd
+            return fd
+        }
         try FileSystem.makeDirectories(Paths.parent(objectPath))
         let fd = try FileDescriptor.open(objectPath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: 0o644)
         do {
@@ -399,6 +411,7 @@ final class WrittenContent {
             throw error
         }
         object = fd
+        created = true
         return fd
     }
 
