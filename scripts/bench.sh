@@ -16,6 +16,7 @@ export FSPF_V1
 encrypt=$(scripts/bench-encrypt.sh "$FSPF")
 read=$(scripts/bench-read.sh "$FSPF")
 scale=$(scripts/bench-scale.sh "$FSPF")
+write=$(scripts/bench-write.sh "$FSPF")
 spark=$(scripts/bench-spark.sh "$FSPF")
 cpu=$(awk -F: '/model name/ {sub(/^ /,"",$2); print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
@@ -34,6 +35,8 @@ gocryptfs $(gocryptfs -version | cut -d';' -f1 | cut -d' ' -f2), securefs $(dpkg
 $read
 
 $scale
+
+$write
 
 $spark
 
