@@ -190,7 +190,12 @@ enum WritableOperations {
                 fuse_reply_write(req, size)
             }
         }
-        ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
+        ops.flush = { req, ino, _ in
+            WritableOperations.reply(req) { m in
+                try m.volume.flush(ino)
+                fuse_reply_err(req, 0)
+            }
+        }
         ops.release = { req, ino, _ in
             WritableOperations.reply(req) { m in
                 try m.volume.release(ino)

@@ -97,6 +97,36 @@ import FSPFTestSupport
         #expect(ro.status == 0 && s.sh("diff -r plain mnt; r=$?; umount mnt; exit $r").status == 0, "\(ro.err)")
     }
 
+    /// A full disk: the write that does not fit fails with ENOSPC, a seal that does not fit
+    /// fails (ENOSPC, exit 74) and leaves the previous version and --tag-out as they were, and
+    /// once space is freed the next seal works. The volume's store is an 8 MiB tmpfs.
+    @Test func aFullDiskIsReportedAndTheLastVersionStays() throws {
+        let s = Sandbox()
+        let r = s.sh("""
+            set -u
+            fspf keygen > key && mkdir store mnt && mount -t tmpfs -o size=8m tmpfs store || exit 1
+            trap 'umount mnt 2>/dev/null; umount -l mnt 2>/dev/null; umount store' EXIT
+            '\(Tool.mountBinary)' store/vol mnt --create --key-file key --tag-out tag --log-file daemon.log || exit 1
+            seq 1 1000 > mnt/small && first=$(fspf seal mnt) || exit 1
+            if dd if=/dev/zero of=mnt/big bs=1M count=20 2> dd.err; then echo "dd: no error"; exit 1; fi
+            grep -q 'No space left on device' dd.err || { cat dd.err; exit 1; }
+            # Whether this seal fits or not, the version on disk is the one --tag-out names.
+            fspf seal mnt > /dev/null 2>&1
+            fspf verify store/vol --key-file key --tag "$(head -1 tag)" > /dev/null || { echo "version on disk broken"; exit 1; }
+            # No room at all (a file beside the volume takes the rest): the seal fails, nothing moves.
+            before=$(head -1 tag)
+            dd if=/dev/zero of=store/filler bs=64k 2>/dev/null; mkdir mnt/new-dir
+            fspf seal mnt 2> seal.err && { echo "seal: no error"; exit 1; }
+            grep -q 'No space left on device' seal.err || { cat seal.err; exit 1; }
+            test "$(head -1 tag)" = "$before" || { echo "tag-out moved"; exit 1; }
+            fspf verify store/vol --key-file key --tag "$before" > /dev/null || { echo "previous version broken"; exit 1; }
+            rm store/filler mnt/big && final=$(fspf seal mnt --unmount) || { cat seal.err daemon.log; exit 1; }
+            fspf verify store/vol --key-file key --tag "$final" && fspf ls store/vol --key-file key --tag "$final"
+            """)
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(r.out.contains("OK ") && r.out.contains("small") && r.out.contains("new-dir") && !r.out.contains("big"), "\(r.out)")
+    }
+
     /// SIGKILL at random moments of a write workload; at every other point `fspf seal` runs
     /// in a loop beside it, so that kills also land inside seals. After each: the version on
     /// disk verifies under its own tag with nothing unsealed in it; if it is the version sealed

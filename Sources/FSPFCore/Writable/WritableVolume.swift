@@ -457,6 +457,14 @@ public final class WritableVolume: @unchecked Sendable {
         }
     }
 
+    /// close(2) of a handle (FUSE's flush): what it wrote is encrypted and stored now, so that a
+    /// full disk is reported to close, which programs check, rather than lost at release.
+    public func flush(_ ino: UInt64) throws {
+        try mutex.withLock { _ in
+            if case .written(let c) = try node(ino).content { try c.flush(sync: false) }
+        }
+    }
+
     /// fsync: stored and on the disk. (Durable as a version only at the next seal.)
     public func sync(_ ino: UInt64) throws {
         try mutex.withLock { _ in
@@ -692,9 +700,13 @@ public final class WritableVolume: @unchecked Sendable {
     /// Forgets a node nothing refers to any more. Content written since the last seal is in no
     /// version: its object goes now (a sealed file's object stays until a seal no longer names it).
     private func dropIfUnused(_ n: Node) {
-        guard n.names == 0 && n.lookups == 0 && n.opens == 0 && n.ino != Self.rootInode else { return }
-        nodes[n.ino] = nil
-        if case .written(let c) = n.content { Glibc.unlink(c.objectPath) }
+        guard n.names == 0 && n.opens == 0 && n.ino != Self.rootInode else { return }
+        // Nobody can read it any more (the kernel may still know the inode): its space goes now.
+        if case .written(let c) = n.content {
+            Glibc.unlink(c.objectPath)
+            n.content = .none
+        }
+        if n.lookups == 0 { nodes[n.ino] = nil }
     }
 
     public static func now() -> timespec {
