@@ -178,7 +178,8 @@ public enum MountDaemon {
     static func startWritable(_ config: MountConfiguration, keys: VolumeKeys, expected: [UInt8]?, logger: Logger) throws -> Outcome {
         FileSystem.raiseDescriptorLimit()  // every file open for writing holds its object's
         let volume = config.create
-            ? try WritableVolume.create(directory: absolute(config.volume), keys: keys, chunkSize: config.chunkSize, cacheBytes: config.cacheBytes)
+            ? try WritableVolume.create(directory: absolute(config.volume), keys: keys, chunkSize: config.chunkSize,
+                                        uid: config.uid ?? getuid(), gid: config.gid ?? getgid(), cacheBytes: config.cacheBytes)
             : try WritableVolume(path: absolute(config.volume), keys: keys, expectedTag: expected, cacheBytes: config.cacheBytes)
         let tagOut = config.tagOut.map(absolute)
         @Sendable func report(_ tag: VolumeTag) {

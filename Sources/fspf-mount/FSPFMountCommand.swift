@@ -95,7 +95,7 @@ struct FSPFMountCommand: ParsableCommand {
     var logFile: String?
     @Flag(name: .long, help: "Mount over a directory that has entries (hidden while mounted); the volume's own directory needs no flag.")
     var nonempty = false
-    @Option(name: .customShort("o"), help: "Mount options: allow_other; nonempty (as --nonempty); uid=N and gid=N show every entry as owned by N instead of its stored owner.")
+    @Option(name: .customShort("o"), help: "Mount options: allow_other; nonempty (as --nonempty); uid=N and gid=N show every entry as owned by N instead of its stored owner (with --create: the new volume's root owner).")
     var mountOptions: [String] = []
     @Option(name: .long, help: "After mounting, run as this user (user or user:group).") var user: String?
     @Option(name: .long, help: "FUSE worker threads.") var threads: UInt32 = 8
@@ -152,8 +152,8 @@ struct FSPFMountCommand: ParsableCommand {
             }
             try configure(&config)
             config.tag = try access.givenTag()
-            if config.readWrite && (config.uid != nil || config.gid != nil) {
-                throw FSPFError.usage("-o uid=, gid= show a read-only volume's entries as another owner; a read-write mount stores real owners")
+            if config.readWrite && !config.create && (config.uid != nil || config.gid != nil) {
+                throw FSPFError.usage("-o uid=, gid=: with --create the new volume's root owner; a read-write mount stores real owners otherwise")
             }
             throw ExitCode(try MountDaemon.run(config, logger: logger))
         } catch let e as FSPFError {

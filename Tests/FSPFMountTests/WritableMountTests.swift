@@ -97,6 +97,35 @@ import FSPFTestSupport
         #expect(ro.status == 0 && s.sh("diff -r plain mnt; r=$?; umount mnt; exit $r").status == 0, "\(ro.err)")
     }
 
+    /// The container entry point as an output volume's sidecar (docs/DEPLOY.md): FSPF_ACCESS=create
+    /// with Spark's uid owning the root, the job's user writes, pod shutdown (SIGTERM) seals, and
+    /// FSPF_TAG_OUT holds the tag that verifies; then FSPF_ACCESS=read-write goes on from it.
+    @Test func sidecarServesAnOutputVolume() throws {
+        let s = Sandbox()
+        let r = s.sh("""
+            set -eu
+            export PATH='\(Tool.packageRoot)/deploy/container':$PATH
+            chmod 755 . && fspf keygen > key && mkdir status   # uid 185 must reach the mount point
+            export FSPF_VOLUME=$PWD/results FSPF_MOUNTPOINT=$PWD/mnt FSPF_KEY_FILE=$PWD/key FSPF_TAG_OUT=$PWD/status/results.tag
+            start() { fspf-sidecar run > "sidecar-$1.log" 2>&1 & pid=$!
+              for _ in $(seq 100); do fspf-sidecar probe 2>/dev/null && return 0; sleep 0.1; done; cat "sidecar-$1.log"; exit 1; }
+            FSPF_ACCESS=create FSPF_OWNER=185:185 start 1
+            test "$(stat -c %u:%g mnt)" = 185:185
+            setpriv --reuid 185 --regid 185 --clear-groups sh -c 'mkdir mnt/aggregates && seq 1 500 > mnt/aggregates/part-0'
+            test "$(stat -c %u mnt/aggregates/part-0)" = 185
+            kill -TERM "$pid"; wait "$pid"
+            first=$(head -1 status/results.tag)
+            fspf verify results --key-file key --tag "$first" > /dev/null
+            FSPF_ACCESS=read-write FSPF_TAG="$first" start 2
+            setpriv --reuid 185 --regid 185 --clear-groups sh -c 'seq 501 900 > mnt/aggregates/part-1'
+            kill -TERM "$pid"; wait "$pid"
+            second=$(head -1 status/results.tag)
+            test "$second" != "$first"
+            fspf cat results aggregates/part-1 --key-file key --tag "$second" | tail -1
+            """)
+        #expect(r.status == 0 && r.out.hasSuffix("900\n"), "\(r.out)\(r.err)")
+    }
+
     /// A full disk: the write that does not fit fails with ENOSPC, a seal that does not fit
     /// fails (ENOSPC, exit 74) and leaves the previous version and --tag-out as they were, and
     /// once space is freed the next seal works. The volume's store is an 8 MiB tmpfs.
