@@ -117,6 +117,7 @@ final class WrittenContent {
     }
 
     func write(at offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
+        guard !data.isEmpty else { return }  // writing nothing changes nothing, the size included
         let end = offset + UInt64(data.count)
         guard end <= Padding.maximumSize else { throw FileSystemError(EFBIG) }
         finished = nil
