@@ -62,6 +62,8 @@ import FSPFSystem
             try write(v, a, 5, Array("rewritten".utf8))
             expected.replaceSubrange(5..<14, with: Array("rewritten".utf8))
             #expect(try read(v, a, 0, expected.count + 10) == expected)
+            try write(v, a, 1_000_000, [])  // writing nothing changes nothing, the size included
+            #expect(try v.attributes(a).st_size == expected.count)
             model["data/a"] = expected
             // Truncate down into a chunk, then up: zeros past the cut.
             let b = UInt64(try v.makeFile(d, Array("b".utf8), mode: 0o600, caller: Self.caller).st_ino)
