@@ -348,7 +348,6 @@ public final class WritableVolume: @unchecked Sendable {
     public static let extendedAttributeBytes = 65536
 
     public static let renameNoReplace: Int32 = 1  // RENAME_NOREPLACE
-    public static let renameExchange: Int32 = 2
 
     /// What setattr may change; nil leaves it.
     public struct AttributeChange: Sendable {
