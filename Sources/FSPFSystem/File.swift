@@ -269,6 +269,14 @@ public enum FileSystem {
         try d.sync()
     }
 
+    /// Whether `candidate` is a temporary file `writeAtomically(path, …)` creates: what a write
+    /// of `path` stopped by SIGKILL or power loss leaves beside it.
+    public static func isAtomicWriteLeftover(_ candidate: String, of path: String) -> Bool {
+        guard candidate.hasPrefix(path + ".tmp-") else { return false }
+        let suffix = candidate.dropFirst(path.count + 5)
+        return !suffix.isEmpty && suffix.count <= 16 && suffix.allSatisfy(\.isHexDigit)
+    }
+
     /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync directory. The
     /// temporary file has an unpredictable name and is created new (O_EXCL, O_NOFOLLOW), so that
     /// nobody with write access to the directory can plant a link there for the write to follow.

@@ -168,7 +168,12 @@ public enum Verifier {
         for root in roots {
             FileSystem.forEachFile(below: root) { path, _ in
                 if expected.contains(path) { return }
-                if path.hasPrefix(written) { unsealed.append(path); return }
+                // Objects a read-write mount had not sealed, and the metadata a seal was writing
+                // (FileSystem.writeAtomically's temporary file) when it was stopped.
+                if path.hasPrefix(written) || FileSystem.isAtomicWriteLeftover(path, of: reader.metadataPath) {
+                    unsealed.append(path)
+                    return
+                }
                 stray.append(Problem(path: path, message: "unexpected file: not part of this volume"))
             }
         }

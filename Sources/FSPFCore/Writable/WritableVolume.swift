@@ -617,10 +617,15 @@ public final class WritableVolume: @unchecked Sendable {
         return out
     }
 
-    /// At open: every file in the store that the sealed version does not name (what a crashed
-    /// mount left).
+    /// At open: every file in the store that the sealed version does not name, and the metadata
+    /// a seal was writing (what a crashed mount left).
     private func prune() {
         Draft.prune(store, keeping: objectsInUse())
+        let directory = Paths.parent(metadataPath)
+        for name in (try? FileSystem.list(directory)) ?? [] {
+            let path = Paths.join(directory, String(decoding: name, as: UTF8.self))
+            if FileSystem.isAtomicWriteLeftover(path, of: metadataPath) { Glibc.unlink(path) }
+        }
     }
 
     /// After a seal: the objects of `previous` and those written since that the new version
