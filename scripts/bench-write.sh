@@ -4,8 +4,9 @@
 # (RUNS rounds, medians): sequential write of 1 GiB (dd, fsync), random 4 KiB and 128 KiB writes
 # (fio, psync, a 256 MiB file, WRITE_SECONDS each, fsync at the end), untar of a 10,000-file tree
 # (then sync); then fspf only: the seal of 10,000 and 100,000 files and the daemon's peak
-# resident memory while 10 GiB are written. Targets (issue 21): every write figure >= 1.5 x
-# gocryptfs, the seal of 100,000 files < 1 s, < 128 MiB resident. Prints markdown.
+# resident memory while 10 GiB are written; and reading back a written volume next to one made
+# by fspf encrypt. Targets (issue 21): every write figure >= 1.5 x gocryptfs, the seal of 100,000
+# files < 1 s, < 128 MiB resident, a written volume read as fast as an encrypted one. Prints markdown.
 set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh" "$@"
 WRITE_SECONDS=${WRITE_SECONDS:-15}
@@ -85,6 +86,42 @@ rss_big=$(peak_rss "$pid")
 t=$(now); "$FSPF" seal "$work/mnt/fspf" > /dev/null; seal_big=$(elapsed "$t")
 done_with fspf
 
+# A written volume reads like one from fspf encrypt (issue 21, item 3): the same SEQ_MIB of
+# random data, once copied into a read-write mount and then rewritten at 2,000 random 4 KiB
+# places (so the reader looks up chunk generations), once encrypted by fspf encrypt; each
+# mounted read-only under its tag and read with cold caches, RUNS rounds interleaved.
+echo "reading a written volume and an encrypted one" >&2
+mkdir -p "$work/src" "$work/mnt/read"
+head -c $((SEQ_MIB << 20)) /dev/urandom > "$work/src/data"
+fresh fspf
+cp "$work/src/data" "$work/mnt/fspf/data"
+python3 - "$work/mnt/fspf/data" <<'PY'
+import os, random, sys
+random.seed(7)
+with open(sys.argv[1], "r+b") as f:
+    size = os.fstat(f.fileno()).st_size
+    for _ in range(2000):
+        f.seek(random.randrange(0, size - 4096) & ~4095)
+        f.write(os.urandom(4096))
+PY
+written_tag=$("$FSPF" seal "$work/mnt/fspf" --unmount)
+"$FSPF" encrypt "$work/src" --out "$work/encrypted" --key-file "$work/key" > /dev/null
+encrypted_tag=$("$FSPF" info "$work/encrypted" | awk '/^tag:/ {print $2}')
+declare -A readback=([written]="" [encrypted]="")
+for round in $(seq 1 "$RUNS"); do
+  for kind in written encrypted; do
+    if [ $kind = written ]; then vol=$work/store-fspf tag=$written_tag; else vol=$work/encrypted tag=$encrypted_tag; fi
+    "$MOUNT" "$vol" "$work/mnt/read" --key-file "$work/key" --tag "$tag" --log-file none
+    wait_mounted "$work/mnt/read"
+    drop
+    t=$(now); cat "$work/mnt/read/data" > /dev/null; e=$(elapsed "$t")
+    readback[$kind]+="$(awk -v e="$e" -v n="$SEQ_MIB" 'BEGIN {printf "%.1f", n * 1.048576 / e}') "
+    unmount "$work/mnt/read"
+  done
+done
+read_written=$(med "${readback[written]}"); read_encrypted=$(med "${readback[encrypted]}")
+read_ratio=$(ratio "$read_written" "$read_encrypted")
+
 row() {  # label array unit higher-is-better(1|0)
   local -n a=$2
   local p g f f4
@@ -117,4 +154,7 @@ $(row "untar 10,000 files" untar "s" 0)
 | \`fspf seal\` of $files100 files | $(printf '%.2f' "$seal100") s | < 1 s: $(below "$seal100" 1) |
 | daemon peak resident memory writing $BIG_GIB GiB (dd, $big_rate MB/s) | $rss_big MiB | < 128 MiB: $(below "$rss_big" 128) |
 | \`fspf seal\` after it (one $BIG_GIB GiB file) | $(printf '%.2f' "$seal_big") s | |
+| cold sequential read of $SEQ_MIB MiB from a written volume (2,000 chunks rewritten), MB/s | $(printf '%.1f' "$read_written") ($(list ${readback[written]})) | |
+| the same from a volume made by \`fspf encrypt\`, MB/s | $(printf '%.1f' "$read_encrypted") ($(list ${readback[encrypted]})) | |
+| written ÷ encrypted | $read_ratio | ≥ 0.95: $(at_least "$read_ratio" 0.95) |
 MD
