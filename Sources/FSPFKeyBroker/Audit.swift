@@ -17,7 +17,7 @@ public final class AuditLog: @unchecked Sendable {
         public var request: String
         public var volume: String?
         public var evidence: String?
-        public var decision: String     // released | refused | rejected (malformed) | served
+        public var decision: String     // released | recorded (a writer's report) | refused | rejected (malformed) | served
         public var status: Int
         public var reason: String
         public var mrenclave: String?

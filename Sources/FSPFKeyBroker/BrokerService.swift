@@ -5,7 +5,9 @@ import FSPFProvisioning
 import Foundation
 
 /// What the broker decides, free of sockets: issues nonces, appraises evidence against each
-/// volume's policy and releases the key and tag sealed to the requester's ephemeral key. Runs on
+/// volume's policy, releases the key and tag sealed to the requester's ephemeral key (with a
+/// writer grant when the evidence satisfies the writers policy too) and records the versions
+/// writers report. Runs on
 /// the server's worker threads (it reads the store, verifies signatures, syncs the audit log).
 final class BrokerService: Sendable {
     let store: BrokerStore
@@ -55,6 +57,15 @@ final class BrokerService: Sendable {
         return reply
     }
 
+    /// The reply with `entry` completed for the audit log.
+    private static func reply(_ entry: AuditLog.Entry, _ status: Int, _ decision: String, _ reason: String, body: [UInt8]?) -> Reply {
+        var e = entry
+        e.status = status
+        e.decision = decision
+        e.reason = reason
+        return Reply(status: status, body: body ?? error(reason), entry: e)
+    }
+
     static func error(_ reason: String) -> [UInt8] {
         [UInt8]((try? JSONEncoder().encode(BrokerProtocol.ErrorResponse(error: reason))) ?? Data())
     }
@@ -62,18 +73,15 @@ final class BrokerService: Sendable {
     private func route(_ request: HTTPRequest, _ base: AuditLog.Entry) -> Reply {
         var entry = base
         func answer(_ status: Int, _ decision: String, _ reason: String, body: [UInt8]? = nil) -> Reply {
-            entry.status = status
-            entry.decision = decision
-            entry.reason = reason
-            return Reply(status: status, body: body ?? Self.error(reason), entry: entry)
+            Self.reply(entry, status, decision, reason, body: body)
         }
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: false)
         if request.path == "/v1/health" {
             return request.method == "GET" ? answer(200, "served", "health", body: Array(#"{"status":"ok"}"#.utf8))
                                            : answer(405, "rejected", "use GET")
         }
-        guard parts.count == 5, parts[0].isEmpty, parts[1] == "v1", parts[2] == "volumes", parts[4] == "nonce" || parts[4] == "release" else {
-            return answer(404, "rejected", "no such endpoint (POST /v1/volumes/<name>/nonce or /release)")
+        guard parts.count == 5, parts[0].isEmpty, parts[1] == "v1", parts[2] == "volumes", ["nonce", "release", "report"].contains(parts[4]) else {
+            return answer(404, "rejected", "no such endpoint (POST /v1/volumes/<name>/nonce, /release or /report)")
         }
         guard request.method == "POST" else { return answer(405, "rejected", "use POST") }
         let name = String(parts[3])
@@ -91,6 +99,7 @@ final class BrokerService: Sendable {
             case .failure(let refusal): return answer(refusal.status, "refused", refusal.reason)
             }
         }
+        if parts[4] == "report" { return report(request, volume: volume, entry: entry) }
 
         guard let release = try? JSONDecoder().decode(BrokerProtocol.ReleaseRequest.self, from: Data(request.body)) else {
             return answer(400, "rejected", "malformed release request")
@@ -112,13 +121,72 @@ final class BrokerService: Sendable {
         entry.mrenclave = appraisal.claims.map { Hex.encode($0.mrEnclave) }
         entry.mrsigner = appraisal.claims.map { Hex.encode($0.mrSigner) }
         guard appraisal.accepted else { return answer(403, "refused", appraisal.reason) }
+        // The same evidence against the writers policy: a grant, or the reason there is none.
+        var writer: BrokerProtocol.WriterGrant?
+        var access = "read only (no writers policy)"
+        if let writers = volume.writers {
+            let w = Appraiser(time: clock(), collateral: configuration.collateral).appraise(
+                evidence, policy: writers, reportData: Binding.reportData(nonce: nonce, publicKey: publicKey),
+                runtimeData: Binding.runtimeData(nonce: nonce, publicKey: publicKey))
+            if w.accepted {
+                let g = store.grant(volume, claims: appraisal.claims, expires: clock() + configuration.writerGrantLifetime)
+                writer = .init(token: g.token, secret: g.secret)
+                access = "may write"
+            } else {
+                access = "read only (writers policy: \(w.reason))"
+            }
+        }
         do {
             let key = try store.key(of: volume)
-            var statement = BrokerProtocol.releaseStatement(volume: volume.name, nonce: nonce, clientKey: publicKey, key: key, tag: volume.tag)
+            var statement = BrokerProtocol.releaseStatement(volume: volume.name, nonce: nonce, clientKey: publicKey, key: key, tag: volume.tag,
+                                                            writer: writer)
             defer { statement.withUnsafeMutableBytes { Sodium.zero($0) } }
-            let sealed = try BrokerProtocol.seal(volume: volume.name, key: key, tag: volume.tag, signature: store.sign(statement), to: publicKey)
+            let sealed = try BrokerProtocol.seal(volume: volume.name, key: key, tag: volume.tag, writer: writer,
+                                                 signature: store.sign(statement), to: publicKey)
             let body = try JSONEncoder().encode(BrokerProtocol.ReleaseResponse(sealed: Base64.encode(sealed)))
-            return answer(200, "released", "all checks passed", body: [UInt8](body))
+            return answer(200, "released", "all checks passed; \(access)", body: [UInt8](body))
+        } catch {
+            return answer(500, "refused", "\(error)")
+        }
+    }
+
+    /// A writer's report of a version it sealed: the grant is this store's, for this volume,
+    /// unexpired, under the writers policy the record still has; the MAC is the grant's secret's;
+    /// the record is still at `from`. Then the record moves to `to`, and the signed answer says so.
+    private func report(_ request: HTTPRequest, volume: BrokerStore.Volume, entry base: AuditLog.Entry) -> Reply {
+        var entry = base
+        func answer(_ status: Int, _ decision: String, _ reason: String, _ body: [UInt8]? = nil) -> Reply {
+            Self.reply(entry, status, decision, reason, body: body)
+        }
+        guard let r = try? JSONDecoder().decode(BrokerProtocol.ReportRequest.self, from: Data(request.body)),
+              let token = Base64.decode(r.token), let from = Hex.decode(r.from), let to = Hex.decode(r.to), let mac = Base64.decode(r.mac),
+              KeyText.tagSizes.contains(from.count), to.count == KeyText.tagSizes.max() else {
+            return answer(400, "rejected", "malformed report (token, mac: base64; from: a tag in hex; to: a full tag, 64 hex digits)")
+        }
+        guard let grant = store.openGrant(token), grant.volume == volume.name else {
+            return answer(403, "refused", "the token is not a writer grant of this key server for this volume")
+        }
+        entry.mrenclave = grant.mrEnclave
+        entry.mrsigner = grant.mrSigner
+        guard grant.expires >= clock() else {
+            return answer(403, "refused", "the writer grant expired at \(UTCTime.format(grant.expires)); mount again for a new one")
+        }
+        let expected = store.grantSecret(token).withUnsafeBytes { KDF.hmac(key: $0, BrokerProtocol.reportStatement(volume: volume.name, from: from, to: to)) }
+        guard Sodium.equal(expected, mac) else { return answer(403, "refused", "the report's mac is not made with the grant's secret") }
+        guard from != to else { return answer(400, "rejected", "from and to are the same tag") }
+        let change = "tag \(Hex.encode(from.prefix(8)))… → \(Hex.encode(to.prefix(8)))…"
+        do {
+            switch try store.advance(volume: volume.name, writersDigest: grant.writersDigest, from: from, to: to) {
+            case .recorded(let version):
+                let signature = store.sign(BrokerProtocol.recordedStatement(volume: volume.name, version: version, from: from, to: to, mac: mac))
+                let body = try JSONEncoder().encode(BrokerProtocol.ReportResponse(version: version, signature: Base64.encode(signature)))
+                return answer(200, "recorded", "\(change), version \(version)", [UInt8](body))
+            case .stale(let current):
+                return answer(409, "refused", "the record is at tag \(Hex.encode(current)), not \(Hex.encode(from)): another writer's version "
+                              + "was recorded first, or this report is stale")
+            case .writersChanged:
+                return answer(403, "refused", "the volume's writers policy changed since this grant was issued; mount again")
+            }
         } catch {
             return answer(500, "refused", "\(error)")
         }

@@ -28,6 +28,9 @@ public final class KeyBrokerServer: @unchecked Sendable {
         public var nonceLifetime: Double = 120
         public var maxOutstandingNonces = 10_000
         public var maxNoncesPerPeer = 64
+        /// How long a writer grant (given with a release to a workload that may write) stays
+        /// usable for reporting sealed versions: a job that runs longer mounts again.
+        public var writerGrantLifetime: Int64 = 7 * 24 * 3600
         /// Open connections at once, in all (lowered to what the descriptor limit allows) and per peer.
         public var maxConnections = 4096
         public var maxConnectionsPerPeer = 64

@@ -14,14 +14,22 @@ import Glibc
 ///     identity.sealed         the Ed25519 seed that signs every release, sealed
 ///     identity.pub            its public key (base64): clients pin it (--broker-identity)
 ///     tls/key.pem, cert.pem   the HTTPS identity
-///     volumes/<name>.json     {"volume", "version", "tag", "policy": "<exact policy JSON text>", "key": b64(nonce ‖ sealed)}
+///     volumes/<name>.json     {"volume", "version", "tag", "policy": "<exact policy JSON text>",
+///                              "writers": "<writers policy text>" (optional), "key": b64(nonce ‖ sealed)}
 ///     audit.log               one JSON line per request
 ///
 /// Secrets are sealed with XChaCha20-Poly1305 (libsodium, random 192-bit nonce) under the master
 /// key. A volume key's associated data are the volume name, the record's version, its tag and
-/// policy text: editing the record's tag or loosening its policy without the master key makes
-/// the key undecryptable, not releasable; restoring an older record (a policy since tightened)
-/// fails against the high-water mark, which cannot be lowered without the master key.
+/// policy texts: editing the record's tag or loosening a policy without the master key makes
+/// the key undecryptable, not releasable; restoring an older record (a policy since tightened,
+/// a tag since moved on by a writer) fails against the high-water mark, which cannot be
+/// lowered without the master key.
+///
+/// Writers (docs/ATTESTATION.md, "Written volumes"): a release to a workload that also
+/// satisfies the record's writers policy carries a writer grant — an opaque token sealed under
+/// the master key (volume, digest of the writers policy, expiry, measurements) and a secret
+/// derived from it — with which that workload later moves the record's tag to a version it
+/// sealed. Grants need no state here; changing the writers policy revokes them.
 public final class BrokerStore: @unchecked Sendable {
     public let root: String
     private let masterKey: SecureBytes
@@ -38,6 +46,10 @@ public final class BrokerStore: @unchecked Sendable {
     static let recordLabel = Array("fspf-keyserver-volume-v2".utf8) + [0]
     static let identityLabel = Array("fspf-keyserver-identity-v1".utf8) + [0]
     static let versionsLabel = Array("fspf-keyserver-versions-v1".utf8) + [0]
+    static let writersRecordLabel = Array("fspf-keyserver-volume-v3".utf8) + [0]
+    static let grantLabel = Array("fspf-keyserver-writer-grant-v1".utf8) + [0]
+    /// HMAC key of the grants' secrets: HKDF of the master key, so it is never used for two purposes.
+    private let grantKey: SecureBytes
 
     public struct Volume: Sendable {
         public let name: String
@@ -45,7 +57,28 @@ public final class BrokerStore: @unchecked Sendable {
         public let tag: [UInt8]
         public let policyText: [UInt8]
         public let policy: ReleasePolicy
+        /// Who may move the tag to a version they sealed; nil: nobody (read-only volume).
+        public let writersText: [UInt8]?
+        public let writers: ReleasePolicy?
         let sealedKey: [UInt8]
+    }
+
+    /// What a writer grant's token says once opened.
+    struct Grant {
+        var volume: String
+        var writersDigest: [UInt8]
+        var expires: Int64
+        var mrEnclave: String?
+        var mrSigner: String?
+    }
+
+    /// What a writer's report did to the record.
+    enum Advance: Equatable {
+        case recorded(version: UInt64)
+        /// The record is not at the report's `from` tag: another writer's version came first.
+        case stale(current: [UInt8])
+        /// The writers policy changed (or was removed) since the grant was issued.
+        case writersChanged
     }
 
     /// Creates a store: directories, master key, signing identity, an empty high-water mark,
@@ -89,6 +122,10 @@ public final class BrokerStore: @unchecked Sendable {
         }
         identitySeed = seed
         identity = Ed25519.publicKey(seed: seed)
+        let master = masterKey
+        grantKey = SecureBytes(count: 32) { out in
+            master.withBytes { KDF.hkdf(ikm: $0, salt: [], info: Array("fspf-keyserver-writer-secret-v1".utf8), into: out) }
+        }
     }
 
     /// Signs with the server's identity.
@@ -96,8 +133,11 @@ public final class BrokerStore: @unchecked Sendable {
 
     private func path(_ name: String) -> String { root + "/volumes/" + name + ".json" }
 
-    private static func aad(_ name: String, _ version: UInt64, _ tag: [UInt8], _ policyText: [UInt8]) -> [UInt8] {
-        recordLabel + Array(name.utf8) + [0] + withUnsafeBytes(of: version.bigEndian) { Array($0) } + tag + SHA256.hash(policyText)
+    /// A record without writers keeps the associated data of records made before writers existed.
+    private static func aad(_ name: String, _ version: UInt64, _ tag: [UInt8], _ policyText: [UInt8], _ writersText: [UInt8]?) -> [UInt8] {
+        let common = Array(name.utf8) + [0] + withUnsafeBytes(of: version.bigEndian) { Array($0) } + tag + SHA256.hash(policyText)
+        guard let writersText else { return recordLabel + common }
+        return writersRecordLabel + common + SHA256.hash(writersText)
     }
 
     /// nonce ‖ XChaCha20-Poly1305(master key, plaintext, ad).
@@ -151,31 +191,84 @@ public final class BrokerStore: @unchecked Sendable {
         try FileSystem.writeAtomically(path, Array((Base64.encode(sealed) + "\n").utf8), mode: 0o600)
     }
 
-    /// Adds a volume (or replaces it with `replace`): its key, its tag and who may have them.
+    /// Adds a volume (or replaces it with `replace`): its key, its tag, who may have them and
+    /// who may move the tag to a version they sealed (`writers`; nil: nobody).
     /// Each registration gets the next version; the record is written before the high-water
     /// mark, so a crash in between leaves a record newer than the mark (accepted), never older.
-    public func register(volume name: String, key volumeKey: SecureBytes, tag: [UInt8], policy: ReleasePolicy, replace: Bool = false) throws {
+    public func register(volume name: String, key volumeKey: SecureBytes, tag: [UInt8], policy: ReleasePolicy,
+                         writers: ReleasePolicy? = nil, replace: Bool = false) throws {
         guard BrokerProtocol.isValidVolumeName(name) else {
             throw FSPFError.usage("\(name): volume names are 1–64 of A-Z a-z 0-9 . _ - (not starting with a dot)")
         }
-        // One registration at a time: the high-water mark is read, raised and written back.
-        let lock = try FileDescriptor.open(root + "/volumes", O_RDONLY | O_DIRECTORY)
-        defer { withExtendedLifetime(lock) {} }
-        guard flock(lock.fd, LOCK_EX) == 0 else { throw FSPFError.io(path: root + "/volumes", operation: "flock", errno: errno) }
-        guard replace || !FileSystem.exists(path(name)) else {
-            throw FSPFError.usage("\(name): already registered (use --replace to change its key, tag or policy)")
+        try exclusively {
+            guard replace || !FileSystem.exists(path(name)) else {
+                throw FSPFError.usage("\(name): already registered (use --replace to change its key, tag or policy)")
+            }
+            let version = max(try versions()[name] ?? 0, (try? volume(name))?.version ?? 0) + 1
+            try write(name, version: version, key: volumeKey, tag: tag, policyText: policy.json(), writersText: writers?.json())
         }
-        var versions = try versions()
-        let version = max(versions[name] ?? 0, (try? volume(name))?.version ?? 0) + 1
-        let policyText = policy.json()
-        let sealed = volumeKey.withBytes { Self.seal($0, ad: Self.aad(name, version, tag, policyText), masterKey: masterKey) }
-        let record: [String: String] = ["volume": name, "version": String(version), "tag": Hex.encode(tag),
+    }
+
+    /// A writer's report: moves the record from `from` to `to` (the next version, same key and
+    /// policies) if it is still at `from` and its writers policy is the one the grant was issued
+    /// under. Compare and swap under the store's lock: of two writers that started from the
+    /// same version, the first to report wins and the other learns the current tag.
+    func advance(volume name: String, writersDigest: [UInt8], from: [UInt8], to: [UInt8]) throws -> Advance {
+        try exclusively {
+            guard let v = try volume(name) else { throw FSPFError.noInput(path: path(name), reason: "the volume is no longer registered") }
+            guard let writersText = v.writersText, Sodium.equal(SHA256.hash(writersText), writersDigest) else { return .writersChanged }
+            // A record may pin the short (16-byte) form of the tag, which is the full tag's prefix.
+            guard v.tag == from || (from.count > v.tag.count && Array(from.prefix(v.tag.count)) == v.tag) else { return .stale(current: v.tag) }
+            try write(name, version: v.version + 1, key: try key(of: v), tag: to, policyText: v.policyText, writersText: writersText)
+            return .recorded(version: v.version + 1)
+        }
+    }
+
+    /// One registration or report at a time: the high-water mark is read, raised and written back.
+    private func exclusively<R>(_ body: () throws -> R) throws -> R {
+        let lock = try FileDescriptor.open(root + "/volumes", O_RDONLY | O_DIRECTORY)
+        guard flock(lock.fd, LOCK_EX) == 0 else { throw FSPFError.io(path: root + "/volumes", operation: "flock", errno: errno) }
+        return try withExtendedLifetime(lock) { try body() }
+    }
+
+    /// Writes a record, then raises the high-water mark to its version.
+    private func write(_ name: String, version: UInt64, key volumeKey: SecureBytes, tag: [UInt8], policyText: [UInt8], writersText: [UInt8]?) throws {
+        let sealed = volumeKey.withBytes { Self.seal($0, ad: Self.aad(name, version, tag, policyText, writersText), masterKey: masterKey) }
+        var record: [String: String] = ["volume": name, "version": String(version), "tag": Hex.encode(tag),
                                         "policy": String(decoding: policyText, as: UTF8.self), "key": Base64.encode(sealed)]
+        record["writers"] = writersText.map { String(decoding: $0, as: UTF8.self) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try FileSystem.writeAtomically(path(name), [UInt8](try encoder.encode(record)) + [0x0a], mode: 0o600)
+        var versions = try versions()
         versions[name] = version
         try Self.writeVersions(versions, to: versionsPath, masterKey: masterKey)
+    }
+
+    /// A writer grant for `volume` (which has a writers policy): the token the workload presents
+    /// with each report, and the secret that authenticates its reports (HMAC key), derived from
+    /// the token so that nothing needs to be remembered here.
+    func grant(_ volume: Volume, claims: EnclaveClaims?, expires: Int64) -> (token: [UInt8], secret: [UInt8]) {
+        var o: [String: String] = ["volume": volume.name, "writers": Hex.encode(SHA256.hash(volume.writersText ?? [])), "expires": String(expires)]
+        o["mrenclave"] = claims.map { Hex.encode($0.mrEnclave) }
+        o["mrsigner"] = claims.map { Hex.encode($0.mrSigner) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let plain = [UInt8]((try? encoder.encode(o)) ?? Data())
+        let token = plain.withUnsafeBytes { Self.seal($0, ad: Self.grantLabel, masterKey: masterKey) }
+        return (token, grantSecret(token))
+    }
+
+    func grantSecret(_ token: [UInt8]) -> [UInt8] { grantKey.withBytes { KDF.hmac(key: $0, token) } }
+
+    /// The grant a token stands for; nil when this store did not issue it or it was altered.
+    func openGrant(_ token: [UInt8]) -> Grant? {
+        guard token.count < 4096, let plain = Self.open(token, ad: Self.grantLabel, masterKey: masterKey),
+              let o = plain.withBytes({ try? JSONDecoder().decode([String: String].self, from: Data($0)) }),
+              let volume = o["volume"], let digest = o["writers"].flatMap(Hex.decode), let expires = o["expires"].flatMap({ Int64($0) }) else {
+            return nil
+        }
+        return Grant(volume: volume, writersDigest: digest, expires: expires, mrEnclave: o["mrenclave"], mrSigner: o["mrsigner"])
     }
 
     public func names() -> [String] {
@@ -203,13 +296,17 @@ public final class BrokerStore: @unchecked Sendable {
         }
         let policy: ReleasePolicy
         do { policy = try ReleasePolicy(json: policyText) } catch { throw damaged("\(error)") }
-        return Volume(name: name, version: version, tag: tag, policyText: policyText, policy: policy, sealedKey: sealed)
+        let writersText = o["writers"].map { Array($0.utf8) }
+        let writers: ReleasePolicy?
+        do { writers = try writersText.map { try ReleasePolicy(json: $0) } } catch { throw damaged("writers: \(error)") }
+        return Volume(name: name, version: version, tag: tag, policyText: policyText, policy: policy, writersText: writersText,
+                      writers: writers, sealedKey: sealed)
     }
 
     /// Decrypts the volume key; fails when the record was altered or the master key differs.
     public func key(of v: Volume) throws -> SecureBytes {
-        guard let key = Self.open(v.sealedKey, ad: Self.aad(v.name, v.version, v.tag, v.policyText), masterKey: masterKey), key.count == 32 else {
-            throw FSPFError.integrity(path: path(v.name), reason: "the key record does not open with the master key (altered version, tag, policy or key, or another master key)")
+        guard let key = Self.open(v.sealedKey, ad: Self.aad(v.name, v.version, v.tag, v.policyText, v.writersText), masterKey: masterKey), key.count == 32 else {
+            throw FSPFError.integrity(path: path(v.name), reason: "the key record does not open with the master key (altered version, tag, policies or key, or another master key)")
         }
         return key
     }

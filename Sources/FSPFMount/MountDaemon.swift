@@ -50,6 +50,8 @@ public struct MountConfiguration: Sendable {
     public var chunkSize: UInt32 = ChunkSize.default
     /// Written atomically with the tag of the version on disk, at start and after each seal.
     public var tagOut: String?
+    /// Where the ciphertext of ephemeral regions goes (--scone), each in a directory of its own.
+    public var ephemeralDirectory = "/var/tmp"
 
     public init(volume: String, mountpoint: String, key: KeySource) {
         self.volume = volume
@@ -109,15 +111,18 @@ public enum MountDaemon {
 
         // Before a key is fetched (a release is audited and spends a nonce).
         if !config.allowNonEmpty && !config.scone { try checkEmpty(config.mountpoint, volume: config.volume) }
-        if config.readWrite || config.create { try checkWritableMountpoint(config) }
         let material = try config.material ?? config.key.loadMaterial(timeout: config.keyTimeout)
         let keys = try VolumeKeys(key: material.key)
-        if config.create { return try startWritable(config, keys: keys, expected: nil, logger: logger) }
+        if config.readWrite || config.create, case .broker(let b) = config.key, config.material == nil, material.writer == nil {
+            throw FSPFError.keyUnavailable(source: b.url, reason: "the key server released volume \(b.volume) for reading only: this workload "
+                                           + "does not satisfy its writers policy, so the versions it sealed would not be recorded")
+        }
+        if config.create { return try startWritable(config, keys: keys, expected: nil, writer: material.writer, logger: logger) }
         let expected = try AccessOptions.pin(given: config.tag, material: material, source: config.key.name, skipTagCheck: config.skipTagCheck)
         if expected == nil {
             logger.warning("mounting without an expected tag: an older version of the volume would be accepted (--no-tag-check)")
         }
-        if config.readWrite { return try startWritable(config, keys: keys, expected: expected, logger: logger) }
+        if config.readWrite { return try startWritable(config, keys: keys, expected: expected, writer: material.writer, logger: logger) }
         func open(covering: [String]) throws -> VolumeReader {
             try VolumeReader(path: config.volume, keys: keys, expectedTag: expected, acceptVersion1: config.acceptVersion1,
                              cacheBytes: config.cacheBytes, covered: covering)
@@ -127,10 +132,12 @@ public enum MountDaemon {
         // own directory (mount-over) or the kernel directories of SCONE's regions.
         let reader: VolumeReader
         var targets: [(mountpoint: String, top: Int?)] = []
+        var ephemeral: [Region] = []
         if config.scone {
             // The regions (and so the directories to cover) are known only once the metadata is
             // open: a first reader learns them, the one that serves covers them.
-            let paths = try sconeMountpoints(try open(covering: []))
+            let paths: [String]
+            (paths, ephemeral) = try sconeMountpoints(try open(covering: []))
             reader = try open(covering: paths)
             for p in paths {
                 targets.append((try checkMountpoint(p), try reader.entryIndex(p)))
@@ -149,7 +156,7 @@ public enum MountDaemon {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
         }
 
-        let readiness = Readiness(mounts: targets.count)
+        let readiness = Readiness(mounts: targets.count + ephemeral.count)
         let readahead = config.readaheadKiB
         let served = targets.map { (mountpoint, top) -> Target in
             let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace, top: top,
@@ -163,25 +170,47 @@ public enum MountDaemon {
                     readiness.signal()
                 }
             }
-            return Target(mountpoint: mountpoint, ops: Operations.table(for: volume), userdata: Unmanaged.passRetained(volume).toOpaque(),
+            return Target(mountpoint: mountpoint, access: "ro", ops: Operations.table(for: volume), userdata: Unmanaged.passRetained(volume).toOpaque(),
                           release: { Unmanaged<MountedVolume>.fromOpaque($0).release() },
                           description: ["volume": "\(reader.metadataPath)", "mountpoint": "\(mountpoint)",
                                         "served": "/\(top.map { reader.entries[$0].path } ?? "")",
                                         "tag": "\(Hex.encode(reader.tag.full))", "files": "\(reader.entries.count)"])
         }
-        return try serve(served, options: "ro", config: config, readiness: readiness, logger: logger)
+        var throwaway: [Target] = []
+        do {
+            for region in ephemeral { throwaway.append(try ephemeralTarget(region, config: config, readiness: readiness, logger: logger)) }
+        } catch {
+            for t in served + throwaway {
+                t.release(t.userdata)
+                t.cleanup()
+            }
+            throw error
+        }
+        return try serve(served + throwaway, config: config, readiness: readiness, logger: logger)
     }
 
     /// A read-write mount (docs/FORMAT.md §10, "Written volumes"): the version `expected`
     /// names, or a new empty volume with --create; a version sealed at unmount (and SIGTERM)
-    /// and on `fspf seal`, each tag logged and written to --tag-out.
-    static func startWritable(_ config: MountConfiguration, keys: VolumeKeys, expected: [UInt8]?, logger: Logger) throws -> Outcome {
+    /// and on `fspf seal`, each tag logged, written to --tag-out and, with a key server's writer
+    /// grant, reported to the key server. The mount point may be the volume's own directory.
+    static func startWritable(_ config: MountConfiguration, keys: VolumeKeys, expected: [UInt8]?, writer: BrokerWriter?,
+                              logger: Logger) throws -> Outcome {
         FileSystem.raiseDescriptorLimit()  // every file open for writing holds its object's
-        let volume = config.create
-            ? try WritableVolume.create(directory: absolute(config.volume), keys: keys, chunkSize: config.chunkSize,
-                                        uid: config.uid ?? getuid(), gid: config.gid ?? getgid(), cacheBytes: config.cacheBytes)
-            : try WritableVolume(path: absolute(config.volume), keys: keys, expectedTag: expected, cacheBytes: config.cacheBytes)
-        let tagOut = config.tagOut.map(absolute)
+        let given = Paths.absolute(config.volume)
+        let isDirectory = config.create || FileSystem.isDirectory(given)
+        let directory = isDirectory ? given : Paths.parent(given)
+        if config.create && mkdir(directory, 0o755) != 0 && errno != EEXIST {
+            throw FSPFError.io(path: directory, operation: "mkdir", errno: errno)
+        }
+        let anchor = try Anchored(directory)
+        let volume = try anchor.naming {
+            config.create
+                ? try WritableVolume.create(directory: $0, keys: keys, chunkSize: config.chunkSize,
+                                            uid: config.uid ?? getuid(), gid: config.gid ?? getgid(), cacheBytes: config.cacheBytes)
+                : try WritableVolume(path: isDirectory ? $0 : $0 + "/" + Paths.lastComponent(given), keys: keys, expectedTag: expected,
+                                     cacheBytes: config.cacheBytes)
+        }
+        let tagOut = config.tagOut.map(Paths.absolute)
         @Sendable func report(_ tag: VolumeTag) {
             guard let tagOut else { return }
             do { try FileSystem.writeAtomically(tagOut, Array((Hex.encode(tag.full) + "\n").utf8)) } catch {
@@ -192,23 +221,15 @@ public enum MountDaemon {
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
         }
-        let mountpoint = try checkMountpoint(config.mountpoint)
         let readiness = Readiness(mounts: 1)
-        let mount = WritableMount(volume: volume, logger: logger, onReady: {
-            Thread.detachNewThread {
-                var s = statvfs()
-                _ = statvfs(mountpoint, &s)
-                readiness.signal()
-            }
-        }, onSeal: report)
-        let target = Target(mountpoint: mountpoint, ops: WritableOperations.table(), userdata: Unmanaged.passRetained(mount).toOpaque(),
-                            release: { Unmanaged<WritableMount>.fromOpaque($0).release() },
-                            description: ["volume": "\(volume.metadataPath)", "mountpoint": "\(mountpoint)", "access": "read-write",
-                                          "tag": "\(Hex.encode(volume.tag.full))", "files": "\(volume.sealedFiles)"])
-        return try serve([target], options: "rw", config: config, readiness: readiness, logger: logger) {
+        let (target, mount) = try writableTarget(volume, anchor: anchor, mountpoint: try checkMountpoint(config.mountpoint), writer: writer,
+                                                 config: config, readiness: readiness, logger: logger, onSeal: report)
+        return try serve([target], config: config, readiness: readiness, logger: logger) {
             do {
                 try mount.seal(reason: "unmount")
                 return 0
+            } catch is WritableMount.Unrecorded {
+                return ExitStatus.notRecorded
             } catch {
                 logger.critical("sealing at unmount failed; the volume stays at \(Hex.encode(volume.tag.full)): \(error)")
                 return (error as? FSPFError)?.exitStatus ?? ExitStatus.ioError
@@ -216,40 +237,102 @@ public enum MountDaemon {
         }
     }
 
-    /// The daemon writes objects below the volume's directory by path: a mount over it (or
-    /// over a directory holding it) would route those writes into the mount itself.
-    static func checkWritableMountpoint(_ config: MountConfiguration) throws {
-        guard let mountpoint = FileSystem.resolved(config.mountpoint) else { return }  // checkMountpoint names it
-        let volume = FileSystem.resolved(config.volume) ?? absolute(config.volume)
-        let directory = config.create || FileSystem.isDirectory(volume) ? volume : Paths.parent(volume)
-        if Paths.isWithin(directory, mountpoint) || Paths.isWithin(mountpoint, directory) {
-            throw FSPFError.mountFailed(path: config.mountpoint, reason: "a read-write mount cannot cover its own volume "
-                                        + "(\(directory)): mount it elsewhere")
+    /// The read-write mount of `volume` at `mountpoint`, reported live through `readiness`.
+    static func writableTarget(_ volume: WritableVolume, anchor: Anchored, mountpoint: String, writer: BrokerWriter?, config: MountConfiguration,
+                               readiness: Readiness, logger: Logger, onSeal: @escaping @Sendable (VolumeTag) -> Void) throws -> (Target, WritableMount) {
+        let shown = anchor.shown(volume.metadataPath)
+        let mount = WritableMount(volume: volume, metadataPath: shown, anchor: anchor.descriptor, logger: logger, writer: writer,
+                                  reportTimeout: config.keyTimeout, onReady: {
+            Thread.detachNewThread {
+                var s = statvfs()
+                _ = statvfs(mountpoint, &s)
+                readiness.signal()
+            }
+        }, onSeal: onSeal)
+        let target = Target(mountpoint: mountpoint, access: "rw", ops: WritableOperations.table(), userdata: Unmanaged.passRetained(mount).toOpaque(),
+                            release: { Unmanaged<WritableMount>.fromOpaque($0).release() },
+                            description: ["volume": "\(shown)", "mountpoint": "\(mountpoint)", "access": "read-write",
+                                          "tag": "\(Hex.encode(volume.tag.full))", "files": "\(volume.sealedFiles)"])
+        return (target, mount)
+    }
+
+    /// An ephemeral region (SCONE's `addr --ephemeral`): a new, empty volume under a random key
+    /// that never leaves the daemon, in a directory of its own below `config.ephemeralDirectory`,
+    /// removed when the mount ends; its root looks like the directory it covers. What is written
+    /// there is never sealed, and is unreadable once the daemon is gone.
+    static func ephemeralTarget(_ region: Region, config: MountConfiguration, readiness: Readiness, logger: Logger) throws -> Target {
+        let mountpoint = try checkMountpoint("/" + region.path)
+        let base = Paths.absolute(config.ephemeralDirectory)
+        var template = Array((base + "/fspf-ephemeral-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw FSPFError.io(path: base, operation: "making a directory for the ephemeral region /\(region.path)", errno: errno)
+        }
+        let directory = String(cString: made)
+        do {
+            let anchor = try Anchored(directory)
+            let covered = FileSystem.status(mountpoint)
+            let volume = try anchor.naming {
+                try WritableVolume.create(directory: $0, keys: try VolumeKeys(key: SecureBytes.random(count: 32)), chunkSize: region.chunkSize,
+                                          mode: covered.map { UInt32($0.st_mode) & 0o7777 } ?? 0o755,
+                                          uid: config.uid ?? covered?.st_uid ?? getuid(), gid: config.gid ?? covered?.st_gid ?? getgid(),
+                                          cacheBytes: config.cacheBytes)
+            }
+            var (target, _) = try writableTarget(volume, anchor: anchor, mountpoint: mountpoint, writer: nil, config: config, readiness: readiness,
+                                                 logger: logger, onSeal: { _ in })
+            target.cleanup = { FileSystem.removeTree(directory) }
+            target.description["access"] = "ephemeral"
+            target.description["tag"] = nil
+            return target
+        } catch {
+            FileSystem.removeTree(directory)
+            throw error
         }
     }
 
-    static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
-        guard getcwd(&buf, buf.count) != nil else { return path }
-        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } + "/" + path
+    /// A directory the daemon reaches through a descriptor opened before mounting
+    /// (/proc/self/fd/N): a mount over it, or over a directory holding it, then cannot route
+    /// the daemon's own reads and writes into the mount. SCONE shows volumes at their own path,
+    /// and an ephemeral region may cover the directory its ciphertext is in.
+    struct Anchored: Sendable {
+        let descriptor: FileDescriptor
+        /// As the user named it.
+        let directory: String
+        var path: String { "/proc/self/fd/\(descriptor.fd)" }
+
+        init(_ directory: String) throws {
+            self.directory = directory
+            descriptor = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
+
+        /// `p` below the descriptor's path, named below the user's directory.
+        func shown(_ p: String) -> String { p == path ? directory : p.hasPrefix(path + "/") ? directory + p.dropFirst(path.count) : p }
+
+        /// Runs `body` with the descriptor's path; its errors name the user's directory.
+        func naming<T>(_ body: (String) throws -> T) throws -> T {
+            do { return try body(path) } catch let e as FSPFError { throw e.replacingPath(path, with: directory) }
+        }
     }
 
     /// A mount about to be made: its callbacks, their user data (released after the session)
     /// and what the log says of it.
     struct Target {
         var mountpoint: String
+        /// "ro" or "rw".
+        var access: String
         var ops: fuse_lowlevel_ops
         var userdata: UnsafeMutableRawPointer
         var release: (UnsafeMutableRawPointer) -> Void
         var description: Logger.Metadata
+        /// Run once by the process that served the mount (never by a parent that went on to
+        /// exit while its daemon serves), or when mounting failed.
+        var cleanup: () -> Void = {}
     }
 
     /// Mounts the targets and serves them: in the background unless --foreground (the parent
     /// returns once all are live), as `--user` once mounted, until SIGTERM/SIGINT/SIGHUP or
     /// the first one's unmount ends all. `finally` runs once the loops have ended, before the
     /// sessions are destroyed (a read-write mount seals there).
-    static func serve(_ targets: [Target], options access: String, config: MountConfiguration, readiness: Readiness, logger: Logger,
+    static func serve(_ targets: [Target], config: MountConfiguration, readiness: Readiness, logger: Logger,
                       finally: () -> Int32 = { 0 }) throws -> Outcome {
         var logFD: Int32? = nil
         if case .file(let path) = config.log, !config.foreground {
@@ -261,22 +344,24 @@ public enum MountDaemon {
             let destination = config.log, fd = logFD
             readiness.onLive = { LogSink.detach(to: destination, fd: fd) }
         }
-        var options = access + ",default_permissions,fsname=fspf,subtype=fspf"
+        var options = "default_permissions,fsname=fspf,subtype=fspf"
         if config.allowOther { options += ",allow_other" }
         var sessions: [(session: OpaquePointer, target: Target)] = []
         var pending = targets[...]
         func unmountAll() {
             for s in sessions { fuse_session_unmount(s.session) }
         }
+        var serving = true
         defer {
             for s in sessions {
                 fuse_session_destroy(s.session)
                 s.target.release(s.target.userdata)
             }
             for t in pending { t.release(t.userdata) }
+            if serving { for t in targets { t.cleanup() } }
         }
         while let target = pending.first {
-            var argv: [UnsafeMutablePointer<CChar>?] = ["fspf-mount", "-o", options].map { (s: String) in strdup(s) }
+            var argv: [UnsafeMutablePointer<CChar>?] = ["fspf-mount", "-o", target.access + "," + options].map { (s: String) in strdup(s) }
             defer { argv.forEach { free($0) } }
             var args = fuse_args(argc: Int32(argv.count), argv: nil, allocated: 0)
             var ops = target.ops
@@ -304,6 +389,7 @@ public enum MountDaemon {
         if !config.foreground {
             // Parent: wait until the child reports the mount initialised, then exit 0.
             if let parentStatus = readiness.forkAndWait() {
+                serving = false
                 return parentStatus == 0 ? .background(sessions.map(\.target.mountpoint)) : .failed(parentStatus)
             }
             setsid()
@@ -349,9 +435,11 @@ public enum MountDaemon {
 
     /// SCONE's runtime shows each region at its own path: the outermost encrypted or
     /// authenticated regions that have files, each mounted at its absolute path (created if
-    /// missing); not-protected regions are left alone.
-    static func sconeMountpoints(_ reader: VolumeReader) throws -> [String] {
-        let protected = reader.metadata.regions.filter { $0.kind != .notProtected }
+    /// missing), and the ephemeral regions, each a throw-away writable mount at its path;
+    /// not-protected regions are left alone.
+    static func sconeMountpoints(_ reader: VolumeReader) throws -> (served: [String], ephemeral: [Region]) {
+        let regions = reader.metadata.regions
+        let protected = regions.filter { $0.kind != .notProtected && !$0.ephemeral }
         if protected.contains(where: { $0.path.isEmpty }) {
             throw FSPFError.usage("\(reader.metadataPath): region / is protected: SCONE's runtime would serve the whole file system; "
                                   + "mount it with fspf-mount VOLUME MOUNTPOINT")
@@ -361,11 +449,19 @@ public enum MountDaemon {
             guard let i = try? reader.entryIndex(r.path), reader.entries[i].isDirectory else { return nil }
             return "/" + r.path
         }.sorted()
-        guard !paths.isEmpty else {
+        let ephemeral = regions.filter(\.ephemeral)
+        // An ephemeral region inside a served one would need a directory the read-only mount does not have.
+        for e in ephemeral {
+            if let outer = paths.first(where: { Paths.isWithin("/" + e.path, $0) }) {
+                throw FSPFError.badInput(path: reader.metadataPath, reason: "the ephemeral region /\(e.path) lies in \(outer), which is served "
+                                         + "read-only: give it a path outside the encrypted and authenticated regions")
+            }
+        }
+        guard !paths.isEmpty || !ephemeral.isEmpty else {
             throw FSPFError.badInput(path: reader.metadataPath, reason: "no encrypted or authenticated region has files to serve")
         }
-        for p in paths where !FileSystem.exists(p) { try FileSystem.makeDirectories(p) }
-        return paths
+        for p in paths + ephemeral.map({ "/" + $0.path }) where !FileSystem.exists(p) { try FileSystem.makeDirectories(p) }
+        return (paths, ephemeral)
     }
 
     /// Absolute path of an existing directory that is not already an FSPF mount.

@@ -2,18 +2,25 @@ import CFuse3
 import CLinux
 import FSPFCore
 import FSPFCrypto
+import FSPFProvisioning
 import FSPFSystem
 import Glibc
 import Logging
 
 /// What the callbacks of a read-write mount see: the volume being written, the directory
-/// listings being read, and what to do after each seal (log the tag, write --tag-out).
+/// listings being read, and what to do after each seal (log the tag, write --tag-out, report it
+/// to the key server when the key came with a writer grant).
 final class WritableMount: @unchecked Sendable {
     let volume: WritableVolume
     let logger: Logger
     let onReady: @Sendable () -> Void
     /// Called with each new tag, under no lock of the volume.
     let onSeal: @Sendable (VolumeTag) -> Void
+    let writer: BrokerWriter?
+    let reportTimeout: Double
+    /// The metadata file as its user names it (the volume itself is reached through `anchor`).
+    let metadataPath: String
+    private let anchor: FileDescriptor
     /// Attributes and names may change only through this mount, whose kernel caches stay
     /// coherent; a short lifetime still bounds what another view could see stale.
     let timeout: Double = 1
@@ -28,14 +35,31 @@ final class WritableMount: @unchecked Sendable {
     static let daemonAttribute = Array("user.fspf.daemon".utf8)
     static let requests = [sealAttribute, tagAttribute, daemonAttribute]
 
-    init(volume: WritableVolume, logger: Logger, onReady: @escaping @Sendable () -> Void, onSeal: @escaping @Sendable (VolumeTag) -> Void) {
+    init(volume: WritableVolume, metadataPath: String, anchor: FileDescriptor, logger: Logger, writer: BrokerWriter?, reportTimeout: Double,
+         onReady: @escaping @Sendable () -> Void, onSeal: @escaping @Sendable (VolumeTag) -> Void) {
         self.volume = volume
+        self.metadataPath = metadataPath
+        self.anchor = anchor
         self.logger = logger
+        self.writer = writer
+        self.reportTimeout = reportTimeout
         self.onReady = onReady
         self.onSeal = onSeal
     }
 
-    /// Seals and reports; the tag of the version on disk afterwards.
+    /// A version sealed on disk that the key server did not record (the seal itself succeeded).
+    struct Unrecorded: Error, CustomStringConvertible {
+        let tag: VolumeTag
+        let cause: any Error
+        var description: String {
+            "sealed \(Hex.encode(tag.full)), but the key server did not record it (\(cause)); readers that get their tag "
+                + "from the key server are refused until a later seal is recorded"
+        }
+    }
+
+    /// Seals and reports; the tag of the version on disk afterwards. The key server is told of
+    /// the version on disk at every seal until it has recorded it, so a report that failed is
+    /// retried by the next seal.
     @discardableResult
     func seal(reason: String) throws -> VolumeTag {
         let before = volume.tag
@@ -43,6 +67,17 @@ final class WritableMount: @unchecked Sendable {
         if tag != before {
             logger.info("sealed", metadata: ["tag": "\(Hex.encode(tag.full))", "short_tag": "\(Hex.encode(tag.short))", "on": "\(reason)"])
             onSeal(tag)
+        }
+        if let writer {
+            do {
+                if let version = try writer.report(tag.full, timeout: reportTimeout) {
+                    logger.info("recorded by the key server", metadata: ["tag": "\(Hex.encode(tag.full))", "record_version": "\(version)"])
+                }
+            } catch {
+                let failure = Unrecorded(tag: tag, cause: error)
+                logger.critical("\(failure)")
+                throw failure
+            }
         }
         return tag
     }
@@ -241,9 +276,10 @@ enum WritableOperations {
                     guard ctx.uid == 0 || ctx.uid == getuid() else { throw Errno(EACCES) }
                     let answer: String
                     switch wanted {
-                    case WritableMount.sealAttribute: answer = Hex.encode(try m.seal(reason: "request").full)
+                    case WritableMount.sealAttribute:
+                        do { answer = Hex.encode(try m.seal(reason: "request").full) } catch is WritableMount.Unrecorded { throw Errno(EREMOTEIO) }
                     case WritableMount.tagAttribute: answer = Hex.encode(m.volume.tag.full)
-                    default: answer = "\(getpid()) \(m.volume.metadataPath)"
+                    default: answer = "\(getpid()) \(m.metadataPath)"
                     }
                     try Operations.replyXattr(req, Array(answer.utf8), size)
                     return

@@ -19,6 +19,8 @@ public enum KeySource: Sendable, Equatable {
     public struct Material: Sendable {
         public var key: SecureBytes
         public var tag: [UInt8]?
+        /// From the key broker, when this workload may also write the volume.
+        public var writer: BrokerWriter?
         public init(key: SecureBytes, tag: [UInt8]?) { self.key = key; self.tag = tag }
     }
 

@@ -27,6 +27,8 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
     case keyUnavailable(source: String, reason: String)
     /// Attestation evidence failed verification or the policy (fspf quote verify).
     case evidenceRefused(source: String, reason: String)
+    /// A written volume's new version was sealed, but the key server did not record its tag.
+    case notRecorded(source: String, reason: String)
     /// /dev/fuse is missing or cannot be opened.
     case fuseUnavailable(reason: String)
     /// The mount itself failed (mount point missing, busy, not permitted).
@@ -45,6 +47,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .interrupted: return "interrupted; partial output removed"
         case .keyUnavailable(let s, let r): return "\(s): no key: \(r)"
         case .evidenceRefused(let s, let r): return "\(s): evidence refused: \(r)"
+        case .notRecorded(let s, let r): return "\(s): not recorded by the key server: \(r)"
         case .fuseUnavailable(let r): return "/dev/fuse: \(r)"
         case .mountFailed(let p, let r): return "\(p): mount failed: \(r)"
         }
@@ -76,6 +79,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .interrupted: return ExitStatus.interrupted
         case .keyUnavailable: return ExitStatus.keyUnavailable
         case .evidenceRefused: return ExitStatus.evidenceRefused
+        case .notRecorded: return ExitStatus.notRecorded
         case .fuseUnavailable: return ExitStatus.fuseUnavailable
         case .mountFailed: return ExitStatus.mountFailed
         }
@@ -89,6 +93,7 @@ public enum ExitStatus {
     public static let wrongKey: Int32 = 11
     public static let keyUnavailable: Int32 = 12
     public static let evidenceRefused: Int32 = 13
+    public static let notRecorded: Int32 = 14
     public static let mountFailed: Int32 = 20
     public static let fuseUnavailable: Int32 = 21
     public static let usage: Int32 = 64       // EX_USAGE

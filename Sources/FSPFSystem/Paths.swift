@@ -11,6 +11,14 @@ public enum Paths {
         return c != 0 ? c < 0 : a.count < b.count
     }
 
+    /// `path` from the working directory, as given otherwise (no component is resolved).
+    public static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buf, buf.count) != nil else { return path }
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } + "/" + path
+    }
+
     public static func parent(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return path.isEmpty ? path : "." }
         if slash == path.startIndex { return "/" }

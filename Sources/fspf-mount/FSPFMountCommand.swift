@@ -23,10 +23,12 @@ struct FSPFMountCommand: ParsableCommand {
         directory holding its encrypted and authenticated regions (--subdir / serves its whole tree).
         --scone does what SCONE's runtime does: every encrypted or authenticated region appears at its own absolute path,
         mounted over its kernel directory, wherever the metadata file lies; volume, key and tag default to SCONE_FSPF,
-        SCONE_FSPF_KEY and SCONE_FSPF_TAG.
+        SCONE_FSPF_KEY and SCONE_FSPF_TAG. Each ephemeral region ('addr --ephemeral') appears empty and writable at its
+        path, under a key that never leaves the daemon (ciphertext below --ephemeral-dir, removed at unmount).
         --scone-session SESSION.yaml --service NAME does what SCONE's runtime does for that service of a rendered CAS
         session (after envsubst): its fspf_path as with --scone, and each volume of its image at its path, with the
-        fspf_key and fspf_tag the session gives.
+        fspf_key and fspf_tag the session gives; a volume with fspf_key and no fspf_tag is an output volume, created
+        there and served read-write (its tags in --tag-out DIR/NAME.tag).
         --read-write serves the version the tag names for writing; --create starts a new empty volume in an empty or missing
         directory. Each seal (at unmount or SIGTERM, and on 'fspf seal MOUNTPOINT') writes a new version atomically, logs its
         tag and writes it to --tag-out: pin that tag next time. Killed or out of space, the volume stays at the last sealed
@@ -56,8 +58,9 @@ struct FSPFMountCommand: ParsableCommand {
     @Flag(name: .long, help: "Serve the volume for writing; a new version is sealed at unmount and on 'fspf seal MOUNTPOINT'.") var readWrite = false
     @Flag(name: .long, help: "Create a new, empty volume in VOLUME (an empty or missing directory) and serve it for writing.") var create = false
     @Option(name: .long, help: "--create: chunk size (4K to 16M, power of two).") var chunkSize: String?
-    @Option(name: .long, help: "Write the tag of the version on disk to this file (its first line), at start and after every seal.")
+    @Option(name: .long, help: "Write the tag of the version on disk to this file (its first line), at start and after every seal (--scone-session: a directory, NAME.tag per output volume).")
     var tagOut: String?
+    @Option(name: .long, help: "--scone: where ephemeral regions keep their ciphertext, a directory each (default /var/tmp).") var ephemeralDir = "/var/tmp"
 
     @Option(name: .long, help: "Key file: 32 raw bytes or 64 hex digits (e.g. /dev/attestation/keys/<name>).") var keyFile: String?
     @Option(name: .long, help: "Environment variable holding the key; removed once read (e.g. SCONE_FSPF_KEY).") var keyEnv: String?
@@ -134,9 +137,7 @@ struct FSPFMountCommand: ParsableCommand {
             config.scone = scone
             config.subdirectory = subdir
             if readWrite || create {
-                guard !scone, subdir == nil, mountpoint != nil else {
-                    throw FSPFError.usage("--read-write and --create need a MOUNTPOINT of their own (not the volume's directory, --scone or --subdir)")
-                }
+                guard !scone, subdir == nil else { throw FSPFError.usage("--read-write and --create serve the whole volume: no --scone or --subdir") }
                 guard !create || (tag == nil && tagEnv == nil && !noTagCheck) else {
                     throw FSPFError.usage("--create starts a new volume: it has no tag to check yet (--tag-out writes its tags)")
                 }
@@ -179,6 +180,7 @@ struct FSPFMountCommand: ParsableCommand {
         config.acceptVersion1 = acceptV1
         config.requireTEE = requireTee
         config.allowNonEmpty = nonempty
+        config.ephemeralDirectory = ephemeralDir
         for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
             if o == "allow_other" { config.allowOther = true; continue }
             if o == "nonempty" { config.allowNonEmpty = true; continue }
@@ -201,10 +203,19 @@ struct FSPFMountCommand: ParsableCommand {
             throw FSPFError.usage("--foreground: the session has \(mounts.count) volumes for \(service), each served by a daemon of its own")
         }
         var configs: [MountConfiguration] = []
+        if let tagOut, !mounts.contains(where: \.create) {
+            throw FSPFError.usage("--tag-out \(tagOut): the session gives \(service) no output volume (a volume with fspf_key and no fspf_tag)")
+        }
         for m in mounts {
             var c = MountConfiguration(volume: m.volume, mountpoint: m.mountpoint ?? m.volume, key: .file(file))
             c.scone = m.mountpoint == nil
             c.material = m.material
+            // An output volume: its tags in --tag-out DIR, one file per volume (NAME.tag).
+            if m.create {
+                c.create = true
+                c.readWrite = true
+                c.tagOut = tagOut.map { $0 + "/" + (m.name ?? "volume") + ".tag" }
+            }
             // A volume's directory is its mount point (mount-over), as SCONE's runtime shows it.
             try configure(&c)
             configs.append(c)

@@ -54,6 +54,8 @@ struct RegistrationOptions: ParsableArguments {
     @Option(name: .long, help: "Register the key and tag with the key server store at this path.") var register: String?
     @Option(name: .long, help: "Name of the volume at the key server (default: the output directory's name).") var volumeName: String?
     @Option(name: .long, help: "Release policy (JSON) for the registration.") var policy: String?
+    @Option(name: .long, help: "Writers policy (JSON, same fields): workloads satisfying both may report versions they seal (read-write mounts).")
+    var writersPolicy: String?
     @Flag(name: .long, help: "Replace an existing registration of the same name.") var replace = false
     @Option(name: .long, help: "Master key file of the store (default STORE/master.key).") var masterKeyFile: String?
 
@@ -62,10 +64,11 @@ struct RegistrationOptions: ParsableArguments {
         let store: BrokerStore
         let name: String
         let policy: ReleasePolicy
+        let writers: ReleasePolicy?
         let replace: Bool
 
         func perform(key: SecureBytes, tag: [UInt8]) throws -> String {
-            try store.register(volume: name, key: key, tag: tag, policy: policy, replace: replace)
+            try store.register(volume: name, key: key, tag: tag, policy: policy, writers: writers, replace: replace)
             return name
         }
     }
@@ -74,7 +77,9 @@ struct RegistrationOptions: ParsableArguments {
     /// (a volume whose registration then fails would have lost its key). Nil without --register.
     func prepare(defaultName: String?) throws -> Prepared? {
         guard let register else {
-            guard volumeName == nil, policy == nil, !replace else { throw FSPFError.usage("--volume-name, --policy and --replace need --register STORE") }
+            guard volumeName == nil, policy == nil, writersPolicy == nil, !replace else {
+                throw FSPFError.usage("--volume-name, --policy, --writers-policy and --replace need --register STORE")
+            }
             return nil
         }
         guard let policy else { throw FSPFError.usage("--register needs --policy FILE") }
@@ -82,15 +87,18 @@ struct RegistrationOptions: ParsableArguments {
         guard BrokerProtocol.isValidVolumeName(name) else {
             throw FSPFError.usage("\(name): volume names are 1–64 of A-Z a-z 0-9 . _ - (not starting with a dot); choose one with --volume-name")
         }
-        let p: ReleasePolicy
-        do { p = try ReleasePolicy(json: try FileSystem.readAll(policy, limit: 1 << 20)) } catch let e as AttestationError {
-            throw FSPFError.badInput(path: policy, reason: e.description)
+        func read(_ path: String) throws -> ReleasePolicy {
+            do { return try ReleasePolicy(json: try FileSystem.readAll(path, limit: 1 << 20)) } catch let e as AttestationError {
+                throw FSPFError.badInput(path: path, reason: e.description)
+            }
         }
+        let p = try read(policy)
+        let writers = try writersPolicy.map(read)
         let store = try BrokerStore(root: register, masterKeyFile: masterKeyFile)
         guard replace || store.names().contains(name) == false else {
             throw FSPFError.usage("\(name): already registered in \(register) (use --replace to change its key, tag or policy)")
         }
-        return Prepared(store: store, name: name, policy: p, replace: replace)
+        return Prepared(store: store, name: name, policy: p, writers: writers, replace: replace)
     }
 }
 
@@ -100,12 +108,15 @@ struct KeyServerRegister: ParsableCommand {
         abstract: "Register an existing volume's key and tag with a policy.",
         discussion: """
         New volumes: fspf encrypt DIR --out VOL --register STORE --policy P registers straight away.
+        An output volume (fspf-mount --read-write): add --writers-policy W; a workload that satisfies P and W may
+        report each version it seals, and the next release pins it.
         Example: fspf keyserver register --store /srv/fspf-keys --volume-name data --key-file data.key --tag "$TAG" --policy policy.json
         """)
 
     @Option(name: .long, help: "The key server's store directory.") var store: String
     @Option(name: .long, help: "Name clients ask for.") var volumeName: String
     @Option(name: .long, help: "Release policy (JSON).") var policy: String
+    @Option(name: .long, help: "Writers policy (JSON): who may report versions they sealed (default: nobody).") var writersPolicy: String?
     @Flag(name: .long, help: "Replace an existing registration.") var replace = false
     @Option(name: .long, help: "Master key file (default STORE/master.key).") var masterKeyFile: String?
     @OptionGroup var key: KeyOptions
@@ -115,7 +126,8 @@ struct KeyServerRegister: ParsableCommand {
         try reportingErrors {
             guard let t = try tag.expected() else { throw FSPFError.usage("register needs the volume's tag: --tag or --tag-env") }
             let options = try RegistrationOptions.parse(["--register", store, "--volume-name", volumeName, "--policy", policy]
-                + (replace ? ["--replace"] : []) + (masterKeyFile.map { ["--master-key-file", $0] } ?? []))
+                + (replace ? ["--replace"] : []) + (masterKeyFile.map { ["--master-key-file", $0] } ?? [])
+                + (writersPolicy.map { ["--writers-policy", $0] } ?? []))
             _ = try options.prepare(defaultName: nil)?.perform(key: try key.required().key, tag: t)
             Console.out("registered \(volumeName) (tag \(Hex.encode(t)))")
         }
@@ -134,6 +146,10 @@ struct KeyServerList: ParsableCommand {
                 guard let v = try s.volume(name) else { continue }
                 Console.out("\(name)  version \(v.version)  tag \(Hex.encode(v.tag))")
                 Console.out(String(decoding: v.policyText, as: UTF8.self).split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+                if let w = v.writersText {
+                    Console.out("  writers:")
+                    Console.out(String(decoding: w, as: UTF8.self).split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+                }
             }
         }
     }
@@ -151,6 +167,7 @@ struct KeyServerServe: ParsableCommand {
     @OptionGroup var store: StoreOptions
     @Option(name: .long, help: "Address and port to listen on (port 0 picks a free one).") var listen = "127.0.0.1:8443"
     @Option(name: .long, help: "Collateral JSON for SGX quotes that arrive without their own.") var collateral: String?
+    @Option(name: .long, help: "Hours a writer grant stays usable for reporting sealed versions.") var writerGrantHours: Int64 = 168
 
     func run() throws {
         try reportingErrors {
@@ -160,6 +177,8 @@ struct KeyServerServe: ParsableCommand {
             }
             config.host = String(listen[..<colon]).trimmingCharacters(in: ["[", "]"])
             config.port = port
+            guard (1...87_600).contains(writerGrantHours) else { throw FSPFError.usage("--writer-grant-hours: 1 to 87600") }
+            config.writerGrantLifetime = writerGrantHours * 3600
             if let collateral {
                 config.collateral = try FileSystem.readAll(collateral, limit: 1 << 20)
                 do { _ = try Collateral(json: config.collateral!) } catch { throw FSPFError.badInput(path: collateral, reason: "\(error)") }

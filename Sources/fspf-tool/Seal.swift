@@ -46,6 +46,10 @@ struct Seal: ParsableCommand {
             return .noInput(path: mountpoint, reason: "no such directory")
         case EACCES, EPERM:
             return .usage("\(mountpoint): only root and the mount daemon's user may seal")
+        case EREMOTEIO:
+            return .notRecorded(source: mountpoint, reason: "a version was sealed (--tag-out and the daemon's log have its tag; "
+                                + "the log says why it was not recorded); readers that get their tag from the key server are refused "
+                                + "until a later seal is recorded")
         default:
             return .io(path: mountpoint, operation: "seal (the daemon's log has the cause; the previous version stays)", errno: code)
         }

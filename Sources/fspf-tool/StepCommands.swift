@@ -49,7 +49,8 @@ struct AddRegion: ParsableCommand {
     @Flag(name: [.customShort("a"), .long], help: "Authenticated: plaintext on disk, every read verified against tags kept in the metadata.") var authenticated = false
     @Flag(name: .long, help: "Not protected: plaintext, not verified (not served by fspf-mount --scone).") var notProtected = false
     @Option(name: .long, help: "Directory on disk that holds the region's files (addf's default output; what fspf-mount --scone mounts over).") var kernel: String?
-    @Flag(name: .long, help: "Writable in-memory region: refused until writable volumes (issue 21); use --kernel DIR.") var ephemeral = false
+    @Flag(name: .long, help: "Writable in the workload, never persisted (instead of --kernel): fspf-mount --scone serves it empty under a throw-away key.")
+    var ephemeral = false
     @Option(name: .long, help: "Chunk length in bytes: a power of two from 4096 to 16M (default 16K).") var chunkLength: String?
     @Option(name: .long, help: "Key length in bytes (16, 24 or 32) or bits: FSPF always uses 256-bit keys, a shorter length is accepted and stronger keys are used.") var keyLength: Int?
 
@@ -58,8 +59,8 @@ struct AddRegion: ParsableCommand {
             let kinds = [(encrypted, RegionKind.encrypted), (authenticated, .authenticated), (notProtected, .notProtected)]
                 .filter { $0.0 }.map { $0.1 }
             guard kinds.count == 1 else { throw FSPFError.usage("addr needs exactly one of --encrypted (-e), --authenticated (-a), --not-protected") }
-            guard !ephemeral else { throw FSPFError.usage("--ephemeral regions are not supported yet (they come with writable volumes); use --kernel DIR") }
-            guard let kernel else { throw FSPFError.usage("addr needs --kernel DIR") }
+            if ephemeral && kernel != nil { throw FSPFError.usage("--ephemeral or --kernel DIR, not both: an ephemeral region has no directory on disk") }
+            guard kernel != nil || ephemeral else { throw FSPFError.usage("addr needs --kernel DIR (or --ephemeral)") }
             if let k = keyLength, ![16, 24, 32, 128, 192, 256].contains(k) {
                 throw FSPFError.usage("--key-length \(k): 16, 24 or 32 bytes (128, 192 or 256 bits)")
             }
@@ -142,7 +143,9 @@ struct Show: ParsableCommand {
             if !FileSystem.isDirectory(file) && Draft.isDraft(file) {
                 guard !tag else { throw FSPFError.usage("\(file): a draft has no tag yet; run 'fspf encrypt \(file)'") }
                 let d = try Draft.load(file)
-                for r in d.regions { Console.out("region /\(r.path) \(r.kind.name) kernel \(r.kernel) chunk \(r.chunkSize)") }
+                for r in d.regions {
+                    Console.out("region /\(r.path) \(r.kind.name) \(r.ephemeral == true ? "ephemeral" : "kernel \(r.kernel)") chunk \(r.chunkSize)")
+                }
                 for e in try d.entries { Console.out(Listing.line(e, long: true)) }
                 return
             }

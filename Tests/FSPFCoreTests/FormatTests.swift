@@ -246,6 +246,18 @@ import FSPFProvisioning
             m2.entries[3].content = .file(size: size, region: region, protection: p, plain: plain)
             refused(m2)
         }
+        // Ephemeral regions (bit 7 of the region byte) record nothing: refused as the root,
+        // around another region, or with an entry at or below their path.
+        var ephemeral = m; ephemeral.regions.append(Region(path: "tmp", kind: .encrypted, chunkSize: 4096, ephemeral: true))
+        #expect(try VolumeMetadata.decode(ephemeral.encoded(), context: "t") == ephemeral)
+        #expect(ephemeral.encoded() != m.encoded())
+        var rootEphemeral = m; rootEphemeral.regions[0].ephemeral = true
+        refused(rootEphemeral)
+        var around = m
+        around.regions += [Region(path: "q", kind: .encrypted, chunkSize: 4096, ephemeral: true), Region(path: "q/r", kind: .encrypted, chunkSize: 4096)]
+        refused(around)
+        var holding = m; holding.regions.append(Region(path: "a", kind: .encrypted, chunkSize: 4096, ephemeral: true))
+        refused(holding)
     }
 
     /// Step builds keep an authenticated file's tag tree in the metadata (FORMAT.md §2, §4):

@@ -8,7 +8,8 @@ import FSPFSystem
 @_spi(Fuzzing) @testable import FSPFProvisioning
 
 /// A broker on a free loopback port with one volume, "demo", released to simulated evidence
-/// of `code` signed by `attesterKey`.
+/// of `code` (and `writerCode`) signed by `attesterKey`; with `writers`, evidence of `writerCode`
+/// may also report versions it sealed.
 final class Broker: @unchecked Sendable {
     let dir: String
     let store: BrokerStore
@@ -17,10 +18,11 @@ final class Broker: @unchecked Sendable {
     let key = SecureBytes.random(count: 32)
     let tag = Sodium.randomBytes(16)
     let code = SHA256.hash(Array("the job".utf8))
+    let writerCode = SHA256.hash(Array("the writing job".utf8))
     var attesterKey: String { dir + "/attester.key" }
     var certificate: String { store.certificatePath }
 
-    init() throws {
+    init(writers: Bool = false, writerGrantLifetime: Int64 = 3600) throws {
         dir = NSTemporaryDirectory() + "fspf-broker-" + UUID().uuidString
         try BrokerStore.initialize(at: dir + "/store", names: ["localhost", "127.0.0.1"])
         store = try BrokerStore(root: dir + "/store")
@@ -30,8 +32,12 @@ final class Broker: @unchecked Sendable {
         policy.mrEnclave = [code]
         policy.simulated = true
         policy.simulatedAttesters = [SimulatedEvidence.publicKey(seed: seed)]
-        try store.register(volume: "demo", key: key, tag: tag, policy: policy)
+        var writersPolicy = policy
+        writersPolicy.mrEnclave = [writerCode]
+        policy.mrEnclave.append(writerCode)
+        try store.register(volume: "demo", key: key, tag: tag, policy: policy, writers: writers ? writersPolicy : nil)
         var config = KeyBrokerServer.Configuration()
+        config.writerGrantLifetime = writerGrantLifetime
         config.port = 0
         config.handshakeTimeout = 2
         config.requestTimeout = 2
@@ -61,8 +67,9 @@ final class Broker: @unchecked Sendable {
     }
 
     /// A well-formed release request for `nonce`, with evidence bound to `boundKey` (default: the sent key).
-    func releaseBody(nonce: [UInt8], keyPair: EphemeralKeyPair, boundKey: [UInt8]? = nil, mutate: (inout [UInt8]) -> Void = { _ in }) throws -> [UInt8] {
-        var evidence = try request().attester.evidence(nonce: nonce, publicKey: boundKey ?? keyPair.publicKey)
+    func releaseBody(nonce: [UInt8], keyPair: EphemeralKeyPair, boundKey: [UInt8]? = nil, code: [UInt8]? = nil,
+                     mutate: (inout [UInt8]) -> Void = { _ in }) throws -> [UInt8] {
+        var evidence = try request(code: code).attester.evidence(nonce: nonce, publicKey: boundKey ?? keyPair.publicKey)
         if case .simulated(var bytes) = evidence { mutate(&bytes); evidence = .simulated(bytes) }
         let body = BrokerProtocol.ReleaseRequest(nonce: Base64.encode(nonce), public_key: Base64.encode(keyPair.publicKey),
                                                  evidence: .init(evidence))
@@ -255,5 +262,101 @@ final class Broker: @unchecked Sendable {
         sealed[10] = sealed[10] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
         try FileSystem.writeAtomically(versions, sealed)
         #expect(throws: FSPFError.self) { _ = try b.store.volume("demo") }
+    }
+
+    /// A writer's reports move the record forward one version at a time, the next release pins
+    /// the new tag, and of two writers that started from the same version only the first is
+    /// recorded; a reader gets no grant; forged, foreign and expired grants and a changed
+    /// writers policy are refused; every report is audited with the writer's measurement.
+    @Test func writersReportSealedVersionsAndOnlyTheFirstOfTwoWins() throws {
+        let b = try Broker(writers: true)
+        let reader = try b.request().release(timeout: 5)
+        #expect(reader.tag == b.tag && reader.writer == nil)
+        let readerReason = try b.audit().last?["reason"] ?? ""
+        #expect(readerReason.contains("read only (writers policy: MRENCLAVE"), "\(readerReason)")
+        let first = try #require(try b.request(code: b.writerCode).release(timeout: 5).writer)
+        let second = try #require(try b.request(code: b.writerCode).release(timeout: 5).writer)
+        #expect(try b.audit().last?["reason"] == "all checks passed; may write")
+
+        let v2 = Sodium.randomBytes(32), v3 = Sodium.randomBytes(32)
+        #expect(try first.report(v2, timeout: 5) == 2)
+        #expect(try first.report(v2, timeout: 5) == nil)   // already recorded: nothing sent
+        #expect(try first.report(v3, timeout: 5) == 3)
+        #expect(try b.store.volume("demo")?.tag == v3)
+        #expect(try b.request().release(timeout: 5).tag == v3)
+        let recorded = try b.audit().filter { $0["decision"] == "recorded" }
+        #expect(recorded.count == 2 && recorded.allSatisfy { $0["mrenclave"] == Hex.encode(b.writerCode) && $0["status"] == "200" })
+        #expect(recorded.last?["reason"]?.hasSuffix("version 3") == true)
+
+        // The second writer started from the first version: its report is stale, the record stays.
+        do {
+            try second.report(Sodium.randomBytes(32), timeout: 5)
+            Issue.record("a stale report was recorded")
+        } catch let e as FSPFError {
+            #expect(e.description.contains("409") && e.description.contains("another writer's version was recorded first"), "\(e)")
+        }
+        #expect(try b.store.volume("demo")?.tag == v3)
+
+        // Raw reports: a token this server never issued, a grant's token with a MAC not made
+        // with its secret, a malformed body, an older tag than the record's.
+        let pair = EphemeralKeyPair()
+        let answer = try b.post("/v1/volumes/demo/release", try b.releaseBody(nonce: try b.nonce(), keyPair: pair, code: b.writerCode))
+        let sealed = try JSONDecoder().decode(BrokerProtocol.ReleaseResponse.self, from: Data(answer.body)).sealed
+        let opened = try JSONSerialization.jsonObject(with: Data(try #require(pair.open(Base64.decode(sealed)!)))) as! [String: String]
+        let token = try #require(opened["writer_token"]), secret = try #require(opened["writer_secret"].flatMap(Hex.decode))
+        func report(token: String, from: [UInt8], to: [UInt8], secret: [UInt8]) throws -> HTTPClient.Response {
+            let mac = secret.withUnsafeBytes { KDF.hmac(key: $0, BrokerProtocol.reportStatement(volume: "demo", from: from, to: to)) }
+            let body = BrokerProtocol.ReportRequest(token: token, from: Hex.encode(from), to: Hex.encode(to), mac: Base64.encode(mac))
+            return try b.post("/v1/volumes/demo/report", [UInt8](try JSONEncoder().encode(body)))
+        }
+        let foreign = try report(token: Base64.encode(Sodium.randomBytes(80)), from: v3, to: v2, secret: secret)
+        #expect(foreign.status == 403 && b.error(foreign).contains("not a writer grant"), "\(b.error(foreign))")
+        let forged = try report(token: token, from: v3, to: v2, secret: Sodium.randomBytes(32))
+        #expect(forged.status == 403 && b.error(forged).contains("mac"), "\(b.error(forged))")
+        let malformed = try b.post("/v1/volumes/demo/report", Array(#"{"token": "x"}"#.utf8))
+        #expect(malformed.status == 400)
+        let back = try report(token: token, from: v2, to: Sodium.randomBytes(32), secret: secret)
+        #expect(back.status == 409)
+        let ok = try report(token: token, from: v3, to: Array(v2.reversed()), secret: secret)
+        #expect(ok.status == 200, "\(b.error(ok))")
+
+        // A new writers policy revokes every grant issued under the old one.
+        var policy = try #require(try b.store.volume("demo")).policy
+        var writers = policy
+        writers.mrEnclave = [SHA256.hash(Array("another writer".utf8))]
+        policy.mrEnclave.append(writers.mrEnclave[0])
+        try b.store.register(volume: "demo", key: b.key, tag: v3, policy: policy, writers: writers, replace: true)
+        do {
+            try first.report(Sodium.randomBytes(32), timeout: 5)
+            Issue.record("a revoked grant was accepted")
+        } catch let e as FSPFError {
+            #expect(e.description.contains("403") && e.description.contains("writers policy changed"), "\(e)")
+        }
+        #expect(try b.store.volume("demo")?.tag == v3)
+        // The writers policy is in the key's associated data: widened on disk, the key no longer opens.
+        let record = b.dir + "/store/volumes/demo.json"
+        let original = try FileSystem.readAll(record)
+        var fields = try JSONDecoder().decode([String: String].self, from: Data(original))
+        let widened = fields["writers"]!.replacingOccurrences(of: Hex.encode(writers.mrEnclave[0]), with: Hex.encode(b.code))
+        #expect(widened != fields["writers"])
+        fields["writers"] = widened
+        try FileSystem.writeAtomically(record, [UInt8](try JSONEncoder().encode(fields)))
+        #expect(throws: FSPFError.self) { _ = try b.store.key(of: try #require(try b.store.volume("demo"))) }
+        try FileSystem.writeAtomically(record, original)
+        // A volume without writers gives no grants.
+        try b.store.register(volume: "demo", key: b.key, tag: v3, policy: policy, replace: true)
+        #expect(try b.request(code: b.writerCode).release(timeout: 5).writer == nil)
+    }
+
+    @Test func expiredWriterGrantsAreRefused() throws {
+        let b = try Broker(writers: true, writerGrantLifetime: -1)
+        let writer = try #require(try b.request(code: b.writerCode).release(timeout: 5).writer)
+        do {
+            try writer.report(Sodium.randomBytes(32), timeout: 5)
+            Issue.record("an expired grant was accepted")
+        } catch let e as FSPFError {
+            #expect(e.description.contains("403") && e.description.contains("expired"), "\(e)")
+        }
+        #expect(try b.store.volume("demo")?.tag == b.tag)
     }
 }

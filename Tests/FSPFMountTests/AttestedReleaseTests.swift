@@ -12,6 +12,20 @@ import FSPFTestSupport
 /// volume, `fspf-mount --key-broker … --evidence simulated`, reads through the mount; then the
 /// refusals: other code, a replayed nonce, altered evidence, a volume whose tag moved on.
 @Suite(.serialized) struct AttestedReleaseTests {
+    /// `fspf keyserver serve --store STORE` in the sandbox (output in .stdout-STORE), once it listens.
+    static func serve(_ s: Sandbox, store: String, listen: String = "127.0.0.1:0") throws -> (pid: pid_t, url: String) {
+        let pid = Tool.spawn([Tool.binary, "keyserver", "serve", "--store", store, "--listen", listen], cwd: s.path, name: "-" + store)
+        var url = ""
+        for _ in 0..<250 where url.isEmpty {
+            usleep(20_000)
+            let line = (try? String(contentsOfFile: s.path + "/.stdout-" + store, encoding: .utf8)) ?? ""
+            if let r = line.range(of: "https://") { url = String(line[r.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+        if url.isEmpty { kill(pid, SIGKILL); _ = Tool.wait(pid, cwd: s.path, name: "-" + store) }
+        try #require(!url.isEmpty, "key server did not start: \((try? String(contentsOfFile: s.path + "/.stderr-" + store, encoding: .utf8)) ?? "")")
+        return (pid, url)
+    }
+
     @Test func releaseOnLoopbackAndEveryRefusal() throws {
         let s = Sandbox()
         _ = MountTests.makeTree(s)
@@ -27,16 +41,9 @@ import FSPFTestSupport
         #expect(!setup.out.contains("\"key\""), "a registered key stays off standard output")
         let code = s.sh("cat code").out.trimmingCharacters(in: .whitespacesAndNewlines)
 
-        let server = Tool.spawn([Tool.binary, "keyserver", "serve", "--store", "ks", "--listen", "127.0.0.1:0"], cwd: s.path, name: "-ks")
+        let (server, url) = try Self.serve(s, store: "ks")
         var serverStopped = false
         defer { if !serverStopped { kill(server, SIGKILL); _ = Tool.wait(server, cwd: s.path, name: "-ks") } }
-        var url = ""
-        for _ in 0..<250 where url.isEmpty {
-            usleep(20_000)
-            let line = (try? String(contentsOfFile: s.path + "/.stdout-ks", encoding: .utf8)) ?? ""
-            if let r = line.range(of: "https://") { url = String(line[r.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines) }
-        }
-        try #require(!url.isEmpty, "key server did not start: \((try? String(contentsOfFile: s.path + "/.stderr-ks", encoding: .utf8)) ?? "")")
         let broker = "--key-broker \(url) --evidence simulated --attester-key att.key --broker-ca ks/tls/cert.pem --broker-identity ks/identity.pub"
 
         // Released: the mount serves the tree.
@@ -107,14 +114,8 @@ import FSPFTestSupport
             fspf encrypt evil-in --out evil --register fake --volume-name demo --policy any.json >/dev/null
             """)
         #expect(fake.status == 0, "\(fake.err)")
-        let fakeServer = Tool.spawn([Tool.binary, "keyserver", "serve", "--store", "fake", "--listen", "127.0.0.1:0"], cwd: s.path, name: "-fake")
+        let (fakeServer, fakeURL) = try Self.serve(s, store: "fake")
         defer { kill(fakeServer, SIGKILL); _ = Tool.wait(fakeServer, cwd: s.path, name: "-fake") }
-        var fakeURL = ""
-        for _ in 0..<250 where fakeURL.isEmpty {
-            usleep(20_000)
-            let line = (try? String(contentsOfFile: s.path + "/.stdout-fake", encoding: .utf8)) ?? ""
-            if let r = line.range(of: "https://") { fakeURL = String(line[r.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines) }
-        }
         let forged = MountTests.mount(s, "evil mnt --volume-name demo " + broker.replacingOccurrences(of: url, with: fakeURL))
         #expect(forged.status == 12 && forged.err.contains("not signed by the pinned key server identity"), "\(forged.err)")
         #expect(Sandbox.mounts(below: s.path).isEmpty)
@@ -127,5 +128,70 @@ import FSPFTestSupport
             if !serverStopped { usleep(10_000) }
         }
         #expect(serverStopped && status == 0, "key server did not stop on SIGTERM (status \(status))")
+    }
+
+    /// An output volume at the key server: a read-write mount whose evidence satisfies the
+    /// writers policy reports every version it seals and the next release pins it, so the
+    /// version before, put back by whoever holds the disk, is refused. A report the key server
+    /// missed (it was down) fails the seal with exit 14 and the next seal makes up for it. A
+    /// workload the writers policy does not name cannot mount the volume read-write.
+    @Test func readWriteMountReportsEachSealAndOlderVersionsAreRefused() throws {
+        let s = Sandbox()
+        let setup = s.sh("""
+            set -e
+            fspf keyserver init --store ks >/dev/null
+            fspf attester init --out att.key > att.pub
+            policy() { printf '{"mrenclave": ["%s"], "simulated": true, "simulated_attesters": ["%s"]}' "$1" "$(cat att.pub)"; }
+            policy "$(sha256sum '\(Tool.mountBinary)' | cut -d' ' -f1)" > policy.json
+            policy "$(printf 'ab%.0s' $(seq 32))" > others.json
+            mkdir empty
+            fspf encrypt empty --out results --register ks --policy policy.json --writers-policy policy.json >/dev/null
+            fspf encrypt empty --out readonly --register ks --policy policy.json --writers-policy others.json >/dev/null
+            cp -a results results-v1
+            """)
+        #expect(setup.status == 0, "\(setup.err)")
+        var (server, url) = try Self.serve(s, store: "ks")
+        defer { kill(server, SIGKILL); _ = Tool.wait(server, cwd: s.path, name: "-ks") }
+        let broker = "--key-broker \(url) --evidence simulated --attester-key att.key --broker-ca ks/tls/cert.pem --broker-identity ks/identity.pub"
+        func recorded(_ name: String) -> String {
+            s.sh("fspf keyserver list --store ks | awk '$1 == \"\(name)\" {print $5}'").out.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        let m = MountTests.mount(s, "results mnt --read-write \(broker)")
+        try #require(m.status == 0, "\(m.err)")
+        let first = s.sh("echo 42 > mnt/answer && fspf seal mnt")
+        #expect(first.status == 0 && recorded("results") == first.out.trimmingCharacters(in: .whitespacesAndNewlines), "\(first.err)")
+
+        // The key server is down for the next seal: sealed on disk, not recorded, exit 14.
+        kill(server, SIGTERM)
+        _ = Tool.wait(server, cwd: s.path, name: "-ks")
+        let missed = s.sh("echo 43 > mnt/answer && fspf seal mnt")
+        #expect(missed.status == 14 && missed.err.contains("not recorded by the key server"), "\(missed.err)")
+        #expect(recorded("results") == first.out.trimmingCharacters(in: .whitespacesAndNewlines))
+        // Back on the same address: the seal at unmount (nothing new to write) reports the version on disk.
+        (server, url) = try Self.serve(s, store: "ks", listen: String(url.dropFirst("https://".count)))
+        let last = s.sh("fspf seal mnt --unmount")
+        let lastTag = last.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(last.status == 0 && lastTag != first.out.trimmingCharacters(in: .whitespacesAndNewlines) && recorded("results") == lastTag,
+                "\(last.err)")
+
+        // Readers get the new version; the one before, put back, is refused.
+        #expect(MountTests.mount(s, "results mnt \(broker)").status == 0)
+        #expect(s.sh("cat mnt/answer").out == "43\n")
+        #expect(s.sh("umount mnt && rm -rf results && cp -a results-v1 results").status == 0)
+        let replayed = MountTests.mount(s, "results mnt \(broker)")
+        #expect(replayed.status == 10 && replayed.err.contains("tag"), "\(replayed.err)")
+        let replayedRW = MountTests.mount(s, "results mnt --read-write \(broker)")
+        #expect(replayedRW.status == 10, "\(replayedRW.err)")
+
+        // Allowed to read, not to write.
+        let readOnly = MountTests.mount(s, "readonly mnt --read-write \(broker)")
+        #expect(readOnly.status == 12 && readOnly.err.contains("for reading only"), "\(readOnly.err)")
+        #expect(MountTests.mount(s, "readonly mnt \(broker)").status == 0)
+        #expect(s.sh("umount mnt").status == 0)
+        #expect(Sandbox.mounts(below: s.path).isEmpty)
+
+        let audit = s.sh("cat ks/audit.log").out.split(separator: "\n")
+        #expect(audit.filter { $0.contains(#""decision":"recorded""#) }.count == 2, "\(audit)")
     }
 }

@@ -224,8 +224,8 @@ import FSPFTestSupport
     }
 
     /// SCONE's flags and commands that fspf takes differently: --key-length 16/24/32 (or bits) is
-    /// accepted (keys are always 256 bits), anything else refused; --ephemeral and addfspf are
-    /// refused with one line naming what to use instead.
+    /// accepted (keys are always 256 bits), anything else refused; addfspf is refused with one
+    /// line naming what to use instead; --ephemeral regions follow their rules.
     @Test func sconeFlagsAcceptedOrRefusedWithAnAlternative() {
         let s = Sandbox()
         #expect(s.sh("fspf create f.pb > /dev/null").status == 0)
@@ -234,8 +234,15 @@ import FSPFTestSupport
         }
         let odd = s.sh("fspf addr f.pb /x -e --kernel x --key-length 20")
         #expect(odd.status == 64 && odd.err == "fspf: --key-length 20: 16, 24 or 32 bytes (128, 192 or 256 bits)\n", "\(odd.err)")
-        let ephemeral = s.sh("fspf addr f.pb / -e --ephemeral")
-        #expect(ephemeral.status == 64 && ephemeral.err.contains("use --kernel DIR"), "\(ephemeral.err)")
+        // Ephemeral regions: anywhere but the root, without --kernel, holding no files or regions.
+        #expect(s.sh("fspf addr f.pb /scratch -e --ephemeral").status == 0)
+        #expect(s.sh("fspf show f.pb").out.contains("region /scratch encrypted ephemeral chunk 16384"), "\(s.sh("fspf show f.pb").out)")
+        let rootEphemeral = s.sh("fspf addr f.pb / -e --ephemeral")
+        #expect(rootEphemeral.status == 64 && rootEphemeral.err.contains("/ cannot be an ephemeral region"), "\(rootEphemeral.err)")
+        let both = s.sh("fspf addr f.pb /t -e --ephemeral --kernel t")
+        #expect(both.status == 64 && both.err.contains("--ephemeral or --kernel DIR, not both"), "\(both.err)")
+        let inside = s.sh("fspf addr f.pb /scratch/in -e --kernel in")
+        #expect(inside.status == 64 && inside.err.contains("lies in the ephemeral region /scratch"), "\(inside.err)")
         let nested = s.sh("fspf addfspf f.pb g.pb 00112233")
         #expect(nested.status == 64 && nested.err.split(separator: "\n").count == 1 && nested.err.contains("fspf-mount --scone --fspf G"),
                 "\(nested.err)")

@@ -21,12 +21,19 @@ public struct Region: Equatable, Sendable, Codable {
     public var path: String
     public var kind: RegionKind
     public var chunkSize: UInt32
+    /// SCONE's `--ephemeral`: writable in the workload, never persisted; the volume records no
+    /// file in it, and `fspf-mount --scone` serves it as a fresh volume under a throw-away key.
+    public var ephemeral: Bool
 
-    public init(path: String, kind: RegionKind, chunkSize: UInt32) {
+    public init(path: String, kind: RegionKind, chunkSize: UInt32, ephemeral: Bool = false) {
         self.path = path
         self.kind = kind
         self.chunkSize = chunkSize
+        self.ephemeral = ephemeral
     }
+
+    /// The region byte: the kind, with bit 7 set for an ephemeral region.
+    static let ephemeralBit: UInt8 = 0x80
 
     /// The region of `path`: longest matching prefix, component-wise. `regions` always
     /// contains the root region.
@@ -264,7 +271,7 @@ public struct VolumeMetadata: Equatable, Sendable {
         w.put(UInt16(reproducible ? 1 : 0) | (generations ? 2 : 0))
         w.put(UInt32(regions.count))
         for r in regions {
-            w.put(r.kind.rawValue)
+            w.put(r.kind.rawValue | (r.ephemeral ? Region.ephemeralBit : 0))
             w.put(r.chunkSize)
             w.putString(Array(r.path.utf8))
         }
@@ -354,14 +361,23 @@ public struct VolumeMetadata: Equatable, Sendable {
         guard regionCount >= 1, Int(regionCount) <= r.remaining / 9 else { throw bad("region count \(regionCount)") }
         var regions: [Region] = []
         for _ in 0..<regionCount {
-            guard let kind = RegionKind(rawValue: try r.get(UInt8.self, "region kind")) else { throw bad("region kind") }
+            let byte = try r.get(UInt8.self, "region kind")
+            guard let kind = RegionKind(rawValue: byte & ~Region.ephemeralBit) else { throw bad("region kind") }
             let cs = try r.get(UInt32.self, "chunk size")
             guard ChunkSize.isValid(cs) else { throw bad("chunk size \(cs)") }
             let path = try decodePath(try r.getString("region path"), context: context)
             guard !regions.contains(where: { $0.path == path }) else { throw bad("duplicate region '\(path)'") }
-            regions.append(Region(path: path, kind: kind, chunkSize: cs))
+            regions.append(Region(path: path, kind: kind, chunkSize: cs, ephemeral: byte & Region.ephemeralBit != 0))
         }
         guard regions.contains(where: { $0.path.isEmpty }) else { throw bad("no root region") }
+        // An ephemeral region is served empty in every run: it is not the root and holds no
+        // other region (its entries are checked below).
+        for e in regions where e.ephemeral {
+            guard !e.path.isEmpty, !regions.contains(where: { $0.path != e.path && Paths.isWithin($0.path, e.path) }) else {
+                throw bad("ephemeral region '\(e.path)' is the root or holds another region")
+            }
+        }
+        let ephemeral = regions.filter(\.ephemeral).map(\.path)
         var root: Entry? = nil
         if version == .v2 {
             var e = Entry(path: "", mode: 0, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .directory)
@@ -381,6 +397,7 @@ public struct VolumeMetadata: Equatable, Sendable {
             if let p = previous { guard Paths.precedes(p, rawPath) else { throw bad("entries not sorted at '\(path)'") } }
             previous = rawPath
             guard directories.contains(Paths.parentInVolume(path)) else { throw bad("'\(path)' has no parent directory") }
+            if let r = ephemeral.first(where: { Paths.isWithin(path, $0) }) { throw bad("'\(path)' lies in the ephemeral region '\(r)'") }
             var e = Entry(path: path, mode: 0, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .directory)
             if version == .v1 { try getTimes(&e, &r, bad) }
             let type = try r.get(UInt8.self, "entry type")

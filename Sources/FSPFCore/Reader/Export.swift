@@ -163,7 +163,7 @@ public struct VolumeInfo: Sendable {
                      "objects:        \(objects) files, \(objectBytes) bytes on disk"
                      + (inline > 0 ? "; tag trees of \(inline) authenticated files in the metadata (\(inlineBytes) bytes)" : "")]
         for r in reader.metadata.regions {
-            lines.append("region:         /\(r.path) \(r.kind.name), chunk size \(r.chunkSize)")
+            lines.append("region:         /\(r.path) \(r.kind.name)\(r.ephemeral ? ", ephemeral" : ""), chunk size \(r.chunkSize)")
         }
         for k in RegionKind.allCases { if let (n, b) = byRegion[k] { lines.append("  \(k.name): \(n) files, \(b) bytes") } }
         return lines

@@ -675,13 +675,14 @@ public final class WritableVolume: @unchecked Sendable {
         return dir.isEmpty ? n : dir + "/" + n
     }
 
-    /// The region a new or changed `name` in `dir` belongs to; EROFS unless it is encrypted.
+    /// The region a new or changed `name` in `dir` belongs to; EROFS unless it is encrypted
+    /// (and not ephemeral: what is written there would be sealed into a region that records nothing).
     /// Names must be UTF-8, as every path in the format.
     private func writableRegion(for name: [UInt8], in dir: Node) throws -> Region {
         guard name.count <= Int(NAME_MAX) else { throw FileSystemError(ENAMETOOLONG) }
         guard String(validating: name, as: UTF8.self) != nil else { throw FileSystemError(EILSEQ) }
         let region = Region.of(Self.join(path(of: dir), name), in: regions)
-        guard region.kind == .encrypted else { throw FileSystemError(EROFS) }
+        guard region.kind == .encrypted, !region.ephemeral else { throw FileSystemError(EROFS) }
         return region
     }
 

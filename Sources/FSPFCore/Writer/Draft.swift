@@ -21,6 +21,8 @@ public struct Draft: Codable, Sendable {
         public var kind: RegionKind
         public var kernel: String
         public var chunkSize: UInt32
+        /// nil in drafts made before ephemeral regions.
+        public var ephemeral: Bool?
     }
 
     private enum CodingKeys: String, CodingKey { case format, key, regions, objects, stores }
@@ -90,13 +92,27 @@ public struct Draft: Codable, Sendable {
 
     // MARK: Steps
 
-    public mutating func addRegion(path: String, kind: RegionKind, kernel: String, chunkSize: UInt32) throws {
+    /// `kernel` nil: an ephemeral region (writable in the workload, never persisted).
+    public mutating func addRegion(path: String, kind: RegionKind, kernel: String?, chunkSize: UInt32) throws {
         let p = try Paths.normalize(path)
         guard ChunkSize.isValid(chunkSize) else {
             throw FSPFError.usage("chunk length \(chunkSize): must be a power of two from \(ChunkSize.minimum) to \(ChunkSize.maximum)")
         }
+        if kernel == nil {
+            guard !p.isEmpty else { throw FSPFError.usage("/ cannot be an ephemeral region: SCONE's runtime serves it from the disk") }
+            if let inner = regions.first(where: { $0.path != p && Paths.isWithin($0.path, p) }) {
+                throw FSPFError.usage("/\(p) cannot be ephemeral: it holds the region /\(inner.path)")
+            }
+            if let added = try entries.first(where: { Paths.isWithin($0.path, p) }) {
+                throw FSPFError.usage("/\(p) cannot be ephemeral: addf recorded /\(added.path) there, and an ephemeral region starts empty")
+            }
+        }
+        if let outer = regions.first(where: { $0.ephemeral == true && $0.path != p && Paths.isWithin(p, $0.path) }) {
+            throw FSPFError.usage("/\(p) lies in the ephemeral region /\(outer.path), which holds no other region")
+        }
         regions.removeAll { $0.path == p }
-        regions.append(DraftRegion(path: p, kind: kind, kernel: Plan.absolute(kernel), chunkSize: chunkSize))
+        regions.append(DraftRegion(path: p, kind: kind, kernel: kernel.map(Plan.absolute) ?? "", chunkSize: chunkSize,
+                                   ephemeral: kernel == nil ? true : nil))
     }
 
     /// Protects the files below `source` now, as they are, into `output` (default: the
@@ -110,7 +126,12 @@ public struct Draft: Codable, Sendable {
         }
         let prefix = try Paths.normalize(embed)
         let regions = writerRegions
-        let kernel = self.regions.filter { Paths.isWithin(prefix, $0.path) }.max { $0.path.utf8.count < $1.path.utf8.count }?.kernel
+        if Region.of(prefix, in: regions).ephemeral {
+            throw FSPFError.usage("/\(prefix) lies in the ephemeral region /\(Region.of(prefix, in: regions).path): it starts empty in every run, "
+                                  + "nothing can be added to it")
+        }
+        let kernel = self.regions.filter { Paths.isWithin(prefix, $0.path) && $0.ephemeral != true }
+            .max { $0.path.utf8.count < $1.path.utf8.count }?.kernel
         // Through symbolic links to their directories (Debian's /lib -> usr/lib): the reader
         // follows no link, so the locations recorded must not pass through one.
         let named = Plan.absolute(output ?? kernel ?? ".")
@@ -168,7 +189,8 @@ public struct Draft: Codable, Sendable {
 
     /// Regions as the writer and the format take them: sorted, the root encrypted unless given.
     private var writerRegions: [Region] {
-        Region.normalized(regions.map { Region(path: $0.path, kind: $0.kind, chunkSize: $0.chunkSize) }, rootChunkSize: ChunkSize.default)
+        Region.normalized(regions.map { Region(path: $0.path, kind: $0.kind, chunkSize: $0.chunkSize, ephemeral: $0.ephemeral ?? false) },
+                          rootChunkSize: ChunkSize.default)
     }
 
     private func recordedMetadata() throws -> VolumeMetadata? {

@@ -325,6 +325,8 @@ final class Plan: @unchecked Sendable {
             }
             previous = (keysBytes[i], isDirectory)
             let region = Region.of(item.path, in: regions)
+            // An ephemeral region starts empty in every run: nothing below its path is recorded.
+            if region.ephemeral { continue }
             var entry = Plan.entry(item, options)
             switch item.kind {
             case .directory:
@@ -447,11 +449,8 @@ final class Plan: @unchecked Sendable {
     }
 
     static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return normalizedAbsolute(path) }
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
-        guard getcwd(&buf, buf.count) != nil else { return path }
-        let cwd = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return normalizedAbsolute(cwd + "/" + path)
+        let p = Paths.absolute(path)
+        return p.hasPrefix("/") ? normalizedAbsolute(p) : p
     }
 
     private static func normalizedAbsolute(_ path: String) -> String {
