@@ -172,6 +172,13 @@ final class Attack: Sendable {
         try? group.syncShutdownGracefully()
     }
 
+    /// Runs `body` after `seconds`, off the event loops: a task scheduled on one while stop()
+    /// shuts the group down can be dropped unrun, which NIO's debug builds trap as a leaked
+    /// promise (it killed two make test runs).
+    private func later(_ seconds: Double, _ body: @escaping @Sendable () -> Void) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: body)
+    }
+
     private func connect(from host: Int, tls: Bool, _ setUp: @escaping @Sendable (Channel) throws -> Void = { _ in }) -> EventLoopFuture<Channel> {
         let context = self.tls
         return ClientBootstrap(group: group)
@@ -196,7 +203,7 @@ final class Attack: Sendable {
         guard running.withLock({ $0 }) else { return }
         connect(from: host, tls: slow).whenComplete { [self] result in
             guard case .success(let channel) = result else {
-                _ = group.next().scheduleTask(in: .milliseconds(200)) { self.hold(host: host, slow: slow) }
+                later(0.2) { self.hold(host: host, slow: slow) }
                 return
             }
             open.withLock { $0 += 1 }
@@ -229,7 +236,7 @@ final class Attack: Sendable {
                 // than the server's 5 s handshake deadline, which closes every idle connection:
                 // a quota that refused nothing must still fail here.
                 @Sendable func check(_ left: Int) {
-                    _ = channel.eventLoop.scheduleTask(in: .milliseconds(100)) {
+                    later(0.1) {
                         if !channel.isActive {
                             self.burstRefused.withLock { $0 += 1 }
                         } else if left > 0 {
@@ -277,10 +284,7 @@ final class Attack: Sendable {
             try channel.pipeline.syncOperations.addHandler(Collector(into: response))
         }.whenComplete { [self] result in
             guard case .success(let channel) = result else {
-                // Retried off the event loops: a task scheduled on one while stop() shuts the
-                // group down can be dropped unrun, which NIO's debug builds trap as a leaked
-                // promise (it killed a make test run).
-                DispatchQueue.global().asyncAfter(deadline: .now() + 0.1) { self.exchange(host: host, requests: requests, next: next + 1) }
+                later(0.1) { self.exchange(host: host, requests: requests, next: next + 1) }
                 return
             }
             channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
