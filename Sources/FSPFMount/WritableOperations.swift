@@ -20,6 +20,7 @@ final class WritableMount: @unchecked Sendable {
     let reportTimeout: Double
     /// The metadata file as its user names it (the volume itself is reached through `anchor`).
     let metadataPath: String
+    /// Held open for the mount's life: the volume's paths go through /proc/self/fd/N of it.
     private let anchor: FileDescriptor
     /// Attributes and names may change only through this mount, whose kernel caches stay
     /// coherent; a short lifetime still bounds what another view could see stale.

@@ -289,12 +289,7 @@ final class Broker: @unchecked Sendable {
         #expect(recorded.last?["reason"]?.hasSuffix("version 3") == true)
 
         // The second writer started from the first version: its report is stale, the record stays.
-        do {
-            try second.report(Sodium.randomBytes(32), timeout: 5)
-            Issue.record("a stale report was recorded")
-        } catch let e as FSPFError {
-            #expect(e.description.contains("409") && e.description.contains("another writer's version was recorded first"), "\(e)")
-        }
+        expectReportRefused(second, "409", "another writer's version was recorded first")
         #expect(try b.store.volume("demo")?.tag == v3)
 
         // Raw reports: a token this server never issued, a grant's token with a MAC not made
@@ -326,12 +321,7 @@ final class Broker: @unchecked Sendable {
         writers.mrEnclave = [SHA256.hash(Array("another writer".utf8))]
         policy.mrEnclave.append(writers.mrEnclave[0])
         try b.store.register(volume: "demo", key: b.key, tag: v3, policy: policy, writers: writers, replace: true)
-        do {
-            try first.report(Sodium.randomBytes(32), timeout: 5)
-            Issue.record("a revoked grant was accepted")
-        } catch let e as FSPFError {
-            #expect(e.description.contains("403") && e.description.contains("writers policy changed"), "\(e)")
-        }
+        expectReportRefused(first, "403", "writers policy changed")
         #expect(try b.store.volume("demo")?.tag == v3)
         // The writers policy is in the key's associated data: widened on disk, the key no longer opens.
         let record = b.dir + "/store/volumes/demo.json"
@@ -351,12 +341,19 @@ final class Broker: @unchecked Sendable {
     @Test func expiredWriterGrantsAreRefused() throws {
         let b = try Broker(writers: true, writerGrantLifetime: -1)
         let writer = try #require(try b.request(code: b.writerCode).release(timeout: 5).writer)
-        do {
-            try writer.report(Sodium.randomBytes(32), timeout: 5)
-            Issue.record("an expired grant was accepted")
-        } catch let e as FSPFError {
-            #expect(e.description.contains("403") && e.description.contains("expired"), "\(e)")
-        }
+        expectReportRefused(writer, "403", "expired")
         #expect(try b.store.volume("demo")?.tag == b.tag)
+    }
+}
+
+/// A report of a new version by `writer` is refused with `status` and a reason containing `reason`.
+func expectReportRefused(_ writer: BrokerWriter, _ status: String, _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    do {
+        try writer.report(Sodium.randomBytes(32), timeout: 5)
+        Issue.record("the report was recorded", sourceLocation: sourceLocation)
+    } catch let e as FSPFError {
+        #expect(e.description.contains(status) && e.description.contains(reason), "\(e)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("\(error)", sourceLocation: sourceLocation)
     }
 }

@@ -126,9 +126,9 @@ public struct Draft: Codable, Sendable {
         }
         let prefix = try Paths.normalize(embed)
         let regions = writerRegions
-        if Region.of(prefix, in: regions).ephemeral {
-            throw FSPFError.usage("/\(prefix) lies in the ephemeral region /\(Region.of(prefix, in: regions).path): it starts empty in every run, "
-                                  + "nothing can be added to it")
+        let target = Region.of(prefix, in: regions)
+        if target.ephemeral {
+            throw FSPFError.usage("/\(prefix) lies in the ephemeral region /\(target.path): it starts empty in every run, nothing can be added to it")
         }
         let kernel = self.regions.filter { Paths.isWithin(prefix, $0.path) && $0.ephemeral != true }
             .max { $0.path.utf8.count < $1.path.utf8.count }?.kernel
