@@ -33,7 +33,10 @@ import FSPFTestSupport
     /// The confidential data hub's API server, found by connecting to it.
     @Test func confidentialContainersDataHubIsFound() throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+        // Closed once: a second close would close whatever another test opened under the same
+        // number in between (it once took RoundTripTests' descriptor and undid its corruption).
+        var listening = true
+        defer { if listening { close(fd) } }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -45,6 +48,7 @@ import FSPFTestSupport
         #expect(TEEEnvironment.detect(root: s.path, cocoAddress: ("127.0.0.1", port)).confidentialVM
                 == ["confidential containers data hub (127.0.0.1:\(port))"])
         close(fd)
+        listening = false
         #expect(TEEEnvironment.detect(root: s.path, cocoAddress: ("127.0.0.1", port)).confidentialVM.isEmpty)
     }
 
