@@ -108,6 +108,69 @@ import FSPFSystem
         #expect(throws: FSPFError.self) { _ = try VolumeReader(path: dir, keys: keys, expectedTag: Array(repeating: 0, count: 32)) }
     }
 
+    /// After every seal the object store holds exactly the objects the version names, also
+    /// when files were rewritten, and when a file was unlinked while open (its object serves
+    /// the open handle until its release, then goes).
+    @Test func eachSealLeavesExactlyTheNamedObjects() throws {
+        let t = TempDir()
+        let dir = t.path + "/vol"
+        let keys = VolumeKeys.generate()
+        let v = try WritableVolume.create(directory: dir, keys: keys, chunkSize: 4096)
+        func stored() -> Set<String> {
+            var out = Set<String>()
+            FileSystem.forEachFile(below: dir + "/.fspf-objects") { path, _ in out.insert(path) }
+            return out
+        }
+        func named(_ tag: VolumeTag) throws -> Set<String> {
+            let r = try VolumeReader(path: dir, keys: keys, expectedTag: tag.full)
+            return Set(r.entries.compactMap { e in
+                guard e.linkOf == nil, case .file(_, _, let p?, _) = e.content, !p.object.isEmpty else { return nil }
+                return r.location(p.object)
+            })
+        }
+        var inodes: [String: UInt64] = [:]
+        for name in ["a", "b", "c", "d"] {
+            let ino = UInt64(try v.makeFile(WritableVolume.rootInode, Array(name.utf8), mode: 0o644, caller: Self.caller).st_ino)
+            try write(v, ino, 0, [UInt8](repeating: name.utf8.first!, count: 10_000))
+            try v.release(ino)
+            inodes[name] = ino
+        }
+        var tag = try v.seal()
+        let first = stored()
+        #expect(first == (try named(tag)))
+        #expect(first.count == 4)
+
+        // A rewrite replaces a's object; b is unlinked while open and read after the seal; c is
+        // written while open, then unlinked: its unwritten chunks still come from its sealed object.
+        try v.open(inodes["a"]!, write: true)
+        try write(v, inodes["a"]!, 5000, Array("rewritten".utf8))
+        try v.release(inodes["a"]!)
+        try v.open(inodes["b"]!, write: false)
+        try v.unlink(WritableVolume.rootInode, Array("b".utf8))
+        try v.open(inodes["c"]!, write: true)
+        try write(v, inodes["c"]!, 0, Array("C".utf8))
+        try v.flush(inodes["c"]!)
+        try v.unlink(WritableVolume.rootInode, Array("c".utf8))
+        tag = try v.seal()
+        #expect(try read(v, inodes["b"]!, 9990, 10) == [UInt8](repeating: UInt8(ascii: "b"), count: 10))
+        #expect(try read(v, inodes["c"]!, 0, 2) == Array("Cc".utf8))
+        #expect(try read(v, inodes["c"]!, 9000, 1) == Array("c".utf8))
+        #expect(stored().count == 2 + 2 + 1, "a and d named, b's and c's sealed objects held open, c's new content")
+        #expect((try named(tag)).isSubset(of: stored()))
+        #expect(first.subtracting(stored()).count == 1, "only a's old object went")
+        try v.release(inodes["b"]!)
+        try v.release(inodes["c"]!)
+        #expect(stored() == (try named(tag)), "the released files' objects went with them")
+
+        // Unlinked and released before the seal: the seal removes the object.
+        try v.unlink(WritableVolume.rootInode, Array("d".utf8))
+        tag = try v.seal()
+        #expect(stored() == (try named(tag)))
+        #expect(stored().count == 1)
+        try check(dir, keys, tag, ["a": Array([UInt8](repeating: UInt8(ascii: "a"), count: 5000) + Array("rewritten".utf8)
+                                                + [UInt8](repeating: UInt8(ascii: "a"), count: 10_000 - 5009))])
+    }
+
     /// A closed file holds no descriptor: writing 3,000 files must not take 3,000 (the seal of
     /// a 20,000-file tree failed with EMFILE before).
     @Test func closedFilesHoldNoDescriptors() throws {

@@ -16,6 +16,11 @@ struct ByteWriter {
         put(UInt32(s.count))
         bytes.append(contentsOf: s)
     }
+
+    mutating func putString(_ s: String.UTF8View) {
+        put(UInt32(s.count))
+        bytes.append(contentsOf: s)
+    }
 }
 
 /// Bounds-checked little-endian decoder: every read either succeeds or throws; a hostile

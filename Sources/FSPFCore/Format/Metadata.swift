@@ -277,8 +277,9 @@ public struct VolumeMetadata: Equatable, Sendable {
         }
         if version == .v2 { Self.putAttributes(root ?? Entry(path: "", mode: 0o755, mtimeSeconds: 0, mtimeNanoseconds: 0, content: .directory), &w) }
         w.put(UInt32(entries.count))
+        w.bytes.reserveCapacity(entries.count * 224)  // about what a written file's entry takes
         for e in entries {
-            w.putString(Array(e.path.utf8))
+            w.putString(e.path.utf8)
             if version == .v1 {
                 precondition(e.linkOf == nil && e.xattrs.isEmpty && e.uid == 0 && e.gid == 0, "not expressible in format version 1")
                 w.put(e.mode)
@@ -309,7 +310,7 @@ public struct VolumeMetadata: Equatable, Sendable {
                     w.put(p.storedSize)
                     w.put(p.fileID)
                     w.put(p.root)
-                    w.putString(Array(p.object.utf8))
+                    w.putString(p.object.utf8)
                     if let tree = p.inlineTree { w.putString(tree) }
                     if version == .v2 {
                         w.put(UInt32(p.holes.count))
@@ -322,7 +323,7 @@ public struct VolumeMetadata: Equatable, Sendable {
                         precondition(p.holes.isEmpty, "not expressible in format version 1")
                     }
                 }
-                if let plain { w.putString(Array(plain.utf8)) }
+                if let plain { w.putString(plain.utf8) }
             }
         }
         let padded = Int(Padding.padme(UInt64(w.bytes.count)))

@@ -22,9 +22,10 @@ public final class VolumeReader: Sendable {
     public let tag: VolumeTag
     public let metadata: VolumeMetadata
     let keys: VolumeKeys
-    private let index: [[UInt8]: Int]
-    private let childIndices: [Int: [Int]]  // -1 is the root
-    private let geometries: [TreeGeometry?]
+    /// Path lookup and tree geometries, built at first use: the reader a read-write mount takes
+    /// after each seal may never need them, and building them for 100,000 files is most of a seal.
+    private let lookupTable = AtomicLazyReference<Lookup>()
+    private let geometryTable = AtomicLazyReference<Geometries>()
     private let handles = Locked<[Int: FileDescriptor]>([:])
     let cache: TreeCache
     private static let maxOpenFiles = 512
@@ -39,41 +40,74 @@ public final class VolumeReader: Sendable {
     /// `covered`: directories a mount is about to cover; they are opened now, so objects and
     /// plaintext below them stay readable however the metadata names them (`/fspf.pb` naming
     /// `app/.fspf-objects/…` while `/app` is the mount point).
-    public init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, acceptVersion1: Bool = false,
+    public convenience init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, acceptVersion1: Bool = false,
                 cacheBytes: Int = 32 << 20, covered: [String] = []) throws {
         let metadataPath = try SealedMetadata.locate(path)
-        directoryFD = try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY)
-        anchors = try covered.map { (Plan.absolute($0), try FileDescriptor.open($0, O_RDONLY | O_DIRECTORY)) }
+        let directoryFD = try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY)
+        let anchors = try covered.map { (Plan.absolute($0), try FileDescriptor.open($0, O_RDONLY | O_DIRECTORY)) }
             .sorted { $0.0.utf8.count > $1.0.utf8.count }
         let file = try directoryFD.openForReading(relative: Paths.lastComponent(metadataPath)).readAll(limit: 1 << 30)
         let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, acceptVersion1: acceptVersion1,
                                                       path: metadataPath)
+        self.init(metadataPath: metadataPath, directoryFD: directoryFD, anchors: anchors, metadata: metadata, tag: tag,
+                  keys: keys, cacheBytes: cacheBytes)
+    }
+
+    /// The version a writer has just sealed to `metadataPath`, from the metadata it sealed:
+    /// decrypting and decoding the file again would only repeat what the writer did.
+    convenience init(sealed metadata: VolumeMetadata, tag: VolumeTag, metadataPath: String, keys: VolumeKeys, cacheBytes: Int) throws {
+        self.init(metadataPath: metadataPath, directoryFD: try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY),
+                  anchors: [], metadata: metadata, tag: tag, keys: keys, cacheBytes: cacheBytes)
+    }
+
+    private init(metadataPath: String, directoryFD: FileDescriptor, anchors: [(String, FileDescriptor)], metadata: VolumeMetadata,
+                 tag: VolumeTag, keys: VolumeKeys, cacheBytes: Int) {
+        self.directoryFD = directoryFD
+        self.anchors = anchors
         self.metadataPath = metadataPath
         self.directory = Paths.parent(metadataPath)
         self.absoluteDirectory = Plan.absolute(directory)
         self.metadata = metadata
         self.tag = tag
         self.keys = keys
-        var index: [[UInt8]: Int] = [:]
-        var children: [Int: [Int]] = [:]
-        var geometries: [TreeGeometry?] = []
-        index.reserveCapacity(metadata.entries.count)
-        geometries.reserveCapacity(metadata.entries.count)
-        for (i, e) in metadata.entries.enumerated() {
-            index[Array(e.path.utf8)] = i
-            let parent = Paths.parentInVolume(e.path)
-            children[parent.isEmpty ? -1 : index[Array(parent.utf8)]!, default: []].append(i)
-            if case .file(_, _, let p?, _) = e.content { geometries.append(p.geometry) } else { geometries.append(nil) }
-        }
-        self.index = index
-        self.childIndices = children
-        self.geometries = geometries
         self.cache = TreeCache(capacityBytes: cacheBytes)
     }
 
     // MARK: Listing
 
     public var entries: [Entry] { metadata.entries }
+
+    private final class Lookup: Sendable {
+        let index: [[UInt8]: Int]
+        let children: [Int: [Int]]  // -1 is the root
+
+        init(_ entries: [Entry]) {
+            var index: [[UInt8]: Int] = [:]
+            var children: [Int: [Int]] = [:]
+            index.reserveCapacity(entries.count)
+            for i in entries.indices {
+                let path = entries[i].path
+                index[Array(path.utf8)] = i
+                let parent = Paths.parentInVolume(path)
+                children[parent.isEmpty ? -1 : index[Array(parent.utf8)]!, default: []].append(i)
+            }
+            self.index = index
+            self.children = children
+        }
+    }
+
+    private final class Geometries: Sendable {
+        let all: [TreeGeometry?]
+        init(_ entries: [Entry]) {
+            all = entries.map { if case .file(_, _, let p?, _) = $0.content { p.geometry } else { nil } }
+        }
+    }
+
+    private var index: [[UInt8]: Int] { lookup.index }
+    private var lookup: Lookup { lookupTable.load() ?? lookupTable.storeIfNil(Lookup(metadata.entries)) }
+    private func geometry(_ i: Int) -> TreeGeometry {
+        (geometryTable.load() ?? geometryTable.storeIfNil(Geometries(metadata.entries))).all[i]!
+    }
     public var version: FormatVersion { metadata.version }
 
     /// Index of the entry at a volume path ("" or "/" is the root: nil).
@@ -93,7 +127,7 @@ public final class VolumeReader: Sendable {
 
     /// Children of a directory (nil = root), in path order.
     public func children(of directory: Int?) -> [Int] {
-        childIndices[directory ?? -1] ?? []
+        lookup.children[directory ?? -1] ?? []
     }
 
     /// The child called `name` (raw bytes) of a directory (nil = root), if any.
@@ -197,7 +231,7 @@ public final class VolumeReader: Sendable {
                 let got = try data.read(into: part, at: dataBase(p) + (whole.first + UInt64(first)) * UInt64(cs))
                 var at = 0
                 // The level-0 block is looked up once for the leaves it holds.
-                let g = geometries[i]!
+                let g = geometry(i)
                 var block: (index: UInt64, bytes: [UInt8])? = nil
                 for chunk in (whole.first + UInt64(first))..<(whole.first + UInt64(end)) {
                     let length = min(cs, part.count - at)
@@ -386,7 +420,7 @@ public final class VolumeReader: Sendable {
     /// The verified leaf of a chunk: its GCM tag (version 1), or its GCM tag and the hash of its
     /// stored bytes (version 2).
     func leaf(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64) throws -> ArraySlice<UInt8> {
-        let g = geometries[i]!
+        let g = geometry(i)
         let perBlock = UInt64(g.leavesPerBlock)
         let block = try verifiedBlock(i, p, level: 0, index: chunk / perBlock)
         let at = Int(chunk % perBlock) * g.leafSize
@@ -398,7 +432,7 @@ public final class VolumeReader: Sendable {
     func verifiedBlock(_ i: Int, _ p: ProtectedFile, level: Int, index: UInt64) throws -> [UInt8] {
         let key = TreeCache.Key(entry: Int32(i), level: Int8(level), block: index)
         if let b = cache.get(key) { return b }
-        let g = geometries[i]!
+        let g = geometry(i)
         let range = g.blockRange(level: level, index: index)
         let path = metadata.entries[i].path
         var block: [UInt8]

@@ -1,3 +1,4 @@
+import Dispatch
 import FSPFCrypto
 import FSPFSystem
 import Glibc
@@ -538,42 +539,31 @@ public final class WritableVolume: @unchecked Sendable {
     public func seal() throws -> VolumeTag {
         try mutex.withLock { _ in
             guard changed else { return reader.tag }
-            // Every name, in path order: the format lists entries sorted by path bytes, and a
-            // hard link's content under its first path.
-            var names: [(path: [UInt8], node: Node)] = []
-            var stack: [(prefix: [UInt8], node: Node)] = [([], nodes[Self.rootInode]!)]
-            while let (prefix, dir) = stack.popLast() {
-                for (name, ino) in dir.children {
-                    let n = nodes[ino]!
-                    let path = prefix.isEmpty ? name : prefix + [UInt8(ascii: "/")] + name
-                    names.append((path, n))
-                    if n.kind == .directory { stack.append((path, n)) }
-                }
-            }
-            names.sort { Paths.precedes($0.path, $1.path) }
-            var finished: [ObjectIdentifier: ProtectedFile] = [:]
-            for (_, n) in names {
-                if case .written(let c) = n.content, finished[ObjectIdentifier(n)] == nil {
-                    finished[ObjectIdentifier(n)] = try c.finish()
-                    if n.opens == 0 { c.close() }
-                }
-            }
+            let previous = reader
+            // What of `previous` the new version keeps naming (its objects are not removed).
+            var carried = [Bool](repeating: false, count: previous.entries.count)
+            let (paths, named) = namesInPathOrder()
             var entries: [Entry] = []
-            entries.reserveCapacity(names.count)
-            var first: [ObjectIdentifier: Int] = [:]
-            for (path, n) in names {
-                var e = n.entry(path: String(decoding: path, as: UTF8.self))
-                if let f = first[ObjectIdentifier(n)] {
+            entries.reserveCapacity(paths.count)
+            // A hard link's content is recorded under its first path.
+            var firstOfLinked: [ObjectIdentifier: Int] = [:]
+            for (path, n) in zip(paths, named) {
+                var e = n.entry(path: path)
+                if n.names > 1, let f = firstOfLinked[ObjectIdentifier(n)] {
                     e = entries[f]
-                    e.path = String(decoding: path, as: UTF8.self)
+                    e.path = path
                     e.linkOf = f
                 } else {
                     switch n.content {
-                    case .sealed(let s): e.content = s.reader.entries[s.entry].content
-                    case .written(let c): e.content = .file(size: c.size, region: .encrypted, protection: finished[ObjectIdentifier(n)]!, plain: nil)
+                    case .sealed(let s):
+                        e.content = s.reader.entries[s.entry].content
+                        if s.reader === previous { carried[s.entry] = true }
+                    case .written(let c):
+                        e.content = .file(size: c.size, region: .encrypted, protection: try c.finish(), plain: nil)
+                        if n.opens == 0 { c.close() }
                     case .none: break
                     }
-                    first[ObjectIdentifier(n)] = entries.count
+                    if n.names > 1 { firstOfLinked[ObjectIdentifier(n)] = entries.count }
                 }
                 entries.append(e)
             }
@@ -583,44 +573,83 @@ public final class WritableVolume: @unchecked Sendable {
             // Every object the metadata names is on the disk before the metadata is.
             try lockFD.syncFileSystem()
             try FileSystem.writeAtomically(metadataPath, file)
-            let previous = reader
-            // Read back through the reader every later read uses: what was sealed must open.
-            reader = try VolumeReader(path: metadataPath, keys: keys, expectedTag: tag.full, cacheBytes: cacheBytes)
-            for (i, (_, n)) in names.enumerated() where n.kind == .file && entries[i].linkOf == nil {
+            reader = try VolumeReader(sealed: metadata, tag: tag, metadataPath: metadataPath, keys: keys, cacheBytes: cacheBytes)
+            var retired: [WrittenContent] = []
+            for (i, n) in named.enumerated() where n.kind == .file && entries[i].linkOf == nil {
+                if case .written(let c) = n.content { retired.append(c) }
                 n.content = .sealed(SealedRef(reader: reader, entry: i, size: entries[i].size))
             }
             changed = false
-            prune(after: previous)
+            prune(after: previous, carried: &carried)
+            Self.release(Retired(contents: retired, reader: previous, paths: paths))
             return tag
         }
     }
 
-    /// Objects the sealed version names, and those of files still open after their last name
-    /// went (their readers and writers hold them).
-    private func objectsInUse() -> Set<String> {
-        var keep = objects(of: reader)
-        for n in nodes.values where n.names == 0 {
-            switch n.content {
-            case .sealed(let s): keep.formUnion(objects(of: s.reader, entry: s.entry))
-            case .written(let c): keep.insert(c.objectPath)
-            case .none: break
-            }
-        }
-        return keep
+    /// What a seal replaced, freed after it returns: freeing 100,000 contents and a version's
+    /// metadata is a good part of a seal's time, and nothing waits for it.
+    private struct Retired: @unchecked Sendable {  // the contents are no longer reachable from the volume
+        let contents: [WrittenContent]
+        let reader: VolumeReader
+        let paths: [String]
     }
 
-    private func objects(of reader: VolumeReader, entry: Int? = nil) -> Set<String> {
-        var out = Set<String>()
-        for e in entry.map({ [reader.entries[$0]] }) ?? reader.entries where e.linkOf == nil {
-            if case .file(_, _, let p?, _) = e.content, !p.object.isEmpty { out.insert(reader.location(p.object)) }
+    private static func release(_ retired: consuming Retired) {
+        let retired = retired
+        DispatchQueue.global(qos: .utility).async { withExtendedLifetime(retired) {} }
+    }
+
+    /// Every name below the root with its node, sorted by path bytes as the format lists
+    /// entries. The paths are compared in one buffer (sorting 100,000 separate arrays is mostly
+    /// reference counting).
+    private func namesInPathOrder() -> (paths: [String], nodes: [Node]) {
+        var bytes: [UInt8] = []
+        var spans: [(start: Int, count: Int)] = []
+        var found: [Node] = []
+        var stack: [(path: [UInt8], node: Node)] = [([], nodes[Self.rootInode]!)]
+        while let (prefix, dir) = stack.popLast() {
+            for (name, ino) in dir.children {
+                let n = nodes[ino]!
+                let start = bytes.count
+                if !prefix.isEmpty {
+                    bytes += prefix
+                    bytes.append(UInt8(ascii: "/"))
+                }
+                bytes += name
+                spans.append((start, bytes.count - start))
+                found.append(n)
+                if n.kind == .directory { stack.append((Array(bytes[start...]), n)) }
+            }
         }
-        return out
+        return bytes.withUnsafeBufferPointer { b in
+            let base = b.baseAddress ?? UnsafePointer(bitPattern: 1)!
+            var keys = spans.indices.map { SortKey(bytes: base + spans[$0].start, count: spans[$0].count, index: $0) }
+            keys.sort()
+            return (keys.map { String(decoding: UnsafeBufferPointer(start: $0.bytes, count: $0.count), as: UTF8.self) },
+                    keys.map { found[$0.index] })
+        }
+    }
+
+    /// A path in `namesInPathOrder`'s buffer, ordered by its bytes.
+    private struct SortKey: Comparable {
+        let bytes: UnsafePointer<UInt8>
+        let count: Int
+        let index: Int
+        static func < (a: SortKey, b: SortKey) -> Bool {
+            let r = memcmp(a.bytes, b.bytes, min(a.count, b.count))
+            return r != 0 ? r < 0 : a.count < b.count
+        }
+        static func == (a: SortKey, b: SortKey) -> Bool { a.count == b.count && memcmp(a.bytes, b.bytes, a.count) == 0 }
     }
 
     /// At open: every file in the store that the sealed version does not name, and the metadata
     /// a seal was writing (what a crashed mount left).
     private func prune() {
-        Draft.prune(store, keeping: objectsInUse())
+        var named = Set<String>()
+        for e in reader.entries where e.linkOf == nil {
+            if case .file(_, _, let p?, _) = e.content, !p.object.isEmpty { named.insert(reader.location(p.object)) }
+        }
+        Draft.prune(store, keeping: named)
         let directory = Paths.parent(metadataPath)
         for name in (try? FileSystem.list(directory)) ?? [] {
             let path = Paths.join(directory, String(decoding: name, as: UTF8.self))
@@ -628,13 +657,27 @@ public final class WritableVolume: @unchecked Sendable {
         }
     }
 
-    /// After a seal: the objects of `previous` and those written since that the new version
-    /// does not name — no walk over the store.
-    private func prune(after previous: VolumeReader) {
-        let keep = objectsInUse()
-        var candidates = objects(of: previous)
-        for n in nodes.values { if case .written(let c) = n.content { candidates.insert(c.objectPath) } }
-        for o in candidates.subtracting(keep) { Glibc.unlink(o) }
+    /// After a seal: the objects of `previous` that the new version does not name, unless a
+    /// file still open after its last name went holds them (as its content or the base of
+    /// content being written) — no walk over the store, no set of every object.
+    private func prune(after previous: VolumeReader, carried: inout [Bool]) {
+        for n in nodes.values where n.names == 0 {
+            switch n.content {
+            case .sealed(let s) where s.reader === previous: carried[s.entry] = true
+            case .written(let c): if let b = c.base, b.reader === previous { carried[b.entry] = true }
+            default: break
+            }
+        }
+        var dropped = Set<String>()
+        for (i, e) in previous.entries.enumerated() where !carried[i] && e.linkOf == nil {
+            if case .file(_, _, let p?, _) = e.content, !p.object.isEmpty { dropped.insert(p.object) }
+        }
+        guard !dropped.isEmpty else { return }
+        // Objects are one per file; this only makes sure no named one is ever removed.
+        for e in reader.entries where e.linkOf == nil {
+            if case .file(_, _, let p?, _) = e.content { dropped.remove(p.object) }
+        }
+        for o in dropped { Glibc.unlink(previous.location(o)) }
     }
 
     // MARK: Statistics
@@ -703,13 +746,23 @@ public final class WritableVolume: @unchecked Sendable {
     }
 
     /// Forgets a node nothing refers to any more. Content written since the last seal is in no
-    /// version: its object goes now (a sealed file's object stays until a seal no longer names it).
+    /// version: its object goes now. A sealed object it held goes now if the version on disk no
+    /// longer names it (it was unlinked before the last seal, which kept it for this node);
+    /// otherwise the next seal removes it.
     private func dropIfUnused(_ n: Node) {
         guard n.names == 0 && n.opens == 0 && n.ino != Self.rootInode else { return }
         // Nobody can read it any more (the kernel may still know the inode): its space goes now.
-        if case .written(let c) = n.content {
+        var sealed: SealedRef? = nil
+        switch n.content {
+        case .written(let c):
             Glibc.unlink(c.objectPath)
-            n.content = .none
+            sealed = c.base.map { SealedRef(reader: $0.reader, entry: $0.entry, size: $0.size) }
+        case .sealed(let s): sealed = s
+        case .none: break
+        }
+        n.content = .none
+        if let s = sealed, s.reader !== reader, case .file(_, _, let p?, _) = s.reader.entries[s.entry].content, !p.object.isEmpty {
+            Glibc.unlink(s.reader.location(p.object))
         }
         if n.lookups == 0 { nodes[n.ino] = nil }
     }

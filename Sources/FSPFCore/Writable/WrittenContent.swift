@@ -30,7 +30,7 @@ final class WrittenContent {
     private(set) var size: UInt64
     private let keys: VolumeKeys
     /// The sealed content this one started from, read for chunks not yet written (copied at `finish`).
-    private let base: BaseContent?
+    let base: BaseContent?
 
     private var object: FileDescriptor?
     private var created = false
