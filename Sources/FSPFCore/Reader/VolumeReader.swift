@@ -22,10 +22,12 @@ public final class VolumeReader: Sendable {
     public let tag: VolumeTag
     public let metadata: VolumeMetadata
     let keys: VolumeKeys
-    /// Path lookup and tree geometries, built at first use: the reader a read-write mount takes
-    /// after each seal may never need them, and building them for 100,000 files is most of a seal.
-    private let lookupTable = AtomicLazyReference<Lookup>()
-    private let geometryTable = AtomicLazyReference<Geometries>()
+    /// Path lookup, built at first use: the reader a read-write mount takes after each seal
+    /// never needs it, and building it for 100,000 files was a large part of a seal. (A lock,
+    /// not AtomicLazyReference: its operations are not inlinable, so ThreadSanitizer cannot
+    /// see their ordering and reports the first use as a race.)
+    private let lookupTable = Locked<Lookup?>(nil)
+    private let geometries: [TreeGeometry?]
     private let handles = Locked<[Int: FileDescriptor]>([:])
     let cache: TreeCache
     private static let maxOpenFiles = 512
@@ -71,6 +73,12 @@ public final class VolumeReader: Sendable {
         self.tag = tag
         self.keys = keys
         self.cache = TreeCache(capacityBytes: cacheBytes)
+        var geometries: [TreeGeometry?] = []
+        geometries.reserveCapacity(metadata.entries.count)
+        for i in metadata.entries.indices {
+            if case .file(_, _, let p?, _) = metadata.entries[i].content { geometries.append(p.geometry) } else { geometries.append(nil) }
+        }
+        self.geometries = geometries
     }
 
     // MARK: Listing
@@ -96,17 +104,14 @@ public final class VolumeReader: Sendable {
         }
     }
 
-    private final class Geometries: Sendable {
-        let all: [TreeGeometry?]
-        init(_ entries: [Entry]) {
-            all = entries.map { if case .file(_, _, let p?, _) = $0.content { p.geometry } else { nil } }
-        }
-    }
-
     private var index: [[UInt8]: Int] { lookup.index }
-    private var lookup: Lookup { lookupTable.load() ?? lookupTable.storeIfNil(Lookup(metadata.entries)) }
-    private func geometry(_ i: Int) -> TreeGeometry {
-        (geometryTable.load() ?? geometryTable.storeIfNil(Geometries(metadata.entries))).all[i]!
+    private var lookup: Lookup {
+        lookupTable.withLock { table in
+            if let table { return table }
+            let built = Lookup(metadata.entries)
+            table = built
+            return built
+        }
     }
     public var version: FormatVersion { metadata.version }
 
@@ -231,7 +236,7 @@ public final class VolumeReader: Sendable {
                 let got = try data.read(into: part, at: dataBase(p) + (whole.first + UInt64(first)) * UInt64(cs))
                 var at = 0
                 // The level-0 block is looked up once for the leaves it holds.
-                let g = geometry(i)
+                let g = geometries[i]!
                 var block: (index: UInt64, bytes: [UInt8])? = nil
                 for chunk in (whole.first + UInt64(first))..<(whole.first + UInt64(end)) {
                     let length = min(cs, part.count - at)
@@ -420,7 +425,7 @@ public final class VolumeReader: Sendable {
     /// The verified leaf of a chunk: its GCM tag (version 1), or its GCM tag and the hash of its
     /// stored bytes (version 2).
     func leaf(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64) throws -> ArraySlice<UInt8> {
-        let g = geometry(i)
+        let g = geometries[i]!
         let perBlock = UInt64(g.leavesPerBlock)
         let block = try verifiedBlock(i, p, level: 0, index: chunk / perBlock)
         let at = Int(chunk % perBlock) * g.leafSize
@@ -432,7 +437,7 @@ public final class VolumeReader: Sendable {
     func verifiedBlock(_ i: Int, _ p: ProtectedFile, level: Int, index: UInt64) throws -> [UInt8] {
         let key = TreeCache.Key(entry: Int32(i), level: Int8(level), block: index)
         if let b = cache.get(key) { return b }
-        let g = geometry(i)
+        let g = geometries[i]!
         let range = g.blockRange(level: level, index: index)
         let path = metadata.entries[i].path
         var block: [UInt8]
