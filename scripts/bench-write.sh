@@ -89,7 +89,10 @@ done_with fspf
 # A written volume reads like one from fspf encrypt (issue 21, item 3): the same SEQ_MIB of
 # random data, once copied into a read-write mount and then rewritten at 2,000 random 4 KiB
 # places (so the reader looks up chunk generations), once encrypted by fspf encrypt; each
-# mounted read-only under its tag and read with cold caches, RUNS rounds interleaved.
+# mounted read-only under its tag and read twice, RUNS rounds interleaved, which volume goes
+# first alternating: cold (page cache dropped: the disk is in it, and the one written last may
+# still sit in the host's cache) and warm (ciphertext cached, a fresh mount: only fspf's reading
+# and decrypting). The target is on the warm read.
 echo "reading a written volume and an encrypted one" >&2
 mkdir -p "$work/src" "$work/mnt/read"
 head -c $((SEQ_MIB << 20)) /dev/urandom > "$work/src/data"
@@ -107,20 +110,27 @@ PY
 written_tag=$("$FSPF" seal "$work/mnt/fspf" --unmount)
 "$FSPF" encrypt "$work/src" --out "$work/encrypted" --key-file "$work/key" > /dev/null
 encrypted_tag=$("$FSPF" info "$work/encrypted" | awk '/^tag:/ {print $2}')
-declare -A readback=([written]="" [encrypted]="")
+declare -A cold=([written]="" [encrypted]="") warm=([written]="" [encrypted]="")
+read_once() {  # kind: prints MB/s of one cat through a fresh read-only mount
+  local vol tag e
+  if [ "$1" = written ]; then vol=$work/store-fspf tag=$written_tag; else vol=$work/encrypted tag=$encrypted_tag; fi
+  "$MOUNT" "$vol" "$work/mnt/read" --key-file "$work/key" --tag "$tag" --log-file none
+  wait_mounted "$work/mnt/read"
+  [ "$2" = cold ] && drop
+  t=$(now); cat "$work/mnt/read/data" > /dev/null; e=$(elapsed "$t")
+  unmount "$work/mnt/read"
+  awk -v e="$e" -v n="$SEQ_MIB" 'BEGIN {printf "%.1f", n * 1.048576 / e}'
+}
 for round in $(seq 1 "$RUNS"); do
-  for kind in written encrypted; do
-    if [ $kind = written ]; then vol=$work/store-fspf tag=$written_tag; else vol=$work/encrypted tag=$encrypted_tag; fi
-    "$MOUNT" "$vol" "$work/mnt/read" --key-file "$work/key" --tag "$tag" --log-file none
-    wait_mounted "$work/mnt/read"
-    drop
-    t=$(now); cat "$work/mnt/read/data" > /dev/null; e=$(elapsed "$t")
-    readback[$kind]+="$(awk -v e="$e" -v n="$SEQ_MIB" 'BEGIN {printf "%.1f", n * 1.048576 / e}') "
-    unmount "$work/mnt/read"
+  order="written encrypted"; [ $((round % 2)) = 0 ] && order="encrypted written"
+  for kind in $order; do
+    cold[$kind]+="$(read_once "$kind" cold) "
+    warm[$kind]+="$(read_once "$kind" warm) "
   done
 done
-read_written=$(med "${readback[written]}"); read_encrypted=$(med "${readback[encrypted]}")
-read_ratio=$(ratio "$read_written" "$read_encrypted")
+cold_written=$(med "${cold[written]}"); cold_encrypted=$(med "${cold[encrypted]}")
+warm_written=$(med "${warm[written]}"); warm_encrypted=$(med "${warm[encrypted]}")
+cold_ratio=$(ratio "$cold_written" "$cold_encrypted"); warm_ratio=$(ratio "$warm_written" "$warm_encrypted")
 
 row() {  # label array unit higher-is-better(1|0)
   local -n a=$2
@@ -154,7 +164,8 @@ $(row "untar 10,000 files" untar "s" 0)
 | \`fspf seal\` of $files100 files | $(printf '%.2f' "$seal100") s | < 1 s: $(below "$seal100" 1) |
 | daemon peak resident memory writing $BIG_GIB GiB (dd, $big_rate MB/s) | $rss_big MiB | < 128 MiB: $(below "$rss_big" 128) |
 | \`fspf seal\` after it (one $BIG_GIB GiB file) | $(printf '%.2f' "$seal_big") s | |
-| cold sequential read of $SEQ_MIB MiB from a written volume (2,000 chunks rewritten), MB/s | $(printf '%.1f' "$read_written") ($(list ${readback[written]})) | |
-| the same from a volume made by \`fspf encrypt\`, MB/s | $(printf '%.1f' "$read_encrypted") ($(list ${readback[encrypted]})) | |
-| written ÷ encrypted | $read_ratio | ≥ 0.95: $(at_least "$read_ratio" 0.95) |
+| sequential read of $SEQ_MIB MiB through a fresh mount, ciphertext cached: written volume (2,000 chunks rewritten), MB/s | $(printf '%.1f' "$warm_written") ($(list ${warm[written]})) | |
+| the same from a volume made by \`fspf encrypt\`, MB/s | $(printf '%.1f' "$warm_encrypted") ($(list ${warm[encrypted]})) | |
+| written ÷ encrypted, ciphertext cached | $warm_ratio | ≥ 0.95: $(at_least "$warm_ratio" 0.95) |
+| the same reads cold (page cache dropped), written ÷ encrypted | $cold_ratio ($(printf '%.1f' "$cold_written") ÷ $(printf '%.1f' "$cold_encrypted") MB/s) | |
 MD
