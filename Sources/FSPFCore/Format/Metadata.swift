@@ -223,6 +223,14 @@ public struct Entry: Equatable, Sendable {
 
     public var isDirectory: Bool { if case .directory = content { return true } else { return false } }
     public var isFile: Bool { if case .file = content { return true } else { return false } }
+
+    /// The object holding this entry's content, as the metadata names it (relative to the
+    /// volume directory, or absolute): nil for a hard link (its first path names it), a file
+    /// whose tag tree is kept inline, and anything that is not a protected file.
+    public var storedObject: String? {
+        guard linkOf == nil, case .file(_, _, let p?, _) = content, p.inlineTree == nil else { return nil }
+        return p.object
+    }
 }
 
 /// Everything the sealed metadata holds (docs/FORMAT.md §4).

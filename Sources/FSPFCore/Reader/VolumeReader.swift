@@ -73,12 +73,7 @@ public final class VolumeReader: Sendable {
         self.tag = tag
         self.keys = keys
         self.cache = TreeCache(capacityBytes: cacheBytes)
-        var geometries: [TreeGeometry?] = []
-        geometries.reserveCapacity(metadata.entries.count)
-        for i in metadata.entries.indices {
-            if case .file(_, _, let p?, _) = metadata.entries[i].content { geometries.append(p.geometry) } else { geometries.append(nil) }
-        }
-        self.geometries = geometries
+        geometries = metadata.entries.map { if case .file(_, _, let p?, _) = $0.content { p.geometry } else { nil } }
     }
 
     // MARK: Listing

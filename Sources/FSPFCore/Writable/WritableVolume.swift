@@ -594,8 +594,7 @@ public final class WritableVolume: @unchecked Sendable {
         let paths: [String]
     }
 
-    private static func release(_ retired: consuming Retired) {
-        let retired = retired
+    private static func release(_ retired: Retired) {
         DispatchQueue.global(qos: .utility).async { withExtendedLifetime(retired) {} }
     }
 
@@ -645,11 +644,7 @@ public final class WritableVolume: @unchecked Sendable {
     /// At open: every file in the store that the sealed version does not name, and the metadata
     /// a seal was writing (what a crashed mount left).
     private func prune() {
-        var named = Set<String>()
-        for e in reader.entries where e.linkOf == nil {
-            if case .file(_, _, let p?, _) = e.content, !p.object.isEmpty { named.insert(reader.location(p.object)) }
-        }
-        Draft.prune(store, keeping: named)
+        Draft.prune(store, keeping: Set(reader.entries.compactMap { $0.storedObject.map(reader.location) }))
         let directory = Paths.parent(metadataPath)
         for name in (try? FileSystem.list(directory)) ?? [] {
             let path = Paths.join(directory, String(decoding: name, as: UTF8.self))
@@ -669,14 +664,12 @@ public final class WritableVolume: @unchecked Sendable {
             }
         }
         var dropped = Set<String>()
-        for (i, e) in previous.entries.enumerated() where !carried[i] && e.linkOf == nil {
-            if case .file(_, _, let p?, _) = e.content, !p.object.isEmpty { dropped.insert(p.object) }
+        for (i, e) in previous.entries.enumerated() where !carried[i] {
+            if let o = e.storedObject { dropped.insert(o) }
         }
         guard !dropped.isEmpty else { return }
         // Objects are one per file; this only makes sure no named one is ever removed.
-        for e in reader.entries where e.linkOf == nil {
-            if case .file(_, _, let p?, _) = e.content { dropped.remove(p.object) }
-        }
+        for e in reader.entries { if let o = e.storedObject { dropped.remove(o) } }
         for o in dropped { Glibc.unlink(previous.location(o)) }
     }
 
@@ -761,9 +754,7 @@ public final class WritableVolume: @unchecked Sendable {
         case .none: break
         }
         n.content = .none
-        if let s = sealed, s.reader !== reader, case .file(_, _, let p?, _) = s.reader.entries[s.entry].content, !p.object.isEmpty {
-            Glibc.unlink(s.reader.location(p.object))
-        }
+        if let s = sealed, s.reader !== reader, let o = s.reader.entries[s.entry].storedObject { Glibc.unlink(s.reader.location(o)) }
         if n.lookups == 0 { nodes[n.ino] = nil }
     }
 

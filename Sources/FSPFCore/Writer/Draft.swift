@@ -250,10 +250,7 @@ public struct Draft: Codable, Sendable {
     }
 
     private func referencedObjects(_ entries: [Entry], base: String) -> [String] {
-        entries.compactMap { e in
-            guard e.linkOf == nil, case .file(_, _, let p?, _) = e.content, p.inlineTree == nil else { return nil }
-            return p.object.hasPrefix("/") ? p.object : Paths.join(base, p.object)
-        }
+        entries.compactMap { $0.storedObject.map { $0.hasPrefix("/") ? $0 : Paths.join(base, $0) } }
     }
 
     /// Deletes every file below an object store that is not in `keep`, and the directories
