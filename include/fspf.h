@@ -52,7 +52,7 @@ typedef struct fspf_error {
 /* A static description of a status code ("integrity check failed", ...). Never NULL. */
 const char *fspf_strerror(int code);
 
-/* Library version ("0.1.0") and the newest format version it reads. */
+/* The release version ("0.2.0"), as `fspf --version` prints it. */
 const char *fspf_version(void);
 
 typedef struct fspf_volume fspf_volume;

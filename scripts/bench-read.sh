@@ -89,7 +89,7 @@ done
 
 # In-process: one process, 2 threads per core, 128 KiB requests, the objects warm; the same
 # program reads the file on the mount with pread(2) and the volume through libfspf.
-scripts/build-lib.sh "$(dirname "$FSPF")/libFSPFLibrary.so" "$work/lib" > /dev/null
+scripts/build-lib.sh "$(dirname "$FSPF")/libfspf.so" "$work/lib" > /dev/null
 clang -O2 -std=c11 -D_GNU_SOURCE -Wall -Werror -I include scripts/read-bench.c -o "$work/read-bench" \
   -L "$work/lib" -lfspf -Wl,-rpath,"$work/lib" -lpthread
 bench_threads=$(( $(nproc) * 2 ))

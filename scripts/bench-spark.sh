@@ -40,7 +40,7 @@ done
 "$V1/fspf-mount" "$work/fspf-v1" "$work/mnt/fspf-v1" --key-file "$work/fspf-v1.key" --tag "$(awk '{print $9}' "$work/fspf-v1.line")"
 # fspf:// in-process: the Hadoop file system and libfspf; the job file from the plain directory
 # (spark-submit runs Python files from local paths), the data from the volume made for fspf-mount.
-scripts/build-lib.sh "$(dirname "$FSPF")/libFSPFLibrary.so" "$work/lib" > /dev/null
+scripts/build-lib.sh "$(dirname "$FSPF")/libfspf.so" "$work/lib" > /dev/null
 in_process=(--jars "$work/lib/fspf-hadoop.jar" --conf spark.hadoop.fs.fspf.impl=org.fspf.hadoop.FspfFileSystem
             --conf spark.hadoop.fs.fspf.library-dir="$work/lib" --conf spark.hadoop.fs.fspf.volume="$work/fspf"
             --conf spark.hadoop.fs.fspf.key-file="$work/fspf.key" --conf spark.hadoop.fs.fspf.tag="$(awk '{print $9}' "$work/fspf.line")")

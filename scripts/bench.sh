@@ -10,7 +10,7 @@ for tool in gocryptfs securefs fio java; do
   command -v "$tool" > /dev/null || { echo "make bench: $tool missing (scripts/install-deps.sh --bench --spark)" >&2; exit 69; }
 done
 start=$(date +%s)
-swift build -c release --product fspf-bench > /dev/null
+swift build ${RELEASE_FLAGS:--c release} --product fspf-bench > /dev/null
 FSPF_V1=$(scripts/bench-v1.sh)
 export FSPF_V1
 encrypt=$(scripts/bench-encrypt.sh "$FSPF")

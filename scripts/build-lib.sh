@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Lays out the in-process readers in OUT: libfspf.so (from SwiftPM's libFSPFLibrary.so) with
+# Lays out the in-process readers in OUT: libfspf.so (make release's, or SwiftPM's libFSPFLibrary.so) with
 # include/fspf.h and a pkg-config-free layout, and the Hadoop file system — fspf-hadoop.jar
 # (javac against the hadoop-client-api jar PySpark ships; nothing from a Java registry) and
 # libfspf_jni.so (RUNPATH $ORIGIN: it finds libfspf.so beside itself).
-# Usage: scripts/build-lib.sh LIBFSPFLIBRARY.so OUT   (make lib: .build/release → .build/lib)
+# Usage: scripts/build-lib.sh LIBFSPF.so OUT   (make lib: .build/release → .build/lib)
 # Needs a JDK (javac, jni.h) and the project's .venv with PySpark (scripts/install-deps.sh --spark).
 set -euo pipefail
-LIBRARY=$(realpath "${1:?path to libFSPFLibrary.so}")
+LIBRARY=$(realpath "${1:?path to libfspf.so}")
 OUT=${2:?output directory}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT/include"

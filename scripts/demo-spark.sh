@@ -12,7 +12,7 @@
 #      (fspf-mount --create), sealed at the end: the new tag verifies, the decrypted Parquet holds
 #      the rows of the same job writing to a plain directory
 #   7. all results must be identical
-# Usage: scripts/demo-spark.sh [path/to/fspf]   (fspf-mount and libFSPFLibrary.so beside it; .venv and
+# Usage: scripts/demo-spark.sh [path/to/fspf]   (fspf-mount and libfspf.so beside it, as make release leaves them; .venv and
 # the JDK from install-deps --spark)
 set -euo pipefail
 FSPF=${1:-.build/release/fspf}
@@ -92,7 +92,7 @@ submit cluster-mount "spark://127.0.0.1:$port" "local://$work/mnt/code/job.py" "
 grep -h "Launching executor\|Asked to launch executor" "$work"/worker-*.log | sed 's/^.*INFO /  /' | head -4
 
 step "Spark reading the data in-process: fspf:///… through libfspf in each JVM, no mount for the data"
-scripts/build-lib.sh "$(dirname "$FSPF")/libFSPFLibrary.so" "$work/lib" | sed 's/^/  /'
+scripts/build-lib.sh "$(dirname "$FSPF")/libfspf.so" "$work/lib" | sed 's/^/  /'
 fspf=(--jars "$work/lib/fspf-hadoop.jar" --conf spark.hadoop.fs.fspf.impl=org.fspf.hadoop.FspfFileSystem
       --conf spark.hadoop.fs.fspf.library-dir="$work/lib" --conf spark.hadoop.fs.fspf.volume="$work/volumes/data"
       --conf spark.hadoop.fs.fspf.key-broker="$keyserver_url" --conf spark.hadoop.fs.fspf.evidence=simulated

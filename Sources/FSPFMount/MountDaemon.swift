@@ -22,6 +22,8 @@ public struct MountConfiguration: Sendable {
     public var allowNonEmpty = false
     public var foreground = false
     public var allowOther = false
+    /// The kernel refuses to execute files of the mount (-o noexec).
+    public var noExec = false
     /// Show every entry as owned by this user / group (-o uid=, gid=) instead of the stored owner.
     public var uid: uid_t?
     public var gid: gid_t?
@@ -346,6 +348,7 @@ public enum MountDaemon {
         }
         var options = "default_permissions,fsname=fspf,subtype=fspf"
         if config.allowOther { options += ",allow_other" }
+        if config.noExec { options += ",noexec" }
         var sessions: [(session: OpaquePointer, target: Target)] = []
         var pending = targets[...]
         func unmountAll() {

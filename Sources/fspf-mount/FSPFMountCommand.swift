@@ -45,7 +45,7 @@ struct FSPFMountCommand: ParsableCommand {
         64 usage, 65 not a volume, 66 volume missing, 73 volume in use by another writer or --create into a non-empty directory,
         74 the seal at unmount failed (the previous version stays).
         """,
-        version: "0.1.0")
+        version: FSPFVersion.describe("fspf-mount"))
 
     @Argument(help: "Volume directory (or its metadata file).") var volume: String?
     @Argument(help: "Where to mount it (default: over the volume directory itself).") var mountpoint: String?
@@ -99,7 +99,7 @@ struct FSPFMountCommand: ParsableCommand {
     var logFile: String?
     @Flag(name: .long, help: "Mount over a directory that has entries (hidden while mounted); the volume's own directory needs no flag.")
     var nonempty = false
-    @Option(name: .customShort("o"), help: "Mount options: allow_other; nonempty (as --nonempty); uid=N and gid=N show every entry as owned by N instead of its stored owner (with --create: the new volume's root owner).")
+    @Option(name: .customShort("o"), help: "Mount options: allow_other; nonempty (as --nonempty); noexec; nosuid and nodev (always in effect); uid=N and gid=N show every entry as owned by N instead of its stored owner (with --create: the new volume's root owner).")
     var mountOptions: [String] = []
     @Option(name: .long, help: "After mounting, run as this user (user or user:group).") var user: String?
     @Option(name: .long, help: "FUSE worker threads.") var threads: UInt32 = 8
@@ -185,9 +185,12 @@ struct FSPFMountCommand: ParsableCommand {
         for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
             if o == "allow_other" { config.allowOther = true; continue }
             if o == "nonempty" { config.allowNonEmpty = true; continue }
+            if o == "noexec" { config.noExec = true; continue }
+            // libfuse mounts with these always; accepted so that fstab lines may say so.
+            if o == "nosuid" || o == "nodev" { continue }
             if o.hasPrefix("uid="), let n = UInt32(o.dropFirst(4)) { config.uid = n; continue }
             if o.hasPrefix("gid="), let n = UInt32(o.dropFirst(4)) { config.gid = n; continue }
-            throw FSPFError.usage("-o \(o): only allow_other, nonempty, uid=N and gid=N are supported (--read-write for a writable mount)")
+            throw FSPFError.usage("-o \(o): only allow_other, nonempty, noexec, nosuid, nodev, uid=N and gid=N are supported (--read-write for a writable mount)")
         }
     }
 

@@ -15,7 +15,7 @@ struct FSPF: ParsableCommand {
         66 missing or unreadable input, 73 output exists, 74 I/O error (e.g. disk full), \
         130 interrupted.
         """,
-        version: "0.1.0",
+        version: FSPFVersion.describe("fspf"),
         subcommands: [Encrypt.self, Create.self, AddRegion.self, AddFiles.self, AddFSPF.self, Show.self,
                       Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Upgrade.self, Seal.self, Keygen.self,
                       Quote.self, AttesterCommand.self, KeyServer.self])

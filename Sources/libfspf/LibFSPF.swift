@@ -174,10 +174,12 @@ public func fspf_strerror(_ code: Int32) -> UnsafePointer<CChar> {
     return UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
+/// FSPFVersion.number as a C string that lives as long as the library (allocated once, never freed).
+nonisolated(unsafe) let versionCString: UnsafePointer<CChar> = UnsafePointer(strdup(FSPFVersion.number)!)
+
 @_cdecl("fspf_version")
 public func fspf_version() -> UnsafePointer<CChar> {
-    let text: StaticString = "0.1.0"
-    return UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
+    versionCString
 }
 
 @_cdecl("fspf_volume_open")

@@ -10,9 +10,9 @@ import FSPFTestSupport
         let python = Tool.packageRoot + "/.venv/bin/python"
         try #require(FileManager.default.isExecutableFile(atPath: python),
                      "no .venv: run scripts/install-deps.sh --spark (make test does)")
-        var env = ["FSPF_BIN": Tool.binary, "FSPF_LIBRARY": CProgramTests.library]
+        var env = ["FSPF_BIN": Tool.binary, "FSPF_LIBRARY": CLibrary.path]
         // In `make test-asan` the library is instrumented: the interpreter needs the runtime first.
-        if !CProgramTests.sanitized.isEmpty { env["LD_PRELOAD"] = try CProgramTests.asanRuntime() }
+        if !CLibrary.sanitizerFlag.isEmpty { env["LD_PRELOAD"] = try CLibrary.asanRuntime() }
         let r = Tool.sh("'\(python)' -m pytest -q -p no:cacheprovider tests", cwd: Tool.packageRoot + "/python", env: env)
         #expect(r.status == 0, "\(r.out)\n\(r.err)")
         #expect(r.out.contains(" passed"), "\(r.out)")

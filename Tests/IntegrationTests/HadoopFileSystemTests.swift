@@ -19,7 +19,7 @@ import FSPFTestSupport
         let r = s.sh(#"""
             set -e
             export PATH='\#(venv)':$PATH
-            JNI_CFLAGS='\#(CProgramTests.sanitized)' '\#(Tool.packageRoot)/scripts/build-lib.sh' '\#(CProgramTests.library)' lib >/dev/null
+            JNI_CFLAGS='\#(CLibrary.sanitizerFlag)' '\#(Tool.packageRoot)/scripts/build-lib.sh' '\#(CLibrary.path)' lib >/dev/null
             python '\#(Tool.packageRoot)/examples/nyc-taxi/generate.py' plain/trips --rows 30000 >/dev/null
             mkdir -p plain/csv plain/bin
             python -c 'import sys; sys.stdout.write("id,fare\n" + "".join(f"{i},{i * 37 % 9000 / 100:.2f}\n" for i in range(20000)))' > plain/csv/fares.csv
@@ -45,7 +45,7 @@ import FSPFTestSupport
     /// the sanitizer's runtime preloaded — and only they: `$pre COMMAND` (other tools, e.g. dd,
     /// trip over its stricter checks, and instrumented ones bring their own runtime).
     static func environment() throws -> [String: String] {
-        ["FSPF_ASAN_PRELOAD": CProgramTests.sanitized.isEmpty ? "" : try CProgramTests.asanRuntime()]
+        ["FSPF_ASAN_PRELOAD": CLibrary.sanitizerFlag.isEmpty ? "" : try CLibrary.asanRuntime()]
     }
     static let preload = #"pre=(); [ -z "$FSPF_ASAN_PRELOAD" ] || pre=(env LD_PRELOAD="$FSPF_ASAN_PRELOAD")"#
 
@@ -70,7 +70,7 @@ import FSPFTestSupport
     @Test func sparkJobReadsFspfURLsLocallyAndOnACluster() throws {
         let s = Sandbox()
         try HadoopFileSystemTests.prepare(s)
-        let c = CProgramTests.compile(s, "check", CProgramTests.sanitized)
+        let c = CLibrary.compile(s, "check", CLibrary.sanitizerFlag)
         try #require(c.status == 0, "\(c.out)\(c.err)")
         let r = s.sh(#"""
             bash -s <<'SCRIPT'
