@@ -41,8 +41,8 @@ License: Apache-2.0
  .
  The binaries contain the Swift runtime and libraries (Apache-2.0 with the
  Runtime Library Exception), swift-argument-parser, swift-log, swift-nio,
- swift-nio-ssl (which includes BoringSSL, OpenSSL and ISC licences) and Yams
- (MIT), linked statically.
+ swift-collections, swift-atomics (Apache-2.0), swift-nio-ssl (which includes
+ BoringSSL: OpenSSL and ISC licences) and Yams (MIT), linked statically.
 EOF
 
 mkdir -p "$pkg/DEBIAN"
@@ -60,8 +60,8 @@ Description: protected volumes for confidential computing
  tag pins the exact version in an attestation policy; fspf-mount serves a
  volume to unmodified programs through FUSE once its key came through
  attestation, read-only or as a writable output volume sealed in versions.
- libfspf reads volumes inside a process (C ABI). Drop-in for SCONE's
- "scone fspf" commands; an attested key server is included.
+ libfspf reads volumes inside a process (C ABI). fspf takes the place of
+ SCONE's "scone fspf" in build scripts; an attested key server is included.
 EOF
 # The shared library's SONAME is libfspf.so: ldconfig learns about it.
 printf 'activate-noawait ldconfig\n' > "$pkg/DEBIAN/triggers"
