@@ -4,7 +4,6 @@ project's .venv: PyYAML, kubernetes-validate). Each command exits 1 with one lin
 
     check.py dockerfile FILE [CONTEXT]   stages, slim runtime with fuse3, COPY sources present
                                          (CONTEXT: the build context, default the repository)
-    check.py stage-script FILE STAGE     a stage's WORKDIR and RUN lines as a shell script
     check.py kubernetes FILE...          strict schema validation (Kubernetes MIN_K8S and newest)
     check.py pod-template FILE           + the mount-before-Spark rules of check_pod_template
     check.py sidecar-env TEMPLATE KEY-SOURCES CONTAINER
@@ -105,17 +104,6 @@ def check_dockerfile(path, context=None):
                     problem(f"{path}: COPY {source}: not in the repository")
                 if allowed and not any(source == a or source.startswith(a + "/") for a in allowed):
                     problem(f"{path}: COPY {source}: excluded by {os.path.basename(ignore)}")
-
-
-def stage_script(path, stage):
-    """A stage's WORKDIR and RUN instructions as one shell script, to run them outside a builder."""
-    out = ["set -e"]
-    for word, rest in stages_of(path)[stage]["lines"]:
-        if word == "WORKDIR":
-            out.append(f"cd {shlex.quote(rest)}")
-        elif word == "RUN":
-            out.append(rest)
-    return "\n".join(out) + "\n"
 
 
 def check_kubernetes(paths):
@@ -342,8 +330,6 @@ def main():
     result = None
     if command == "dockerfile":
         check_dockerfile(*args)
-    elif command == "stage-script":
-        result = stage_script(*args)
     elif command == "kubernetes":
         check_kubernetes(args)
     elif command == "pod-template":

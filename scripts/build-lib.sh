@@ -26,6 +26,6 @@ ${CC:-clang} -shared -fPIC -O2 -g -Wall -Wextra -Werror -std=c11 -I "$root/inclu
 
 classes=$(mktemp -d)
 trap 'rm -rf "$classes"' EXIT
-"$javac" --release 11 -Xlint:all -Werror -cp "$api" -d "$classes" "$root"/java/src/org/fspf/hadoop/*.java
+"$javac" --release 11 -encoding UTF-8 -Xlint:all -Werror -cp "$api" -d "$classes" "$root"/java/src/org/fspf/hadoop/*.java
 "$(dirname "$javac")/jar" cf "$OUT/fspf-hadoop.jar" -C "$classes" . -C "$root/java/resources" .
 echo "built $OUT: libfspf.so include/fspf.h libfspf_jni.so fspf-hadoop.jar"

@@ -5,7 +5,8 @@
 # project-local virtualenv .venv with PySpark (examples/nyc-taxi/requirements.txt), the Python
 # package's fsspec, pandas and pytest (python/requirements.txt) and the deployment recipes' linters
 # (deploy/requirements.txt, shellcheck). The JDK (not only the JRE): the Hadoop file system's javac and jni.h.
-# --packaging: what make deb, make wheel and the packaging test use (debootstrap, mandoc, readelf, venv).
+# --packaging: what make deb, make wheel, make image and the packaging tests use (debootstrap, mandoc,
+# readelf, venv, podman with runc).
 set -euo pipefail
 packages=(fuse3 libfuse3-dev libssl-dev libsodium-dev pkg-config openssl util-linux time)
 spark=false
@@ -13,7 +14,7 @@ for option in "$@"; do
   case $option in
     --bench) packages+=(gocryptfs securefs fio gcc procps) ;;
     --tools) packages+=(fio dbench stress-ng sqlite3 git libpython3.11-testsuite attr) ;;
-    --packaging) packages+=(debootstrap dpkg-dev mandoc bsdextrautils binutils python3-venv systemd) ;;
+    --packaging) packages+=(debootstrap dpkg-dev mandoc bsdextrautils binutils python3-venv systemd podman runc) ;;
     --spark) spark=true; packages+=(openjdk-17-jdk-headless python3-venv procps shellcheck gettext-base) ;;
     *) echo "install-deps.sh: unknown option $option" >&2; exit 64 ;;
   esac

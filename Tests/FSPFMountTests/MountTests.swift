@@ -375,6 +375,17 @@ import FSPFTestSupport
         #expect(Sandbox.mounts(below: s.path).isEmpty)
     }
 
+    /// Sandbox.mounts, which every mount test relies on, sees a mount however long the mount
+    /// table is: 60 tmpfs mounts with long paths take /proc/self/mountinfo past one read.
+    @Test func mountsAreFoundPastTheFirstReadOfMountinfo() throws {
+        let s = Sandbox()
+        let r = s.sh("for i in $(seq 60); do d=m$(printf '%0100d' $i); mkdir $d && mount -t tmpfs none $d || exit 1; done")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(((try? FileSystem.readAll("/proc/self/mountinfo"))?.count ?? 0) > 2 * 4096)
+        let found = Sandbox.mounts(below: s.path)
+        #expect(found.count == 60 && found.last?.hasSuffix(String(format: "%0100d", 60)) == true, "\(found.count) found")
+    }
+
     /// The key is in neither the command line nor the environment of the running daemon.
     @Test func keyLeavesNoTraceInProc() throws {
         let s = Sandbox()

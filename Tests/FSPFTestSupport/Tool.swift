@@ -23,9 +23,9 @@ public struct Tool {
     }
 
     /// Runs `script` with /bin/sh in `cwd`, `fspf` first on PATH; returns status and output.
-    public static func sh(_ script: String, cwd: String, env: [String: String] = [:]) -> Result {
+    public static func sh(_ script: String, cwd: String, env: [String: String] = [:], limit: Double = hangLimit) -> Result {
         let pid = spawn(["/bin/sh", "-c", script], cwd: cwd, env: env)
-        return wait(pid, cwd: cwd)
+        return wait(pid, cwd: cwd, limit: limit)
     }
 
     /// Starts `argv` in `cwd`; its output goes to `.stdout<name>` / `.stderr<name>` there, so
@@ -109,9 +109,11 @@ public final class Sandbox {
         FileSystem.removeTree(path)
     }
 
-    /// Mount points at or below `dir`, from /proc/self/mountinfo.
+    /// Mount points at or below `dir`, from /proc/self/mountinfo. Read to its end by
+    /// FileSystem.readAll: Foundation's String(contentsOfFile:) stops after the first read of a
+    /// /proc file (about 4 KiB), and newer mounts come last (podman's overlays push them past it).
     public static func mounts(below dir: String) -> [String] {
-        let text = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let text = String(decoding: (try? FileSystem.readAll("/proc/self/mountinfo")) ?? [], as: UTF8.self)
         return text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ")
             guard f.count > 4 else { return nil }
@@ -126,7 +128,15 @@ public final class Sandbox {
         _ = FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
     }
 
-    public func sh(_ script: String, env: [String: String] = [:]) -> Tool.Result { Tool.sh(script, cwd: path, env: env) }
+    public func sh(_ script: String, env: [String: String] = [:], limit: Double = Tool.hangLimit) -> Tool.Result {
+        Tool.sh(script, cwd: path, env: env, limit: limit)
+    }
+
+    /// Runs a bash script here with errexit, nounset and pipefail; a failing command prints its line.
+    public func bash(_ script: String, env: [String: String] = [:], limit: Double = Tool.hangLimit) -> Tool.Result {
+        write("test.sh", "set -euo pipefail\ntrap 'echo \"failed at line $LINENO: $BASH_COMMAND\"' ERR\n" + script)
+        return sh("bash test.sh", env: env, limit: limit)
+    }
 
     /// Shell function `flip FILE OFFSET`: changes the byte at OFFSET (XOR 1). Overwriting with a
     /// fixed byte would leave the file unchanged whenever that byte was already there (1 in 256).

@@ -47,43 +47,6 @@ import FSPFTestSupport
         }
     }
 
-    /// The image's build stage, run here as its RUN lines say (Debian bookworm is what both the
-    /// Swift image and the runtime image are based on): the static-stdlib binaries must need no
-    /// library beyond the runtime stage's packages and what Debian slim has, and must run.
-    /// The context is copied to .build-image/ctx (a fixed path, so a second run is incremental).
-    @Test func imageBuildStageRunsAndNeedsOnlyTheRuntimePackages() throws {
-        let s = Sandbox()
-        let r = sh(s, """
-            ctx='\(Self.root)/.build-image/ctx'
-            mkdir -p "$ctx"
-            rm -rf "$ctx/Sources" "$ctx/Tests"   # no stale files; cp -a keeps times, so builds stay incremental
-            cp -a '\(Self.root)/Package.swift' '\(Self.root)/Sources' '\(Self.root)/Tests' "$ctx/"
-            \(Self.check) stage-script '\(Self.root)/deploy/container/Dockerfile' build > build.sh
-            # Packages: installed here from bookworm instead of apt-get inside the builder.
-            packages() { \(Self.check) stage-script '\(Self.root)/deploy/container/Dockerfile' "$1" |
-              grep -o 'apt-get install [^&]*' | tr ' ' '\\n' | grep -v -e '^apt-get$' -e '^install$' -e '^-'; }
-            for p in $(packages build) $(packages runtime); do dpkg -s "$p" > /dev/null; done
-            grep -v '^apt-get ' build.sh | sed "s#^cd /src\\$#cd '$ctx'#; s# /out/# $PWD/out/#g" > build-here.sh
-            grep -q "cd '$ctx'" build-here.sh
-            bash build-here.sh > build.log 2>&1 || { tail -20 build.log; exit 1; }
-            # Slim's own libraries: libc6 and, through apt, libgcc-s1, libstdc++6 and zlib1g.
-            allowed=" $(packages runtime | tr '\\n' ' ') libc6 libgcc-s1 libstdc++6 zlib1g "
-            for b in out/fspf out/fspf-mount; do
-              if ldd "$b" | grep -i swift; then echo "$b links the Swift runtime dynamically"; exit 1; fi
-              for lib in $(ldd "$b" | awk '$2 == "=>" {print $3}'); do
-                # dpkg knows a library under /lib or /usr/lib, whichever its package ships.
-                real=$(realpath "$lib")
-                pkg=$({ dpkg -S "$lib" "$real" "${real#/usr}" 2>/dev/null || true; } | head -1 | cut -d: -f1)
-                case "$allowed" in *" $pkg "*) ;; *) echo "$b needs $lib from '${pkg:-?}', not in the runtime image"; exit 1 ;; esac
-              done
-              "$b" --version
-            done
-            echo "libraries: $(ldd out/fspf-mount | awk '$2 == "=>" {print $1}' | sort | tr '\\n' ' ')"
-            """)
-        #expect(r.status == 0, "\(r.out)\n\(r.err)")
-        #expect(r.out.contains("libfuse3.so.3") && r.out.contains("libsodium.so.23"), "\(r.out)")
-    }
-
     @Test func podTemplateValidatesAndMountsBeforeSpark() throws {
         let s = Sandbox()
         let r = sh(s, """

@@ -24,18 +24,13 @@ import FSPFTestSupport
         return directory + "/" + found
     }
 
-    static func bash(_ s: Sandbox, _ script: String, env: [String: String] = [:]) -> Tool.Result {
-        s.write("test.sh", "set -euo pipefail\ntrap 'echo \"failed at line $LINENO: $BASH_COMMAND\"' ERR\n" + script)
-        return s.sh("bash test.sh", env: env)
-    }
-
     /// make install into a DESTDIR: every piece where the layout says, binaries that need nothing
     /// from the toolchain, man pages that render, completions bash can use, a C program built
     /// through the pkg-config file, the mount helper mounting; make uninstall leaves nothing.
     @Test func installIntoADestdirAndUninstall() throws {
         _ = try PackagingTests.artefact(PackagingTests.root + "/.build/man", suffix: ".1")
         let s = Sandbox()
-        let r = PackagingTests.bash(s, #"""
+        let r = s.bash(#"""
             root='\#(PackagingTests.root)'
             export DESTDIR=$PWD/dest PREFIX=/usr/local
             mkdir dest
@@ -126,7 +121,7 @@ import FSPFTestSupport
         let deb = try PackagingTests.artefact(PackagingTests.root + "/.build/deb", suffix: ".deb")
         let wheel = try PackagingTests.artefact(PackagingTests.root + "/.build/wheel", suffix: ".whl")
         let s = Sandbox()
-        let r = PackagingTests.bash(s, #"""
+        let r = s.bash(#"""
             root='\#(PackagingTests.root)'
             c=$PWD/chroot
             '\#(PackagingTests.root)/scripts/debian-chroot.sh' "$c"
@@ -196,7 +191,7 @@ import FSPFTestSupport
             let reader = try VolumeReader(path: args[1], keys: VolumeKeys(key: SecureBytes(consuming: &key)), expectedTag: Hex.decode(args[3]))
             print("read", try reader.read("hello.txt").count, "bytes")
             """#)
-        let r = PackagingTests.bash(s, #"""
+        let r = s.bash(#"""
             root='\#(PackagingTests.root)'
             manifest() {  # DEPENDENCY IDENTITY (SwiftPM names a dependency after its path's last component)
               cat > consumer/Package.swift <<EOF
