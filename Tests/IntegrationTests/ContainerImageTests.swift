@@ -68,7 +68,8 @@ import FSPFTestSupport
         #expect(r.out.contains("fspf \(FSPFVersion.number) "), "\(r.out)")
         #expect(r.out.contains("libfuse3.so.3") && r.out.contains("libsodium.so.23"), "\(r.out)")
         #expect(r.out.contains("stopped: exit 0"), "\(r.out)")
-        #expect(r.out.contains("wrong tag: exit 10: ") && r.out.contains("tag"), "\(r.out)")
+        #expect(r.out.contains("wrong tag: exit 10: ") && r.out.contains("/fspf-volumes/code") && r.out.contains("integrity check failed"),
+                "\(r.out)")
     }
 
     /// The spark target, on a stand-in for Apache's Spark image (Debian with PySpark's jars where
