@@ -101,8 +101,8 @@ test-security: deps
 # The whole suite under AddressSanitizer (the spawned tools too), but for the packaging and image
 # tests (they check release builds) and the integration suites that only drive scripts and Spark
 # through the daemon FSPFMountTests already runs instrumented (the Python and Hadoop suites stay:
-# they load the instrumented libfspf). Leak reports are off: the
-# daemon's parent exits by design with its allocations live once the child serves the mount.
+# they load the instrumented libfspf). Leak reports are off: the daemon's parent exits by design
+# with its allocations live once the child serves the mount.
 test-asan: deps spark-deps tool-deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests --scratch-path .build-asan -Xswiftc -sanitize=address
 	ASAN_OPTIONS=detect_leaks=0 FSPF_SANITIZED=1 FSPF_BIN=$(CURDIR)/.build-asan/debug/fspf \

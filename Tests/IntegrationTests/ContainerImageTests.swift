@@ -15,8 +15,8 @@ import FSPFTestSupport
     static let buildLimit = 1800.0
 
     /// Builds TARGET with scripts/build-image.sh and defines $PODMAN and $RUN_OPTIONS as it prints
-    /// them. At the lowest CPU priority: the suites running beside it start mount daemons whose
-    /// tests wait for them.
+    /// them. At the lowest CPU priority, so that the suites running beside it (some of which wait
+    /// for daemons within a few seconds) keep their pace.
     static func build(_ target: String, tag: String, env: String = "") -> String {
         """
         \(env) timeout \(Int(buildLimit)) nice -n 19 '\(root)/scripts/build-image.sh' \(target) \(tag) > build.log 2>&1 \
