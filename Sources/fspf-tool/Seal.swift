@@ -67,8 +67,17 @@ struct Seal: ParsableCommand {
             throw FSPFError.badInput(path: mountpoint, reason: "the daemon's answer is not understood: \(text)")
         }
         let metadata = String(text[text.index(after: space)...])
-        if umount2(mountpoint, 0) != 0 {
-            let code = errno
+        // EBUSY can pass: a process still exiting, or a container runtime copying the mount table
+        // into a new namespace, holds the mount for a moment. A holder that stays (an open file, a
+        // working directory inside) is still reported, after two seconds.
+        var code: Int32 = 0
+        for attempt in 1...100 {
+            if umount2(mountpoint, 0) == 0 { code = 0; break }
+            code = errno
+            guard code == EBUSY, attempt < 100 else { break }
+            usleep(20_000)
+        }
+        if code != 0 {
             // Without the privilege to unmount, fusermount3 does it for the mount's owner.
             guard code == EPERM, Self.fusermount(mountpoint) == 0 else {
                 throw FSPFError.io(path: mountpoint, operation: "unmount", errno: code)

@@ -62,8 +62,14 @@ import FSPFTestSupport
         #expect(s.sh("head -1 tag").out.trimmingCharacters(in: .whitespacesAndNewlines) == first)
         #expect(s.sh("fspf seal mnt").out.trimmingCharacters(in: .whitespacesAndNewlines) == first, "nothing changed: same version")
 
+        // A holder that stays (a working directory inside) keeps the mount busy: --unmount says so
+        // and the mount stays; one that goes within two seconds is waited for.
+        let held = s.sh("sh -c 'cd mnt/a && exec sleep 6' & h=$!; sleep 0.5; fspf seal mnt --unmount; echo \"exit $?\"; kill $h; wait $h")
+        #expect(held.out.hasSuffix("exit 74\n") && held.err.contains("Device or resource busy"), "\(held.out)\(held.err)")
+        #expect(!Sandbox.mounts(below: s.path + "/mnt").isEmpty)
         // After the seal: more changes; `fspf seal --unmount` returns once the daemon is done.
-        let unmounted = s.sh("echo after >> mnt/a/greeting && echo after >> plain/a/greeting && fspf seal mnt --unmount")
+        let unmounted = s.sh("echo after >> mnt/a/greeting && echo after >> plain/a/greeting "
+                             + "&& (sh -c 'cd mnt/a && exec sleep 1' &) && sleep 0.3 && fspf seal mnt --unmount")
         #expect(unmounted.status == 0, "\(unmounted.err)")
         let final = unmounted.out.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(final.count == 64 && final != first)
