@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages FSPF needs (Debian/Ubuntu). Quick no-op when all are present.
 # --bench adds the peers and tools `make bench` measures against; --tools the third-party programs the
-# read-write mount is checked with (fio, dbench, stress-ng, SQLite, git, CPython's test suite); --spark adds Java 17 and the
+# read-write mount is checked with (fio, dbench, stress-ng, SQLite, git, CPython's test suite; psmisc's fuser names
+# what holds a mount busy); --spark adds Java 17 and the
 # project-local virtualenv .venv with PySpark (examples/nyc-taxi/requirements.txt), the Python
 # package's fsspec, pandas and pytest (python/requirements.txt) and the deployment recipes' linters
 # (deploy/requirements.txt, shellcheck). The JDK (not only the JRE): the Hadoop file system's javac and jni.h.
@@ -13,7 +14,7 @@ spark=false
 for option in "$@"; do
   case $option in
     --bench) packages+=(gocryptfs securefs fio gcc procps) ;;
-    --tools) packages+=(fio dbench stress-ng sqlite3 git libpython3.11-testsuite attr) ;;
+    --tools) packages+=(fio dbench stress-ng sqlite3 git libpython3.11-testsuite attr psmisc) ;;
     --packaging) packages+=(debootstrap dpkg-dev mandoc bsdextrautils binutils python3-venv systemd podman runc) ;;
     --spark) spark=true; packages+=(openjdk-17-jdk-headless python3-venv procps shellcheck gettext-base) ;;
     *) echo "install-deps.sh: unknown option $option" >&2; exit 64 ;;

@@ -11,7 +11,7 @@ struct Seal: ParsableCommand {
         The daemon of 'fspf-mount --read-write' (or --create) writes the version atomically, as it does at unmount, logs \
         its tag and writes it to its --tag-out. If nothing changed since the last seal, the tag of the version on disk is \
         printed. Only root and the daemon's user may seal. What is written after the seal belongs to the next version.
-        --unmount then unmounts and waits for the daemon to finish its last seal (a plain umount returns before it): the         tag printed is the one of the version on disk when the daemon has exited.
+        --unmount then unmounts and waits for the daemon to finish its last seal (a plain umount returns before it): the tag printed is the one of the version on disk when the daemon has exited.
         Examples:
           fspf seal /mnt/out                 the new version's full tag (64 hex)
           fspf seal /mnt/out --short         SCONE's 32-hex form
@@ -67,9 +67,9 @@ struct Seal: ParsableCommand {
             throw FSPFError.badInput(path: mountpoint, reason: "the daemon's answer is not understood: \(text)")
         }
         let metadata = String(text[text.index(after: space)...])
-        // EBUSY can pass: a process still exiting, or a container runtime copying the mount table
-        // into a new namespace, holds the mount for a moment. A holder that stays (an open file, a
-        // working directory inside) is still reported, after two seconds.
+        // EBUSY can pass: a process still exiting, or a program visiting every mount point (a
+        // `sync`-style walker), holds the mount for a moment. A holder that stays (an open file,
+        // a working directory inside) is still reported, after two seconds.
         var code: Int32 = 0
         for attempt in 1...100 {
             if umount2(mountpoint, 0) == 0 { code = 0; break }
