@@ -11,7 +11,8 @@ struct Seal: ParsableCommand {
         The daemon of 'fspf-mount --read-write' (or --create) writes the version atomically, as it does at unmount, logs \
         its tag and writes it to its --tag-out. If nothing changed since the last seal, the tag of the version on disk is \
         printed. Only root and the daemon's user may seal. What is written after the seal belongs to the next version.
-        --unmount then unmounts and waits for the daemon to finish its last seal (a plain umount returns before it): the tag printed is the one of the version on disk when the daemon has exited.
+        --unmount then unmounts and waits for the daemon to finish its last seal (a plain umount returns before it): the \
+        tag printed is the one of the version on disk when the daemon has exited.
         Examples:
           fspf seal /mnt/out                 the new version's full tag (64 hex)
           fspf seal /mnt/out --short         SCONE's 32-hex form
