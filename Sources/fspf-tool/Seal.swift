@@ -71,18 +71,15 @@ struct Seal: ParsableCommand {
         // EBUSY can pass: a process still exiting, or a program visiting every mount point (a
         // `sync`-style walker), holds the mount for a moment. A holder that stays (an open file,
         // a working directory inside) is still reported, after two seconds.
-        var code: Int32 = 0
-        for attempt in 1...100 {
-            if umount2(mountpoint, 0) == 0 { code = 0; break }
-            code = errno
-            guard code == EBUSY, attempt < 100 else { break }
-            usleep(20_000)
-        }
-        if code != 0 {
+        var retries = 0
+        while umount2(mountpoint, 0) != 0 {
+            let code = errno
+            if code == EBUSY, retries < 99 { retries += 1; usleep(20_000); continue }
             // Without the privilege to unmount, fusermount3 does it for the mount's owner.
             guard code == EPERM, Self.fusermount(mountpoint) == 0 else {
                 throw FSPFError.io(path: mountpoint, operation: "unmount", errno: code)
             }
+            break
         }
         var waited = 0.0
         while kill(pid, 0) == 0 || errno == EPERM {

@@ -8,8 +8,6 @@ import FSPFTestSupport
 /// Every podman command has its own time limit, so that a hang fails the test in bounded time.
 @Suite(.serialized) struct ContainerImageTests {
     static let root = Tool.packageRoot
-    static let reference = root + "/fixtures/reference"
-    static let referenceTag = "aeeeb7d3835293ccae928fa8aefedce13401545411b06fbe4e0a5f73b47e3ad7"
     /// An image build compiles fspf (or libfspf) in release inside the container: about 6 minutes
     /// on an idle 2-core machine. The limits leave room for a loaded or slower one.
     static let buildLimit = 1800.0
@@ -80,20 +78,14 @@ import FSPFTestSupport
         let s = Sandbox()
         let r = s.bash("""
             \(Self.build("spark", tag: "localhost/fspf-spark-test"))
-            p run --rm $RUN_OPTIONS --network none -v '\(Self.reference):/reference:ro' -v '\(Self.root)/python:/python:ro' \\
+            p run --rm $RUN_OPTIONS --network none -v '\(ReferenceVolume.path):/reference:ro' -v '\(Self.root)/python:/python:ro' \\
               localhost/fspf-spark-test sh -ec '
                 echo "uid $(id -u)"
                 ls /opt/fspf/lib /opt/fspf/lib/include
                 ldd /opt/fspf/lib/libfspf.so /opt/fspf/lib/libfspf_jni.so | tee /tmp/ldd.txt
                 ! grep -i -e "not found" -e swift /tmp/ldd.txt
                 cd / && FSPF_LIBRARY=/opt/fspf/lib/libfspf.so PYTHONPATH=/python python3 -c "
-            import fspf, pathlib
-            with fspf.Volume(\\"/reference/volume-v2\\", key_file=\\"/reference/key.hex\\", tag=\\"\(Self.referenceTag)\\") as v:
-                n = 0
-                for p in pathlib.Path(\\"/reference/input\\").rglob(\\"*\\"):
-                    if p.is_file() and not p.is_symlink():
-                        assert v.read_bytes(str(p.relative_to(\\"/reference/input\\"))) == p.read_bytes(), p
-                        n += 1
+            \(ReferenceVolume.pythonReadsEveryFile(under: "/reference"))
             print(\\"read\\", n, \\"files of the reference volume\\")
             "'
             """, limit: Self.buildLimit + 300)

@@ -13,9 +13,6 @@ import FSPFTestSupport
     static let root = Tool.packageRoot
     static let release = root + "/.build/release"
     static let expectedVersion = "fspf \(FSPFVersion.number) (volume formats: reads 1, 2; writes 2)"
-    /// The reference volume (format 2) with its key and known tag.
-    static let reference = root + "/fixtures/reference"
-    static let referenceTag = "aeeeb7d3835293ccae928fa8aefedce13401545411b06fbe4e0a5f73b47e3ad7"
 
     static func artefact(_ directory: String, suffix: String) throws -> String {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
@@ -81,16 +78,16 @@ import FSPFTestSupport
             # the reference volume.
             flags=$(PKG_CONFIG_PATH=$d/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$DESTDIR pkg-config --cflags --libs fspf)
             clang -std=c11 -D_GNU_SOURCE -Wall -Werror '\#(PackagingTests.root)/Tests/libfspfTests/c/fspf_check.c' $flags -lpthread -o check
-            LD_LIBRARY_PATH=$d/lib ./check '\#(PackagingTests.reference)/volume-v2' '\#(PackagingTests.reference)/key.hex' \
-              \#(PackagingTests.referenceTag) '\#(PackagingTests.reference)/input'
+            LD_LIBRARY_PATH=$d/lib ./check '\#(ReferenceVolume.path)/volume-v2' '\#(ReferenceVolume.path)/key.hex' \
+              \#(ReferenceVolume.tag) '\#(ReferenceVolume.path)/input'
 
             # The mount helper as mount(8) runs it, with fstab-style options.
-            cp -a '\#(PackagingTests.reference)/volume-v2' vol
-            echo '\#(PackagingTests.referenceTag)' > tag
+            cp -a '\#(ReferenceVolume.path)/volume-v2' vol
+            echo '\#(ReferenceVolume.tag)' > tag
             mkdir mnt
             FSPF_MOUNT=$PWD/$d/bin/fspf-mount dest/sbin/mount.fuse.fspf vol mnt \
-              -o rw,nofail,_netdev,key-file='\#(PackagingTests.reference)/key.hex',tag-file=$PWD/tag,log-file=none,nosuid,nodev
-            diff -r '\#(PackagingTests.reference)/input' mnt
+              -o rw,nofail,_netdev,key-file='\#(ReferenceVolume.path)/key.hex',tag-file=$PWD/tag,log-file=none,nosuid,nodev
+            diff -r '\#(ReferenceVolume.path)/input' mnt
             grep " $PWD/mnt " /proc/mounts > mounted
             grep -q 'fuse.fspf ro,nosuid,nodev' mounted
             umount mnt
@@ -130,7 +127,7 @@ import FSPFTestSupport
             mount -t proc proc "$c/proc"
             touch "$c/dev/fuse" && mount --bind /dev/fuse "$c/dev/fuse"
             cp '\#(deb)' '\#(wheel)' "$c/tmp/"
-            cp -a '\#(PackagingTests.reference)' "$c/tmp/reference"
+            cp -a '\#(ReferenceVolume.path)' "$c/tmp/reference"
             inside() { chroot "$c" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
             ! inside sh -c 'command -v swift || ls /usr/lib/*/libswiftCore.so /usr/lib/swift' 2>/dev/null
             inside apt-get install -y -q /tmp/$(basename '\#(deb)') > apt.log 2>&1 || { tail -20 apt.log; exit 1; }
@@ -161,11 +158,7 @@ import FSPFTestSupport
               python3 -m venv /opt/venv
               /opt/venv/bin/pip install -q --no-index /tmp/$(basename '\#(wheel)')
               cd / && /opt/venv/bin/python -c "
-            import fspf, pathlib
-            with fspf.Volume(\"/tmp/reference/volume-v2\", key_file=\"/tmp/reference/key.hex\", tag=\"\#(PackagingTests.referenceTag)\") as v:
-                for p in pathlib.Path(\"/tmp/reference/input\").rglob(\"*\"):
-                    if p.is_file() and not p.is_symlink():
-                        assert v.read_bytes(str(p.relative_to(\"/tmp/reference/input\"))) == p.read_bytes(), p
+            \#(ReferenceVolume.pythonReadsEveryFile(under: "/tmp/reference"))
             print(\"wheel: fspf\", fspf.__version__, \"read the reference volume\")
             "'
             """#)
@@ -202,7 +195,7 @@ import FSPFTestSupport
                 targets: [.executableTarget(name: "consumer", dependencies: [.product(name: "FSPFCore", package: "$2")])])
             EOF
             }
-            run() { (cd consumer && swift build --scratch-path ../build -q && ../build/debug/consumer "$root/fixtures/reference/volume-v2" "$root/fixtures/reference/key.hex" '\#(PackagingTests.referenceTag)'); }
+            run() { (cd consumer && swift build --scratch-path ../build -q && ../build/debug/consumer '\#(ReferenceVolume.path)/volume-v2' '\#(ReferenceVolume.path)/key.hex' '\#(ReferenceVolume.tag)'); }
             manifest ".package(path: \"$root\")" "$(basename "$root")"
             run
             # The same through a versioned dependency: a clone of this tree's last commit, tagged.

@@ -17,8 +17,8 @@ import FSPFTestSupport
         #expect(r.status == 0, "\(r.out)\(r.err)")
         #expect(r.out.components(separatedBy: "ok: ").count == 3, "\(r.out)")
         // The reference volume (fixtures/reference, format 2) against its input, by its known tag.
-        let ref = Tool.packageRoot + "/fixtures/reference"
-        let k = s.sh("./check '\(ref)/volume-v2' '\(ref)/key.hex' aeeeb7d3835293ccae928fa8aefedce13401545411b06fbe4e0a5f73b47e3ad7 '\(ref)/input'")
+        let ref = ReferenceVolume.path
+        let k = s.sh("./check '\(ref)/volume-v2' '\(ref)/key.hex' \(ReferenceVolume.tag) '\(ref)/input'")
         #expect(k.status == 0, "\(k.out)\(k.err)")
     }
 

@@ -9,18 +9,15 @@ import FSPFTestSupport
 /// (so that `make test-tsan` watches it): many threads share one volume handle and one file
 /// handle, open, list, stat and read at once, and close the volume while files are still open.
 @Suite struct ConcurrencyTests {
-    static let reference = Tool.packageRoot + "/fixtures/reference"
-    static let tag = "aeeeb7d3835293ccae928fa8aefedce13401545411b06fbe4e0a5f73b47e3ad7"
-
     static func plain(_ path: String) throws -> [UInt8] {
-        [UInt8](try Data(contentsOf: URL(fileURLWithPath: reference + "/input/" + path)))
+        [UInt8](try Data(contentsOf: URL(fileURLWithPath: ReferenceVolume.path + "/input/" + path)))
     }
 
     @Test func threadsShareVolumeAndFileHandles() throws {
         let key = (0..<32).map { UInt8($0) }
         var error = fspf_error()
         var volume: OpaquePointer? = nil
-        #expect(fspf_volume_open(ConcurrencyTests.reference + "/volume-v2", key, 32, ConcurrencyTests.tag, 0, &volume, &error) == FSPF_OK)
+        #expect(fspf_volume_open(ReferenceVolume.path + "/volume-v2", key, 32, ReferenceVolume.tag, 0, &volume, &error) == FSPF_OK)
         let v = try #require(volume)
         let files = ["data/multi.bin", "hello.txt", "docs/README.md", "data/ünïcødé name.txt", "empty.txt"]
         let expected = try files.map(ConcurrencyTests.plain)
