@@ -84,7 +84,7 @@ let package = Package(
         // libFuzzer targets for the parsers (`make fuzz`).
         .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
                                                         "libfspf", "CFSPFABI"]),
-        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning"]),
+        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFTestSupport"]),
         // Runs the built executables as scripts do; shared by the tests of both tools.
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], path: "Tests/FSPFTestSupport"),
         .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFTestSupport"]),

@@ -120,7 +120,7 @@ struct KeyServerRegister: ParsableCommand {
     @Flag(name: .long, help: "Replace an existing registration.") var replace = false
     @Option(name: .long, help: "Master key file (default STORE/master.key).") var masterKeyFile: String?
     @OptionGroup var key: KeyOptions
-    @OptionGroup var tag: TagOptions
+    @OptionGroup var tag: TagValueOptions
 
     func run() throws {
         try reportingErrors {

@@ -30,17 +30,25 @@ struct KeyOptions: ParsableArguments {
     }
 }
 
-struct TagOptions: ParsableArguments {
+/// A tag given for a volume that is not opened here (`keyserver register` records it).
+struct TagValueOptions: ParsableArguments {
     @Option(name: .long, help: "Expected volume tag: the full tag (64 hex digits) or SCONE's short one (32); any other version is refused.")
     var tag: String?
 
     @Option(name: .long, help: "Read the expected tag from this environment variable.")
     var tagEnv: String?
 
+    func expected() throws -> [UInt8]? { try expectedTag(hex: tag, environment: tagEnv) }
+}
+
+/// The tag a volume is opened under, and whether format 1 may open under it.
+struct TagOptions: ParsableArguments {
+    @OptionGroup var value: TagValueOptions
+
     @Flag(name: .customLong("accept-v1"), help: "Open a format-1 volume under --tag (its tag does not bind against key holders).")
     var acceptV1 = false
 
-    func expected() throws -> [UInt8]? { try expectedTag(hex: tag, environment: tagEnv) }
+    func expected() throws -> [UInt8]? { try value.expected() }
 
     /// Opens the volume with the expected tag, warning once when it is a format-1 volume.
     func open(_ volume: String, keys: VolumeKeys) throws -> VolumeReader {

@@ -3,6 +3,7 @@ import Testing
 @_spi(Fuzzing) @testable import FSPFCore
 import FSPFCrypto
 import FSPFSystem
+import FSPFTestSupport
 
 /// The attack format 2 exists for (docs/FORMAT.md §13), built as a key holder would: with the
 /// key and nonce fixed, a GCM tag is an affine function over GF(2) of the plaintext's bits, so
@@ -98,6 +99,23 @@ import FSPFSystem
             _ = try VolumeReader(path: downgrade, keys: try keys(), expectedTag: ForgeryTests.v2Tag)
         }
         expectError({ $0.isIntegrity }) { _ = try VolumeReader(path: downgrade, keys: try keys(), expectedTag: ForgeryTests.v2FullTag, acceptVersion1: true) }
+    }
+
+    /// The same downgrade through `fspf upgrade`, which opened format 1 whatever `--accept-v1`
+    /// said: the key holder's format-1 tree, put in the honest volume's place under its short
+    /// tag, was converted into a new volume whose tag the command told the user to pin.
+    @Test func upgradeRefusesAFormat1VolumeUnderAFormat2TagWithoutAcceptV1() throws {
+        let t = TempDir()
+        let downgrade = try forgeV1WithTag(ForgeryTests.v2Tag, t)
+        let command = "fspf upgrade '\(downgrade)' --out new --key-file '\(reference)/key.hex' --tag \(Hex.encode(ForgeryTests.v2Tag))"
+        let refused = Tool.sh(command, cwd: t.path)
+        #expect(refused.status == ExitStatus.badInput && refused.err.contains("format version 1") && refused.out.isEmpty,
+                "\(refused.status) \(refused.err)")
+        #expect(!FileSystem.exists(t.sub("new")))
+        // Accepted explicitly, it converts, with the warning.
+        let accepted = Tool.sh(command + " --accept-v1", cwd: t.path)
+        #expect(accepted.status == 0 && accepted.err.contains("warning:") && accepted.err.contains("format version 1"),
+                "\(accepted.status) \(accepted.err)")
     }
 
     /// The format-1 reference volume re-sealed so that its GCM tag, its format-1 tag, is `tag`.

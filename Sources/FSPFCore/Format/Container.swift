@@ -130,8 +130,8 @@ public enum SealedMetadata {
         if let expected = expectedTag {
             if header.version == .v1 && !acceptVersion1 {
                 throw FSPFError.badInput(path: path, reason: "format version 1: its tag binds only against those without the key "
-                                         + "(a key holder can make a version-1 volume with any tag); convert it with "
-                                         + "'fspf upgrade', or accept it with --accept-v1")
+                                         + "(a key holder can make a version-1 volume with any tag); if every holder of the key is "
+                                         + "trusted, accept it with --accept-v1 (and convert it with 'fspf upgrade --accept-v1')")
             }
             guard header.tag.matches(expected) else {
                 throw FSPFError.integrity(path: path, reason:
