@@ -1,7 +1,7 @@
 #ifndef FSPF_CLINUX_SHIM_H
 #define FSPF_CLINUX_SHIM_H
-// Linux interfaces that Swift's Glibc module does not import: extended attributes, syncfs, the lseek
-// whences and pthread_getattr_np that glibc only declares under _GNU_SOURCE.
+// Linux interfaces that Swift's Glibc module does not import: extended attributes, syncfs, openat2,
+// renameat2, the lseek whences and pthread_getattr_np that glibc only declares under _GNU_SOURCE.
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -19,9 +19,17 @@ static const int FSPF_SEEK_HOLE = 4;  // SEEK_HOLE
 // openat2(2) (Linux 5.6), which glibc 2.36 does not wrap: opens `path` below `dirfd` with
 // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so that no component may be a symbolic link or leave the
 // directory. -1 with errno ENOSYS on older kernels.
-static inline int fspf_openat_no_symlinks(int dirfd, const char *path, int flags) {
-    struct { uint64_t flags, mode, resolve; } how = {(uint64_t)flags, 0, 0x08 /* RESOLVE_BENEATH */ | 0x04 /* RESOLVE_NO_SYMLINKS */};
+static inline int fspf_openat_no_symlinks(int dirfd, const char *path, int flags, mode_t mode) {
+    struct { uint64_t flags, mode, resolve; } how = {(uint64_t)flags, (flags & 0100 /* O_CREAT */) ? (uint64_t)mode : 0,
+                                                     0x08 /* RESOLVE_BENEATH */ | 0x04 /* RESOLVE_NO_SYMLINKS */};
     return (int)syscall(437 /* SYS_openat2 */, dirfd, path, &how, sizeof how);
+}
+
+// renameat2(2) with RENAME_NOREPLACE (glibc declares it under _GNU_SOURCE only): EEXIST where
+// `newpath` exists, so a file is published under its name only if nothing is there. EINVAL on a
+// file system without the flag.
+static inline int fspf_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, 1U /* RENAME_NOREPLACE */);
 }
 
 int pthread_getattr_np(pthread_t thread, pthread_attr_t *attr);  // glibc, _GNU_SOURCE only

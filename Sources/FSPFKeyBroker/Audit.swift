@@ -25,7 +25,7 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     public init(path: String) throws {
-        let f = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let f = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard f >= 0 else { throw FSPFError.io(path: path, operation: "opening the audit log", errno: errno) }
         fd = Locked(f)
         self.path = path

@@ -6,9 +6,10 @@ import FSPFProvisioning
 /// A self-signed P-256 TLS certificate for the broker (`fspf keyserver init`). Clients trust it
 /// by pinning the file (`--broker-ca`); it carries the names given (DNS or IP) as SANs.
 enum SelfSigned {
-    static func generate(names: [String], days: Int, keyPath: String, certificatePath: String) throws {
+    /// Writes the key and certificate as new files `keyName` and `certificateName` in `directory`.
+    static func generate(names: [String], days: Int, in directory: Directory, keyName: String, certificateName: String) throws {
         func fail(_ what: String) -> FSPFError {
-            .io(path: certificatePath, operation: "\(what) (\(OpenSSLError.take()))", errno: EIO)
+            .io(path: directory.shown(certificateName), operation: "\(what) (\(OpenSSLError.take()))", errno: EIO)
         }
         guard let kctx = EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else { throw fail("key generation") }
         defer { EVP_PKEY_CTX_free(kctx) }
@@ -51,7 +52,7 @@ enum SelfSigned {
         }
         var keyPEM = try pem { PEM_write_bio_PrivateKey($0, key, nil, nil, 0, nil, nil) }
         defer { keyPEM.withUnsafeMutableBytes { Sodium.zero($0) } }
-        try FileSystem.writeAtomically(keyPath, keyPEM, mode: 0o600)
-        try FileSystem.writeAtomically(certificatePath, try pem { PEM_write_bio_X509($0, x) }, mode: 0o644)
+        try directory.writeAtomically(keyName, keyPEM, mode: 0o600, replacing: false)
+        try directory.writeAtomically(certificateName, try pem { PEM_write_bio_X509($0, x) }, mode: 0o644, replacing: false)
     }
 }

@@ -32,6 +32,10 @@ import Glibc
 /// sealed. Grants need no state here; changing the writers policy revokes them.
 public final class BrokerStore: @unchecked Sendable {
     public let root: String
+    /// The store's directory and its `volumes/`, held open: records are read and written
+    /// through them, no link followed (a writer of `volumes/` cannot redirect a record).
+    private let directory: Directory
+    private let volumes: Directory
     private let masterKey: SecureBytes
     private let masterKeyPath: String
     private let identitySeed: SecureBytes
@@ -89,19 +93,24 @@ public final class BrokerStore: @unchecked Sendable {
         }
         try FileSystem.makeDirectories(root)
         chmod(root, 0o700)
-        for d in ["/volumes", "/tls"] where !FileSystem.isDirectory(root + d) { try FileSystem.makeDirectory(root + d, mode: 0o700) }
+        let directory = try Directory.open(root)
+        for d in ["volumes", "tls"] { _ = try directory.subdirectory(d, create: true, mode: 0o700) }
         var hex = Array((SecureBytes.random(count: 32).withBytes { Hex.encode($0) } + "\n").utf8)
         defer { hex.withUnsafeMutableBytes { Sodium.zero($0) } }
         let keyFile = masterKeyFile ?? root + "/master.key"
-        guard !FileSystem.exists(keyFile) else { throw FSPFError.outputExists(path: keyFile) }
-        try FileSystem.writeAtomically(keyFile, hex, mode: 0o600)
+        if masterKeyFile == nil {
+            try directory.writeAtomically("master.key", hex, mode: 0o600, replacing: false)
+        } else {
+            try FileSystem.writeAtomically(keyFile, hex, mode: 0o600, replacing: false)
+        }
         let masterKey = try KeySource.file(keyFile).load()
         let seed = Ed25519.generateSeed()
         let sealedSeed = seed.withBytes { seal($0, ad: identityLabel, masterKey: masterKey) }
-        try FileSystem.writeAtomically(root + "/identity.sealed", Array((Base64.encode(sealedSeed) + "\n").utf8), mode: 0o600)
-        try FileSystem.writeAtomically(root + "/identity.pub", Array((Base64.encode(Ed25519.publicKey(seed: seed)) + "\n").utf8), mode: 0o644)
+        try directory.writeAtomically("identity.sealed", Array((Base64.encode(sealedSeed) + "\n").utf8), mode: 0o600, replacing: false)
+        try directory.writeAtomically("identity.pub", Array((Base64.encode(Ed25519.publicKey(seed: seed)) + "\n").utf8), mode: 0o644,
+                                      replacing: false)
         try writeVersions([:], to: keyFile + ".versions", masterKey: masterKey)
-        try SelfSigned.generate(names: names, days: 825, keyPath: root + "/tls/key.pem", certificatePath: root + "/tls/cert.pem")
+        try SelfSigned.generate(names: names, days: 825, in: try directory.subdirectory("tls"), keyName: "key.pem", certificateName: "cert.pem")
     }
 
     public init(root: String, masterKeyFile: String? = nil) throws {
@@ -109,13 +118,16 @@ public final class BrokerStore: @unchecked Sendable {
         guard FileSystem.isDirectory(root + "/volumes") else {
             throw FSPFError.noInput(path: root, reason: "not a key server store (run fspf keyserver init)")
         }
+        directory = try Directory.open(root)
+        volumes = try directory.subdirectory("volumes")
         masterKeyPath = masterKeyFile ?? root + "/master.key"
         masterKey = try KeySource.file(masterKeyPath).load()
         let sealedPath = root + "/identity.sealed"
-        guard FileSystem.exists(sealedPath) else {
+        guard directory.status("identity.sealed") != nil else {
             throw FSPFError.noInput(path: sealedPath, reason: "no signing identity (a store made before signed releases: make a new one with fspf keyserver init)")
         }
-        let text = String(decoding: try FileSystem.readAll(sealedPath, limit: 4096), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: try directory.openFile("identity.sealed", O_RDONLY).readAll(limit: 4096), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         guard let sealed = Base64.decode(text), let seed = Self.open(sealed, ad: Self.identityLabel, masterKey: masterKey),
               seed.count == 32 else {
             throw FSPFError.integrity(path: sealedPath, reason: "the signing identity does not open with the master key")
@@ -188,7 +200,7 @@ public final class BrokerStore: @unchecked Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let plain = [UInt8](try encoder.encode(map))
         let sealed = plain.withUnsafeBytes { seal($0, ad: versionsLabel, masterKey: masterKey) }
-        try FileSystem.writeAtomically(path, Array((Base64.encode(sealed) + "\n").utf8), mode: 0o600)
+        try FileSystem.writeAtomically(path, Array((Base64.encode(sealed) + "\n").utf8), mode: 0o600, replacing: true)
     }
 
     /// Adds a volume (or replaces it with `replace`): its key, its tag, who may have them and
@@ -201,7 +213,7 @@ public final class BrokerStore: @unchecked Sendable {
             throw FSPFError.usage("\(name): volume names are 1–64 of A-Z a-z 0-9 . _ - (not starting with a dot)")
         }
         try exclusively {
-            guard replace || !FileSystem.exists(path(name)) else {
+            guard replace || volumes.status(name + ".json") == nil else {
                 throw FSPFError.usage("\(name): already registered (use --replace to change its key, tag or policy)")
             }
             let version = max(try versions()[name] ?? 0, (try? volume(name))?.version ?? 0) + 1
@@ -226,7 +238,8 @@ public final class BrokerStore: @unchecked Sendable {
 
     /// One registration or report at a time: the high-water mark is read, raised and written back.
     private func exclusively<R>(_ body: () throws -> R) throws -> R {
-        let lock = try FileDescriptor.open(root + "/volumes", O_RDONLY | O_DIRECTORY)
+        // A descriptor of its own each time: flock excludes other open files, not threads sharing one.
+        let lock = try directory.subdirectory("volumes").descriptor
         guard flock(lock.fd, LOCK_EX) == 0 else { throw FSPFError.io(path: root + "/volumes", operation: "flock", errno: errno) }
         return try withExtendedLifetime(lock) { try body() }
     }
@@ -239,7 +252,7 @@ public final class BrokerStore: @unchecked Sendable {
         record["writers"] = writersText.map { String(decoding: $0, as: UTF8.self) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        try FileSystem.writeAtomically(path(name), [UInt8](try encoder.encode(record)) + [0x0a], mode: 0o600)
+        try volumes.writeAtomically(name + ".json", [UInt8](try encoder.encode(record)) + [0x0a], mode: 0o600, replacing: true)
         var versions = try versions()
         versions[name] = version
         try Self.writeVersions(versions, to: versionsPath, masterKey: masterKey)
@@ -272,15 +285,16 @@ public final class BrokerStore: @unchecked Sendable {
     }
 
     public func names() -> [String] {
-        ((try? FileSystem.list(root + "/volumes")) ?? []).map { String(decoding: $0, as: UTF8.self) }
+        ((try? volumes.list()) ?? []).map { String(decoding: $0, as: UTF8.self) }
             .filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
     }
 
     /// The volume's record (not its key); nil when not registered. A record older than the
     /// high-water mark (restored from a copy) is refused.
     public func volume(_ name: String) throws -> Volume? {
-        guard BrokerProtocol.isValidVolumeName(name), FileSystem.exists(path(name)) else { return nil }
-        let bytes = try FileSystem.readAll(path(name), limit: 1 << 20)
+        guard BrokerProtocol.isValidVolumeName(name), volumes.status(name + ".json") != nil else { return nil }
+        // A regular file of volumes/ only: a link or a FIFO planted there is refused, not followed or waited on.
+        let bytes = try volumes.openFile(name + ".json", O_RDONLY).readAll(limit: 1 << 20)
         func damaged(_ why: String) -> FSPFError { .badInput(path: path(name), reason: why) }
         guard let o = try? JSONDecoder().decode([String: String].self, from: Data(bytes)), o["volume"] == name,
               let tag = o["tag"].flatMap(Hex.decode), KeyText.tagSizes.contains(tag.count),

@@ -50,8 +50,10 @@ public struct MountConfiguration: Sendable {
     public var create = false
     /// Chunk size of a created volume.
     public var chunkSize: UInt32 = ChunkSize.default
-    /// Written atomically with the tag of the version on disk, at start and after each seal.
+    /// Written atomically with the tag of the version on disk, at start (a new file unless
+    /// `replaceTagOut`) and after each seal.
     public var tagOut: String?
+    public var replaceTagOut = false
     /// Where the ciphertext of ephemeral regions goes (--scone), each in a directory of its own.
     public var ephemeralDirectory = "/var/tmp"
 
@@ -113,6 +115,7 @@ public enum MountDaemon {
 
         // Before a key is fetched (a release is audited and spends a nonce).
         if !config.allowNonEmpty && !config.scone { try checkEmpty(config.mountpoint, volume: config.volume) }
+        if let t = config.tagOut, !config.replaceTagOut, FileSystem.exists(t) { throw FSPFError.fileExists(path: t, hint: "--replace-tag-out") }
         let material = try config.material ?? config.key.loadMaterial(timeout: config.keyTimeout)
         let keys = try VolumeKeys(key: material.key)
         if config.readWrite || config.create, case .broker(let b) = config.key, config.material == nil, material.writer == nil {
@@ -213,13 +216,17 @@ public enum MountDaemon {
                                      cacheBytes: config.cacheBytes)
         }
         let tagOut = config.tagOut.map(Paths.absolute)
+        @Sendable func line(_ tag: VolumeTag) -> [UInt8] { Array((Hex.encode(tag.full) + "\n").utf8) }
+        // The file is new (or replaced on request) at start; each seal then replaces the daemon's own.
+        if let tagOut {
+            try FileSystem.writeForUser(tagOut, line(volume.tag), mode: 0o644, replacing: config.replaceTagOut, flag: "--replace-tag-out")
+        }
         @Sendable func report(_ tag: VolumeTag) {
             guard let tagOut else { return }
-            do { try FileSystem.writeAtomically(tagOut, Array((Hex.encode(tag.full) + "\n").utf8)) } catch {
+            do { try FileSystem.writeAtomically(tagOut, line(tag), replacing: true) } catch {
                 logger.critical("\(tagOut): writing the new tag failed: \(error)")
             }
         }
-        report(volume.tag)
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
             throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
         }
@@ -243,7 +250,7 @@ public enum MountDaemon {
     static func writableTarget(_ volume: WritableVolume, anchor: Anchored, mountpoint: String, writer: BrokerWriter?, config: MountConfiguration,
                                readiness: Readiness, logger: Logger, onSeal: @escaping @Sendable (VolumeTag) -> Void) throws -> (Target, WritableMount) {
         let shown = anchor.shown(volume.metadataPath)
-        let mount = WritableMount(volume: volume, metadataPath: shown, anchor: anchor.descriptor, logger: logger, writer: writer,
+        let mount = WritableMount(volume: volume, anchor: anchor.descriptor, logger: logger, writer: writer,
                                   reportTimeout: config.keyTimeout, onReady: {
             Thread.detachNewThread {
                 var s = statvfs()

@@ -18,8 +18,6 @@ final class WritableMount: @unchecked Sendable {
     let onSeal: @Sendable (VolumeTag) -> Void
     let writer: BrokerWriter?
     let reportTimeout: Double
-    /// The metadata file as its user names it (the volume itself is reached through `anchor`).
-    let metadataPath: String
     /// Held open for the mount's life: the volume's paths go through /proc/self/fd/N of it.
     private let anchor: FileDescriptor
     /// Attributes and names may change only through this mount, whose kernel caches stay
@@ -27,19 +25,17 @@ final class WritableMount: @unchecked Sendable {
     let timeout: Double = 1
     private let listings = Locked<(next: UInt64, open: [UInt64: [(name: [UInt8], ino: UInt64)]])>((1, [:]))
 
-    /// Extended attributes on the mount's root that are requests to the daemon, not stored:
-    /// reading `user.fspf.seal` seals a version and returns its tag (`fspf seal MOUNTPOINT`),
-    /// `user.fspf.tag` returns the tag of the version on disk, `user.fspf.daemon` the daemon's
-    /// pid and the metadata file (for `fspf seal --unmount`, which waits for the last seal).
-    static let sealAttribute = Array("user.fspf.seal".utf8)
-    static let tagAttribute = Array("user.fspf.tag".utf8)
-    static let daemonAttribute = Array("user.fspf.daemon".utf8)
-    static let requests = [sealAttribute, tagAttribute, daemonAttribute]
+    /// The extended attributes of the mount's root that are requests to the daemon (MountRequest),
+    /// never stored. The tag `fspf seal --unmount` prints comes from `final`: the one this daemon
+    /// sealed, never a file read back from the disk, which is the attacker's.
+    static let sealAttribute = Array(MountRequest.seal.utf8)
+    static let finalAttribute = Array(MountRequest.final.utf8)
+    static let thawAttribute = Array(MountRequest.thaw.utf8)
+    static let requests = MountRequest.all.map { Array($0.utf8) }
 
-    init(volume: WritableVolume, metadataPath: String, anchor: FileDescriptor, logger: Logger, writer: BrokerWriter?, reportTimeout: Double,
+    init(volume: WritableVolume, anchor: FileDescriptor, logger: Logger, writer: BrokerWriter?, reportTimeout: Double,
          onReady: @escaping @Sendable () -> Void, onSeal: @escaping @Sendable (VolumeTag) -> Void) {
         self.volume = volume
-        self.metadataPath = metadataPath
         self.anchor = anchor
         self.logger = logger
         self.writer = writer
@@ -60,11 +56,12 @@ final class WritableMount: @unchecked Sendable {
 
     /// Seals and reports; the tag of the version on disk afterwards. The key server is told of
     /// the version on disk at every seal until it has recorded it, so a report that failed is
-    /// retried by the next seal.
+    /// retried by the next seal. `final`: the volume refuses changes from the seal on, unless
+    /// the report fails (the mount then stays to report again, and writable).
     @discardableResult
-    func seal(reason: String) throws -> VolumeTag {
+    func seal(reason: String, final: Bool = false) throws -> VolumeTag {
         let before = volume.tag
-        let tag = try volume.seal()
+        let tag = try volume.seal(freezing: final)
         if tag != before {
             logger.info("sealed", metadata: ["tag": "\(Hex.encode(tag.full))", "short_tag": "\(Hex.encode(tag.short))", "on": "\(reason)"])
             onSeal(tag)
@@ -75,6 +72,7 @@ final class WritableMount: @unchecked Sendable {
                     logger.info("recorded by the key server", metadata: ["tag": "\(Hex.encode(tag.full))", "record_version": "\(version)"])
                 }
             } catch {
+                if final { volume.thaw() }
                 let failure = Unrecorded(tag: tag, cause: error)
                 logger.critical("\(failure)")
                 throw failure
@@ -277,10 +275,17 @@ enum WritableOperations {
                     guard ctx.uid == 0 || ctx.uid == getuid() else { throw Errno(EACCES) }
                     let answer: String
                     switch wanted {
-                    case WritableMount.sealAttribute:
-                        do { answer = Hex.encode(try m.seal(reason: "request").full) } catch is WritableMount.Unrecorded { throw Errno(EREMOTEIO) }
-                    case WritableMount.tagAttribute: answer = Hex.encode(m.volume.tag.full)
-                    default: answer = "\(getpid()) \(m.metadataPath)"
+                    case WritableMount.sealAttribute, WritableMount.finalAttribute:
+                        let final = wanted == WritableMount.finalAttribute
+                        let tag: VolumeTag
+                        do { tag = try m.seal(reason: final ? "fspf seal --unmount" : "request", final: final) } catch is WritableMount.Unrecorded {
+                            throw Errno(EREMOTEIO)
+                        }
+                        answer = Hex.encode(tag.full) + (final ? " \(getpid())" : "")
+                    case WritableMount.thawAttribute:
+                        m.volume.thaw()
+                        answer = Hex.encode(m.volume.tag.full)
+                    default: answer = Hex.encode(m.volume.tag.full)
                     }
                     try Operations.replyXattr(req, Array(answer.utf8), size)
                     return

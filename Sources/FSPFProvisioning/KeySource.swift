@@ -184,14 +184,12 @@ enum JSONObject {
     }
 }
 
-/// Writes a key to a new file readable by its owner only.
-public func writeKeyFile(_ path: String, _ key: SecureBytes) throws {
+/// Writes a key to a file readable by its owner only: a new one, or with `replacing` over what
+/// is at `path`; `flag` is the option that replaces (named when the file exists).
+public func writeKeyFile(_ path: String, _ key: SecureBytes, replacing: Bool, flag: String) throws {
     var text = Array((key.hex + "\n").utf8)
     defer { text.withUnsafeMutableBytes { Sodium.zero($0) } }
-    unlink(path)
-    let f = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-    try text.withUnsafeBytes { try f.write($0, at: 0) }
-    try f.sync()
+    try FileSystem.writeForUser(path, text, mode: 0o600, replacing: replacing, flag: flag)
 }
 
 /// A key agent's URL. The key travels in its answer, so by default only an agent on this machine

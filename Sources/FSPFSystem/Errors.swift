@@ -13,6 +13,9 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
     case badInput(path: String, reason: String)
     /// The output location is taken.
     case outputExists(path: String)
+    /// A file the tool creates for its user (a key, a tag, a draft) is there already; `hint`
+    /// names the flag that replaces it.
+    case fileExists(path: String, hint: String)
     /// Another process is writing the same output right now.
     case outputBusy(path: String)
     /// A system call failed (disk full, permission, ...).
@@ -40,6 +43,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .noInput(let p, let r): return "\(p): \(r)"
         case .badInput(let p, let r): return "\(p): \(r)"
         case .outputExists(let p): return "\(p): output exists and is not an empty directory"
+        case .fileExists(let p, let hint): return "\(p): already exists; not replaced" + (hint.isEmpty ? "" : " (\(hint) replaces it)")
         case .outputBusy(let p): return "\(p): another fspf is writing this output now"
         case .io(let p, let op, let e): return "\(p): \(op) failed: \(Errno.describe(e))"
         case .wrongKey(let p): return "\(p): wrong key (the key does not open this volume, or its header was altered)"
@@ -60,6 +64,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .noInput(let p, let why): return .noInput(path: r(p), reason: why)
         case .badInput(let p, let why): return .badInput(path: r(p), reason: why)
         case .outputExists(let p): return .outputExists(path: r(p))
+        case .fileExists(let p, let hint): return .fileExists(path: r(p), hint: hint)
         case .outputBusy(let p): return .outputBusy(path: r(p))
         case .io(let p, let op, let e): return .io(path: r(p), operation: op, errno: e)
         default: return self
@@ -72,7 +77,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .usage: return ExitStatus.usage
         case .noInput: return ExitStatus.noInput
         case .badInput: return ExitStatus.badInput
-        case .outputExists, .outputBusy: return ExitStatus.cannotCreate
+        case .outputExists, .fileExists, .outputBusy: return ExitStatus.cannotCreate
         case .io(_, _, let e): return e == ENOENT ? ExitStatus.noInput : ExitStatus.ioError
         case .wrongKey: return ExitStatus.wrongKey
         case .integrity: return ExitStatus.integrity

@@ -46,3 +46,11 @@ extension FileSystem {
         try syscall("setxattr", path: path) { value.withUnsafeBytes { lsetxattr(path, cname, $0.baseAddress, $0.count, 0) } }
     }
 }
+
+extension FileDescriptor {
+    /// Sets an extended attribute of the open file (fsetxattr).
+    public func setExtendedAttribute(name: [UInt8], value: [UInt8]) throws {
+        let cname = name.map { CChar(bitPattern: $0) } + [0]
+        try syscall("setxattr", path: path) { value.withUnsafeBytes { fsetxattr(fd, cname, $0.baseAddress, $0.count, 0) } }
+    }
+}

@@ -40,7 +40,7 @@ public final class FileDescriptor: @unchecked Sendable {
             fd = try syscall("open", path: path) { openat(self.fd, path, flags) }
         } else {
             fd = try syscall("open", path: path) {
-                let r = fspf_openat_no_symlinks(self.fd, path, flags)
+                let r = fspf_openat_no_symlinks(self.fd, path, flags, 0)
                 return r == -1 && errno == ENOSYS ? FileDescriptor.openComponents(self.fd, path, flags) : r
             }
         }
@@ -216,18 +216,18 @@ public enum FileSystem {
         return names
     }
 
-    /// Removes a tree; used only on our own temporary output.
+    /// Removes a tree, following no link in it (`Directory.removeTree`).
     public static func removeTree(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if st.st_mode & S_IFMT == S_IFDIR {
-            for name in (try? list(path)) ?? [] {
-                removeTree(path + "/" + String(decoding: name, as: UTF8.self))
-            }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
+        let (parent, name) = splitLast(path)
+        guard !name.isEmpty, let dir = try? Directory.open(parent) else { return }
+        dir.removeTree(name)
+    }
+
+    /// The directory holding `path` and its last component ("a/b/" -> ("a", "b"), "x" -> (".", "x")).
+    static func splitLast(_ path: String) -> (String, String) {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        return (Paths.parent(String(p)), p == "/" ? "" : Paths.lastComponent(String(p)))
     }
 
     /// Calls `body` with the path and status of every non-directory below `dir` (no links followed).
@@ -277,29 +277,20 @@ public enum FileSystem {
         return !suffix.isEmpty && suffix.count <= 16 && suffix.allSatisfy(\.isHexDigit)
     }
 
-    /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync directory. The
-    /// temporary file has an unpredictable name and is created new (O_EXCL, O_NOFOLLOW), so that
-    /// nobody with write access to the directory can plant a link there for the write to follow.
-    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
-        var tmp = ""
-        var created: FileDescriptor? = nil
-        for _ in 0..<8 where created == nil {
-            tmp = path + ".tmp-" + String(UInt64.random(in: .min ... .max), radix: 16)
-            do {
-                created = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
-            } catch FSPFError.io(_, _, EEXIST) {
-                continue
-            }
-        }
-        guard let f = created else { throw FSPFError.io(path: tmp, operation: "create", errno: EEXIST) }
-        do {
-            try bytes.withUnsafeBytes { (b) throws in try f.write(b, at: 0) }
-            try f.sync()
-            try rename(tmp, path)
-            try syncDirectory(Paths.parent(path))
-        } catch {
-            unlink(tmp)
-            throw error
+    /// Writes `bytes` to `path` atomically (`Directory.writeAtomically` in the directory the
+    /// path names): with `replacing`, whatever is at `path` (a link included, never followed) is
+    /// replaced; without, an existing `path` is `.fileExists` and stays as it is.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644, replacing: Bool) throws {
+        let (parent, name) = splitLast(path)
+        try Directory.open(parent).writeAtomically(name, bytes, mode: mode, replacing: replacing)
+    }
+
+    /// A file fspf makes for its user (a key, a tag file, a draft): written atomically, new
+    /// unless `replacing`; an existing file or link at `path` is `.fileExists` naming `flag`, the
+    /// option that replaces it (a key file overwritten would lose every volume it opens).
+    public static func writeForUser(_ path: String, _ bytes: [UInt8], mode: mode_t, replacing: Bool, flag: String) throws {
+        do { try writeAtomically(path, bytes, mode: mode, replacing: replacing) } catch FSPFError.fileExists(let p, _) {
+            throw FSPFError.fileExists(path: p, hint: flag)
         }
     }
 

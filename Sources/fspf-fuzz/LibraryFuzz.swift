@@ -29,12 +29,12 @@ enum LibraryFuzz {
                 }
             } else {
                 let bytes = try! FileSystem.readAll(from)
-                try! FileSystem.writeAtomically(to, bytes)
+                try! FileSystem.writeAtomically(to, bytes, replacing: true)
                 files.append((to, bytes))
             }
         }
         copy("")
-        try! FileSystem.writeAtomically(path + "/key.hex", Array(Hex.encode((0..<32).map { UInt8($0) }).utf8))
+        try! FileSystem.writeAtomically(path + "/key.hex", Array(Hex.encode((0..<32).map { UInt8($0) }).utf8), replacing: true)
         return (path, files.sorted { $0.0 < $1.0 })
     }()
     static let tag = "aeeeb7d3835293ccae928fa8aefedce13401545411b06fbe4e0a5f73b47e3ad7"
@@ -80,11 +80,11 @@ enum LibraryFuzz {
             var bytes = files[f].bytes
             if !bytes.isEmpty {
                 bytes[Int(input.u64() % UInt64(bytes.count))] ^= max(1, input.byte())
-                _ = try? FileSystem.writeAtomically(files[f].path, bytes)
+                _ = try? FileSystem.writeAtomically(files[f].path, bytes, replacing: true)
                 altered = f
             }
         }
-        defer { if let f = altered { _ = try? FileSystem.writeAtomically(files[f].path, files[f].bytes) } }
+        defer { if let f = altered { _ = try? FileSystem.writeAtomically(files[f].path, files[f].bytes, replacing: true) } }
 
         var error = fspf_error()
         var v: OpaquePointer? = nil

@@ -40,7 +40,7 @@ enum Fuzz {
         "open": { data in
             let file = sealRaw(Array(data))
             let path = directory + "/volume.fspf"
-            guard (try? FileSystem.writeAtomically(path, file)) != nil,
+            guard (try? FileSystem.writeAtomically(path, file, replacing: true)) != nil,
                   let reader = try? VolumeReader(path: directory, keys: keys, acceptVersion1: true) else { return }
             var buffer = [UInt8](repeating: 0, count: 256)
             for (i, e) in reader.entries.enumerated() {
@@ -212,7 +212,7 @@ enum Fuzz {
         ]
         for (target, list) in seeds {
             try FileSystem.makeDirectories(root + "/" + target)
-            for (n, bytes) in list.enumerated() { try FileSystem.writeAtomically(root + "/\(target)/seed-\(n)", bytes) }
+            for (n, bytes) in list.enumerated() { try FileSystem.writeAtomically(root + "/\(target)/seed-\(n)", bytes, replacing: true) }
         }
     }
 }

@@ -59,8 +59,9 @@ struct FSPFMountCommand: ParsableCommand {
     @Flag(name: .long, help: "Serve the volume for writing; a new version is sealed at unmount and on 'fspf seal MOUNTPOINT'.") var readWrite = false
     @Flag(name: .long, help: "Create a new, empty volume in VOLUME (an empty or missing directory) and serve it for writing.") var create = false
     @Option(name: .long, help: "--create: chunk size (4K to 16M, power of two).") var chunkSize: String?
-    @Option(name: .long, help: "Write the tag of the version on disk to this file (its first line), at start and after every seal (--scone-session: a directory, NAME.tag per output volume).")
+    @Option(name: .long, help: "Write the tag of the version on disk to this new file (its first line), at start and after every seal (--scone-session: a directory, NAME.tag per output volume).")
     var tagOut: String?
+    @Flag(name: .long, help: "Replace an existing --tag-out file (by default it is left alone: exit 73).") var replaceTagOut = false
     @Option(name: .long, help: "--scone: where ephemeral regions keep their ciphertext, a directory each (default /var/tmp).") var ephemeralDir = "/var/tmp"
 
     @Option(name: .long, help: "Key file: 32 raw bytes or 64 hex digits (e.g. /dev/attestation/keys/<name>).") var keyFile: String?
@@ -145,12 +146,13 @@ struct FSPFMountCommand: ParsableCommand {
                 config.readWrite = true
                 config.create = create
                 config.tagOut = tagOut
+                config.replaceTagOut = replaceTagOut
                 if let chunkSize {
                     guard create else { throw FSPFError.usage("--chunk-size goes with --create (a volume keeps its chunk sizes)") }
                     config.chunkSize = try ChunkSize.parse(chunkSize, option: "--chunk-size")
                 }
-            } else if tagOut != nil || chunkSize != nil {
-                throw FSPFError.usage("--tag-out and --chunk-size go with --read-write or --create")
+            } else if tagOut != nil || replaceTagOut || chunkSize != nil {
+                throw FSPFError.usage("--tag-out, --replace-tag-out and --chunk-size go with --read-write or --create")
             }
             try configure(&config)
             config.tag = try access.givenTag()
@@ -207,6 +209,7 @@ struct FSPFMountCommand: ParsableCommand {
             throw FSPFError.usage("--foreground: the session has \(mounts.count) volumes for \(service), each served by a daemon of its own")
         }
         var configs: [MountConfiguration] = []
+        if replaceTagOut && tagOut == nil { throw FSPFError.usage("--replace-tag-out goes with --tag-out") }
         if let tagOut, !mounts.contains(where: \.create) {
             throw FSPFError.usage("--tag-out \(tagOut): the session gives \(service) no output volume (a volume with fspf_key and no fspf_tag)")
         }
@@ -219,6 +222,7 @@ struct FSPFMountCommand: ParsableCommand {
                 c.create = true
                 c.readWrite = true
                 c.tagOut = tagOut.map { $0 + "/" + (m.name ?? "volume") + ".tag" }
+                c.replaceTagOut = replaceTagOut
             }
             // A volume's directory is its mount point (mount-over), as SCONE's runtime shows it.
             try configure(&c)

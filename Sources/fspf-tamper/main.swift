@@ -271,7 +271,7 @@ let large = try build("large", ["a.bin": random(5 << 20), "b.bin": random(2 << 2
     try random(5000).withUnsafeBytes { try v.write(a2, at: 100, $0) }
     try v.release(lost)
     try v.release(a2)
-    let unsealed = files(path).filter { $0.hasPrefix(".fspf-objects/\(WritableVolume.writtenDirectory)/") }
+    let unsealed = files(path).filter { $0.hasPrefix(".fspf-objects/\(ObjectStore.writtenName)/") }
         .filter { o in !(try! objects(Volume(path: path, keys: keys, tag: tag.full, original: [:], excluded: []))).values.contains(path + "/" + o) }
     precondition(!unsealed.isEmpty, "the unsealed session left nothing")
     return (Volume(path: path, keys: keys, tag: tag.full, original: model, excluded: []), previous, unsealed)

@@ -162,14 +162,14 @@ struct AttesterInit: ParsableCommand {
         discussion: "Example: fspf attester init --out attester.key")
 
     @Option(name: .long, help: "New key file (mode 0600).") var out: String
+    @Flag(name: .long, help: "Replace an existing --out file (by default it is left alone: exit 73).") var replace = false
 
     func run() throws {
         try reportingErrors {
-            guard !FileSystem.exists(out) else { throw FSPFError.outputExists(path: out) }
             let seed = SimulatedEvidence.generateSeed()
             var text = Array(seed.withBytes { Hex.encode($0) }.utf8) + [0x0a]
             defer { text.withUnsafeMutableBytes { Sodium.zero($0) } }
-            try FileSystem.writeAtomically(out, text, mode: 0o600)
+            try FileSystem.writeForUser(out, text, mode: 0o600, replacing: replace, flag: "--replace")
             Console.out(Base64.encode(SimulatedEvidence.publicKey(seed: seed)))
         }
     }

@@ -110,7 +110,7 @@ struct Encrypt: ParsableCommand {
                 result = try draft.seal(to: input)
             }
             display?.stop()  // the line is cleared before the report goes to the same terminal
-            if let path = report.keyOut { try writeKeyFile(path, keys.key) }
+            if let path = report.keyOut { try writeKeyFile(path, keys.key, replacing: report.replaceKeyOut, flag: "--replace-key-out") }
             let registered = try registering?.perform(key: keys.key, tag: result.tag.full)
             // A key handed to the key server stays off standard output.
             let r = EncryptReport(metadataPath: result.metadataPath, tag: result.tag,

@@ -67,6 +67,13 @@ struct ReportOptions: ParsableArguments {
 
     @Option(name: .long, help: "Write the key to this new file (mode 0600) and leave it off standard output.")
     var keyOut: String?
+
+    @Flag(name: .long, help: "Replace an existing --key-out file (by default it is left alone: exit 73).")
+    var replaceKeyOut = false
+
+    func validate() throws {
+        if replaceKeyOut && keyOut == nil { throw ValidationError("--replace-key-out goes with --key-out") }
+    }
 }
 
 extension ReportFormat: ExpressibleByArgument {}

@@ -189,11 +189,16 @@ struct Keygen: ParsableCommand {
         """)
 
     @Option(name: .long, help: "Write the key to this new file (mode 0600) instead of standard output.") var out: String?
+    @Flag(name: .long, help: "Replace an existing --out file (by default it is left alone: exit 73).") var replace = false
+
+    func validate() throws {
+        if replace && out == nil { throw ValidationError("--replace goes with --out") }
+    }
 
     func run() throws {
         try reportingErrors {
             let keys = VolumeKeys.generate()
-            if let out { try writeKeyFile(out, keys.key) } else { Console.out(keys.key.hex) }
+            if let out { try writeKeyFile(out, keys.key, replacing: replace, flag: "--replace") } else { Console.out(keys.key.hex) }
         }
     }
 }

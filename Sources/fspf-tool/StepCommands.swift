@@ -17,16 +17,19 @@ struct Create: ParsableCommand {
           fspf addr fspf.pb /fspf/encrypted-files --encrypted --kernel /fspf/encrypted-files
           fspf addf fspf.pb /fspf/encrypted-files /fspf/input/code /fspf/encrypted-files
           fspf encrypt fspf.pb > keytag.txt
-        The volume key is chosen now (random, or given with a key option) and kept in F (mode 0600)         until 'fspf encrypt F' seals it; keep F's directory private until then. F is replaced if it exists.
+        The volume key is chosen now (random, or given with a key option) and kept in F (mode 0600) \
+        until 'fspf encrypt F' seals it; keep F's directory private until then. An existing F (a draft, a sealed \
+        volume's metadata, any file) is left alone (exit 73) unless --replace.
         """)
 
     @Argument(help: "Metadata file to create.") var file: String
+    @Flag(name: .long, help: "Replace an existing file at F.") var replace = false
     @OptionGroup var key: KeyOptions
 
     func run() throws {
         try reportingErrors {
             let keys = try key.source.map { try VolumeKeys(key: $0.load()) } ?? VolumeKeys.generate()
-            let tag = try Draft(keys: keys).save(file)
+            let tag = try Draft(keys: keys).save(file, replacing: replace, flag: "--replace")
             Console.out("Created empty file system protection file in \(file). AES-GCM tag: \(tag)")
         }
     }

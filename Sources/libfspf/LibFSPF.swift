@@ -95,7 +95,7 @@ struct APIError: Error {
         case .wrongKey: status = FSPF_E_WRONG_KEY
         case .integrity: status = FSPF_E_INTEGRITY
         case .keyUnavailable, .evidenceRefused: status = FSPF_E_KEY_SOURCE
-        case .outputExists, .outputBusy, .interrupted, .notRecorded, .fuseUnavailable, .mountFailed: status = FSPF_E_INTERNAL
+        case .outputExists, .fileExists, .outputBusy, .interrupted, .notRecorded, .fuseUnavailable, .mountFailed: status = FSPF_E_INTERNAL
         }
         self.init(status, error.description)
     }

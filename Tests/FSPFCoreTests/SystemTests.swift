@@ -12,10 +12,10 @@ import FSPFSystem
         try FileSystem.makeDirectories(dir)
         defer { FileSystem.removeTree(dir) }
         let victim = dir + "/victim"
-        try FileSystem.writeAtomically(victim, Array("untouched".utf8))
+        try FileSystem.writeAtomically(victim, Array("untouched".utf8), replacing: true)
         let path = dir + "/record.json"
         #expect(symlink(victim, path + ".tmp-\(getpid())") == 0)
-        try FileSystem.writeAtomically(path, Array("new record".utf8))
+        try FileSystem.writeAtomically(path, Array("new record".utf8), replacing: true)
         #expect(try FileSystem.readAll(victim) == Array("untouched".utf8))
         #expect(try FileSystem.readAll(path) == Array("new record".utf8))
         // Nothing left behind but the planted link: no temporary file survives a write.
@@ -31,8 +31,8 @@ import FSPFSystem
         try FileSystem.makeDirectories(dir + "/volume/real")
         try FileSystem.makeDirectories(dir + "/elsewhere")
         defer { FileSystem.removeTree(dir) }
-        try FileSystem.writeAtomically(dir + "/volume/real/file", Array("ok".utf8))
-        try FileSystem.writeAtomically(dir + "/elsewhere/file", Array("attacker".utf8))
+        try FileSystem.writeAtomically(dir + "/volume/real/file", Array("ok".utf8), replacing: true)
+        try FileSystem.writeAtomically(dir + "/elsewhere/file", Array("attacker".utf8), replacing: true)
         #expect(symlink(dir + "/elsewhere", dir + "/volume/linked") == 0)
         #expect(symlink("real/file", dir + "/volume/file-link") == 0)
         #expect(mkfifo(dir + "/volume/real/fifo", 0o644) == 0)
@@ -61,7 +61,7 @@ import FSPFSystem
         let dir = NSTemporaryDirectory() + "fspf-system-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         try FileSystem.makeDirectories(dir)
         defer { FileSystem.removeTree(dir) }
-        try FileSystem.writeAtomically(dir + "/file", Array("data".utf8))
+        try FileSystem.writeAtomically(dir + "/file", Array("data".utf8), replacing: true)
         let fd = try FileDescriptor.open(dir + "/file", O_RDWR)
         var buffer = [UInt8](repeating: 0, count: 16)
         for offset in [UInt64.max, UInt64(Int64.max) + 1, UInt64(Int64.max), UInt64(Int64.max) - 4] {

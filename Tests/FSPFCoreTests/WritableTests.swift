@@ -246,7 +246,7 @@ import FSPFSystem
                 // file is left). The last version opens and verifies; what this session wrote is
                 // noted as unsealed, never read, and gone after the next open.
                 let leftover = dir + "/volume.fspf.tmp-5eed\(round)"
-                try FileSystem.writeAtomically(leftover, Array("a metadata being written".utf8))
+                try FileSystem.writeAtomically(leftover, Array("a metadata being written".utf8), replacing: true)
                 let report = try check(dir, keys, tag, sealedModel)
                 #expect(report.unsealed.contains(leftover) && report.unsealed.count > 1, "\(report.unsealed)")
                 continue

@@ -27,7 +27,7 @@ final class Broker: @unchecked Sendable {
         try BrokerStore.initialize(at: dir + "/store", names: ["localhost", "127.0.0.1"])
         store = try BrokerStore(root: dir + "/store")
         let seed = SimulatedEvidence.generateSeed()
-        try FileSystem.writeAtomically(dir + "/attester.key", Array(seed.withBytes { Hex.encode($0) }.utf8), mode: 0o600)
+        try FileSystem.writeAtomically(dir + "/attester.key", Array(seed.withBytes { Hex.encode($0) }.utf8), mode: 0o600, replacing: true)
         var policy = ReleasePolicy()
         policy.mrEnclave = [code]
         policy.simulated = true
@@ -208,23 +208,23 @@ final class Broker: @unchecked Sendable {
         #expect(!text.contains(b.key.hex))
         // A changed tag (or a loosened policy) makes the key record unopenable: never released.
         let other = Hex.encode(Sodium.randomBytes(16))
-        try FileSystem.writeAtomically(record, Array(text.replacingOccurrences(of: Hex.encode(b.tag), with: other).utf8))
+        try FileSystem.writeAtomically(record, Array(text.replacingOccurrences(of: Hex.encode(b.tag), with: other).utf8), replacing: true)
         let v = try #require(try b.store.volume("demo"))
         #expect(throws: FSPFError.self) { _ = try b.store.key(of: v) }
         #expect(throws: FSPFError.self) { _ = try b.request().release(timeout: 5) }
         let loosened = text.replacingOccurrences(of: #"\"allow_debug\" : false"#, with: #"\"allow_debug\" : true"#)
         #expect(loosened != text)
-        try FileSystem.writeAtomically(record, Array(loosened.utf8))
+        try FileSystem.writeAtomically(record, Array(loosened.utf8), replacing: true)
         #expect(throws: FSPFError.self) { _ = try b.store.key(of: try #require(try b.store.volume("demo"))) }
         // The original record opens again; with another master key it does not.
-        try FileSystem.writeAtomically(record, Array(text.utf8))
+        try FileSystem.writeAtomically(record, Array(text.utf8), replacing: true)
         #expect(try b.store.key(of: try #require(try b.store.volume("demo"))).equals(b.key))
-        try FileSystem.writeAtomically(b.dir + "/other.key", Array(Hex.encode(Sodium.randomBytes(32)).utf8), mode: 0o600)
+        try FileSystem.writeAtomically(b.dir + "/other.key", Array(Hex.encode(Sodium.randomBytes(32)).utf8), mode: 0o600, replacing: true)
         #expect(throws: FSPFError.self) { _ = try BrokerStore(root: b.dir + "/store", masterKeyFile: b.dir + "/other.key") }
         // A record claiming another version does not open either.
-        try FileSystem.writeAtomically(record, Array(text.replacingOccurrences(of: #""version" : "1""#, with: #""version" : "7""#).utf8))
+        try FileSystem.writeAtomically(record, Array(text.replacingOccurrences(of: #""version" : "1""#, with: #""version" : "7""#).utf8), replacing: true)
         #expect(throws: FSPFError.self) { _ = try b.store.key(of: try #require(try b.store.volume("demo"))) }
-        try FileSystem.writeAtomically(record, Array(text.utf8))
+        try FileSystem.writeAtomically(record, Array(text.utf8), replacing: true)
         // Registering twice needs --replace; bad names are refused.
         #expect(throws: FSPFError.self) { try b.store.register(volume: "demo", key: b.key, tag: b.tag, policy: v.policy) }
         for bad in ["", ".hidden", "a/b", "../x", String(repeating: "a", count: 65)] {
@@ -246,7 +246,7 @@ final class Broker: @unchecked Sendable {
         try b.store.register(volume: "demo", key: b.key, tag: b.tag, policy: tightened, replace: true)
         #expect(try #require(try b.store.volume("demo")).version == 2)
         #expect(throws: FSPFError.self) { _ = try b.request().release(timeout: 5) }  // the old code no longer
-        try FileSystem.writeAtomically(record, old)
+        try FileSystem.writeAtomically(record, old, replacing: true)
         do {
             _ = try b.request().release(timeout: 5)
             Issue.record("the restored record released the key")
@@ -260,7 +260,7 @@ final class Broker: @unchecked Sendable {
         let versions = b.dir + "/store/master.key.versions"
         var sealed = try FileSystem.readAll(versions)
         sealed[10] = sealed[10] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
-        try FileSystem.writeAtomically(versions, sealed)
+        try FileSystem.writeAtomically(versions, sealed, replacing: true)
         #expect(throws: FSPFError.self) { _ = try b.store.volume("demo") }
     }
 
@@ -330,9 +330,9 @@ final class Broker: @unchecked Sendable {
         let widened = fields["writers"]!.replacingOccurrences(of: Hex.encode(writers.mrEnclave[0]), with: Hex.encode(b.code))
         #expect(widened != fields["writers"])
         fields["writers"] = widened
-        try FileSystem.writeAtomically(record, [UInt8](try JSONEncoder().encode(fields)))
+        try FileSystem.writeAtomically(record, [UInt8](try JSONEncoder().encode(fields)), replacing: true)
         #expect(throws: FSPFError.self) { _ = try b.store.key(of: try #require(try b.store.volume("demo"))) }
-        try FileSystem.writeAtomically(record, original)
+        try FileSystem.writeAtomically(record, original, replacing: true)
         // A volume without writers gives no grants.
         try b.store.register(volume: "demo", key: b.key, tag: v3, policy: policy, replace: true)
         #expect(try b.request(code: b.writerCode).release(timeout: 5).writer == nil)

@@ -27,7 +27,7 @@ import FSPFTestSupport
         let donor = try FileSystem.readAll(objects["donor"]!)
         unlink(objects["deleted"]!)
         #expect(truncate(objects["truncated"]!, 100_000) == 0)
-        try FileSystem.writeAtomically(objects["replaced"]!, donor)
+        try FileSystem.writeAtomically(objects["replaced"]!, donor, replacing: true)
         chmod(objects["unreadable"]!, 0)
         for name in ["deleted", "truncated", "replaced", "unreadable"] {
             let r = readThroughMount(s.path + "/mnt/" + name)

@@ -19,9 +19,9 @@ import FSPFTestSupport
             FSPF_MOUNT='\#(Tool.mountBinary)' '\#(MountHelperTests.helper)' --no-tag-check --read-write \
               -o key-file='\#(ReferenceVolume.path)/key.hex',tag=$wrong,log-file=none 2> refused || status=$?
             echo "wrong tag: $status $(cat refused)"
-            [ "$status" = 10 ]
-            grep -q 'is not the expected' refused
-            ! grep -q " $PWD/--read-write " /proc/mounts
+            must [ "$status" = 10 ]
+            must grep -q 'is not the expected' refused
+            never grep -q " $PWD/--read-write " /proc/mounts
             FSPF_MOUNT='\#(Tool.mountBinary)' '\#(MountHelperTests.helper)' --no-tag-check --read-write \
               -o key-file='\#(ReferenceVolume.path)/key.hex',tag='\#(ReferenceVolume.tag)',log-file=none
             grep " $PWD/--read-write " /proc/mounts | grep -q 'fuse.fspf ro,'

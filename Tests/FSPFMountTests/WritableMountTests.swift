@@ -35,6 +35,65 @@ import FSPFTestSupport
         s.sh("mkdir -p mnt && '\(Tool.mountBinary)' \(args)")
     }
 
+    /// `TAG=$(fspf seal MNT --unmount)` is the tag the daemon sealed (issue 31, item 2). It used
+    /// to be read back from volume.fspf once the daemon had exited, and a storage attacker who put
+    /// an older version's metadata back in that window had it printed as "the tag to pin" (then
+    /// served under it, and the newer version's objects deleted by the next read-write mount).
+    /// Here the old metadata is put back again and again while the command runs: the tag printed
+    /// is the new version's, which --tag-out also names, and the old version on disk is refused
+    /// under it.
+    @Test func sealUnmountPrintsTheTagTheDaemonSealedNotTheFileOnDisk() {
+        let s = Sandbox()
+        let r = s.bash("""
+            fspf keygen > key && mkdir mnt
+            '\(Tool.mountBinary)' vol mnt --create --key-file key --tag-out tag --log-file none
+            echo A > mnt/f && a=$(fspf seal mnt) && cp vol/volume.fspf version-a
+            echo B > mnt/f
+            (while [ ! -e stop ] && [ $SECONDS -lt 60 ]; do cp version-a vol/.swap 2>/dev/null && mv vol/.swap vol/volume.fspf 2>/dev/null; done) &
+            trap 'touch stop; umount -l mnt 2>/dev/null || true' EXIT
+            printed=$(fspf seal mnt --unmount)
+            touch stop; wait
+            echo "A $a, printed $printed, tag-out $(head -1 tag)"
+            must [ "$printed" != "$a" ]
+            must [ "$printed" = "$(head -1 tag)" ]
+            never grep -q " $PWD/mnt " /proc/mounts
+            # The disk holds A (the attacker's rollback): under the printed tag it is refused.
+            status=0; fspf cat vol f --key-file key --tag "$printed" 2> err || status=$?
+            must [ "$status" = 10 ]
+            must grep -q 'is not the expected' err
+            """)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+    }
+
+    /// After `fspf seal --unmount` has sealed, the mount refuses changes until it is gone, so the
+    /// tag printed is the last version even while a program keeps writing; a mount that cannot
+    /// be unmounted (a file held open) is left in place, writable again, and the command says so.
+    @Test func sealUnmountIsTheLastVersionOrLeavesTheMountWritable() {
+        let s = Sandbox()
+        let r = s.bash("""
+            fspf keygen > key && mkdir mnt
+            '\(Tool.mountBinary)' vol mnt --create --key-file key --log-file none
+            # Busy: a file held open. Not unmounted, writable again.
+            exec 3> mnt/held
+            status=0; fspf seal mnt --unmount > out 2> err || status=$?
+            echo "busy: $status $(cat err)"
+            must [ "$status" = 74 ]
+            must grep -q 'not unmounted: the mount stays, writable again' err
+            never [ -s out ]
+            must grep -q " $PWD/mnt " /proc/mounts
+            echo still > mnt/writable && exec 3>&-
+            # A writer going on while it seals and unmounts: the version printed is the one on disk.
+            trap 'umount -l mnt 2>/dev/null || true' EXIT
+            (i=0; while [ $SECONDS -lt 60 ] && echo $i > mnt/counter 2>/dev/null; do i=$((i+1)); done) &
+            sleep 0.3
+            printed=$(fspf seal mnt --unmount)
+            wait
+            must [ "$printed" = "$(fspf info vol | awk '/^full tag:/ {print $3}')" ]
+            must [ "$(fspf cat vol writable --key-file key --tag "$printed")" = still ]
+            """)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+    }
+
     @Test func programsWriteThroughTheMountAndSealsPinTheResult() throws {
         let s = Sandbox()
         _ = s.sh("fspf keygen > key")
@@ -88,7 +147,7 @@ import FSPFTestSupport
         #expect(stale.status == 10, "\(stale.err)")
 
         // A read-write mount of the sealed version: a change in the middle of a sealed file.
-        let again = Self.start(s, "vol mnt --read-write --key-file key --tag \(final) --tag-out tag")
+        let again = Self.start(s, "vol mnt --read-write --key-file key --tag \(final) --tag-out tag --replace-tag-out")
         try #require(again.status == 0, "\(again.err)")
         let edit = "printf CHANGED | dd of=a/b/numbers bs=1 seek=70000 conv=notrunc 2>/dev/null && rm -r a/moved"
         // A plain umount: the daemon seals after it, so wait for the daemon before reading the tag.
@@ -177,7 +236,7 @@ import FSPFTestSupport
             let onDisk = s.sh("fspf info vol 2>/dev/null | awk '/^full tag:/ {print $3}'").out.trimmingCharacters(in: .whitespacesAndNewlines)
             let tagArgs = point == 0 ? ["--create"] : ["--read-write", "--tag", onDisk]
             _ = s.sh("mkdir -p mnt")
-            let daemon = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag-out", "tag", "--foreground"] + tagArgs,
+            let daemon = Tool.spawn([Tool.mountBinary, "vol", "mnt", "--key-file", "key", "--tag-out", "tag", "--replace-tag-out", "--foreground"] + tagArgs,
                                     cwd: s.path, name: "-daemon")
             var live = false
             for _ in 0..<200 where !live {

@@ -133,10 +133,18 @@ public final class Sandbox {
     }
 
     /// Runs a bash script here with errexit, nounset and pipefail; a failing command prints its line.
+    /// errexit ignores a failure inside `a && b` (but the last) and any `! command`, so checks
+    /// are written `must COMMAND…` and `never COMMAND…`, which end the script when they fail.
     public func bash(_ script: String, env: [String: String] = [:], limit: Double = Tool.hangLimit) -> Tool.Result {
-        write("test.sh", "set -euo pipefail\ntrap 'echo \"failed at line $LINENO: $BASH_COMMAND\"' ERR\n" + script)
+        write("test.sh", "set -euo pipefail\ntrap 'echo \"failed at line $LINENO: $BASH_COMMAND\"' ERR\n" + Sandbox.checks + script)
         return sh("bash test.sh", env: env, limit: limit)
     }
+
+    static let checks = #"""
+        must() { "$@" || { echo "failed: $*"; exit 1; }; }
+        never() { if "$@"; then echo "should have failed: $*"; exit 1; fi; }
+
+        """#
 
     /// Shell function `flip FILE OFFSET`: changes the byte at OFFSET (XOR 1). Overwriting with a
     /// fixed byte would leave the file unchanged whenever that byte was already there (1 in 256).

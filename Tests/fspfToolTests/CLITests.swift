@@ -136,7 +136,7 @@ import FSPFTestSupport
     /// SCONE's step semantics: addf protects and records what it sees when it runs (a file
     /// written into the source later, the key line included, stays out); an authenticated
     /// region gets nothing written beside its files; a rerun after `rm -rf DIR/*` leaves one
-    /// object per file and verifies clean.
+    /// object per file and verifies clean (its `create --replace` replaces the first run's v.pb).
     @Test func stepsRecordWhatAddfSawAndRerunsLeaveNothingStale() {
         let s = Sandbox()
         s.write("src/job.py", "print(1)\n")
@@ -144,7 +144,7 @@ import FSPFTestSupport
         s.write("sys/lib.so", "ELF\n")
         let build = """
             mkdir -p enc && rm -rf enc/* &&
-            fspf create v.pb > steps && fspf addr v.pb / --not-protected --kernel / >> steps &&
+            fspf create v.pb --replace > steps && fspf addr v.pb / --not-protected --kernel / >> steps &&
             fspf addr v.pb /enc -e --kernel enc >> steps && fspf addr v.pb /sys -a --kernel sys >> steps &&
             fspf addf v.pb /enc src enc >> steps && fspf addf v.pb /sys sys >> steps &&
             echo late > src/late.txt && fspf encrypt v.pb > src/keytag &&

@@ -9,19 +9,25 @@ import FSPFSystem
 /// back as links and holes as holes; owners and every extended attribute are restored when
 /// running as root, otherwise the `user.*` attributes only (the others need privileges).
 public enum Exporter {
+    /// Everything is made through descriptors of the output's parent and of the temporary
+    /// directory (mode 0700) below it, nothing followed; the finished tree is renamed into
+    /// place only if nothing has appeared at `output` meanwhile.
     public static func decrypt(_ reader: VolumeReader, to output: String,
                                threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) throws {
-        guard !FileSystem.exists(output) else { throw FSPFError.outputExists(path: output) }
-        let parent = Paths.parent(output)
-        guard FileSystem.isDirectory(parent) else {
-            throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
+        let parentPath = Paths.parent(output), name = Paths.lastComponent(output)
+        let parent: Directory
+        do { parent = try Directory.open(parentPath) } catch FSPFError.io(_, _, let e) where e == ENOENT || e == ENOTDIR {
+            throw FSPFError.noInput(path: parentPath, reason: "output's parent directory does not exist")
         }
-        let staging = FileSystem.stagingPath(for: output)
-        FileSystem.removeTree(staging)
+        guard parent.status(name) == nil else { throw FSPFError.outputExists(path: output) }
+        let stagingName = ".\(name).fspf-tmp-\(getpid())"
+        let stagingPath = parent.shown(stagingName)
+        parent.removeTree(stagingName)
         do {
-            try FileSystem.makeDirectory(staging, mode: 0o700)
+            try parent.makeDirectory(stagingName, mode: 0o700)
+            let staging = try parent.subdirectory(stagingName)
             let entries = reader.metadata.entries
-            for e in entries where e.isDirectory { try FileSystem.makeDirectory(Paths.join(staging, e.path), mode: 0o700) }
+            for e in entries where e.isDirectory { try staging.makeDirectory(e.path, mode: 0o700) }
             let next = Atomic<Int>(0)
             let failure = Locked<(any Error)?>(nil)
             DispatchQueue.concurrentPerform(iterations: max(1, min(threads, entries.count))) { _ in
@@ -39,36 +45,37 @@ public enum Exporter {
             // Links once their first paths exist.
             for e in entries {
                 guard let first = e.linkOf else { continue }
-                let target = Paths.join(staging, e.path), existing = Paths.join(staging, entries[first].path)
-                try syscall("link", path: target) { link(existing, target) }
+                try staging.makeLink(e.path, to: entries[first].path)
             }
             // Directory modes and times last (deepest first), once nothing more is written in them.
             for e in entries.reversed() where e.isDirectory {
-                try finishAttributes(Paths.join(staging, e.path), e)
+                try finishAttributes(try staging.subdirectory(e.path).descriptor, e)
             }
-            if let root = reader.metadata.root { try finishAttributes(staging, root) }
-            try FileSystem.rename(staging, output)
+            if let root = reader.metadata.root { try finishAttributes(staging.descriptor, root) }
+            do { try parent.rename(stagingName, to: name, replacing: false) } catch FSPFError.fileExists {
+                throw FSPFError.outputExists(path: output)
+            }
+            try parent.sync()
         } catch {
-            FileSystem.removeTree(staging)
+            parent.removeTree(stagingName)
             // Name the user's output, not the temporary directory it was being written in.
-            throw (error as? FSPFError)?.replacingPath(staging, with: output) ?? error
+            throw (error as? FSPFError)?.replacingPath(stagingPath, with: output) ?? error
         }
     }
 
-    private static func exportEntry(_ reader: VolumeReader, _ i: Int, staging: String,
+    private static func exportEntry(_ reader: VolumeReader, _ i: Int, staging: Directory,
                                      buffer: UnsafeMutableRawBufferPointer) throws {
         if Interrupt.requested { throw FSPFError.interrupted }
         let e = reader.metadata.entries[i]
-        let target = Paths.join(staging, e.path)
         guard e.linkOf == nil else { return }  // linked once its first path is written
         switch e.content {
         case .directory:
             return
         case .symlink(let t):
-            try syscall("symlink", path: target) { symlink(String(decoding: t, as: UTF8.self), target) }
-            try finishAttributes(target, e, symlink: true)
+            try staging.makeSymlink(e.path, target: t)
+            try finishSymlinkAttributes(staging, e)
         case .file(let size, _, let p, _):
-            let out = try FileDescriptor.open(target, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            let out = try staging.openFile(e.path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
             try out.truncate(to: size)
             var offset: UInt64 = 0
             while offset < size {
@@ -83,20 +90,40 @@ public enum Exporter {
                 try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), at: offset)
                 offset += UInt64(n)
             }
-            try finishAttributes(target, e)
+            try finishAttributes(out, e)
         }
     }
 
-    private static func finishAttributes(_ path: String, _ e: Entry, symlink: Bool = false) throws {
+    /// Owner, extended attributes, mode and times of an open file or directory.
+    private static func finishAttributes(_ f: FileDescriptor, _ e: Entry) throws {
         let root = geteuid() == 0
-        if root { try syscall("chown", path: path) { lchown(path, e.uid, e.gid) } }
+        if root { try syscall("chown", path: f.path) { fchown(f.fd, e.uid, e.gid) } }
         for x in e.xattrs where root || x.name.starts(with: Array("user.".utf8)) {
-            try FileSystem.setExtendedAttribute(path, name: x.name, value: x.value)
+            try f.setExtendedAttribute(name: x.name, value: x.value)
         }
-        if !symlink { try syscall("chmod", path: path) { chmod(path, mode_t(e.mode)) } }
-        var times = [timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds))]
-        times.append(times[0])
-        try syscall("utimensat", path: path) { utimensat(AT_FDCWD, path, times, symlink ? AT_SYMLINK_NOFOLLOW : 0) }
+        try syscall("chmod", path: f.path) { fchmod(f.fd, mode_t(e.mode)) }
+        try syscall("utimensat", path: f.path) { futimens(f.fd, times(e)) }
+    }
+
+    /// The same for a symbolic link, through the directory holding it (no mode: links have none).
+    private static func finishSymlinkAttributes(_ staging: Directory, _ e: Entry) throws {
+        let (dir, name) = try staging.split(e.path)
+        let shown = dir.shown(name)
+        let root = geteuid() == 0
+        if root { try syscall("chown", path: shown) { fchownat(dir.descriptor.fd, name, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) } }
+        // The link itself (l-), named through the directory's descriptor.
+        let viaDescriptor = "/proc/self/fd/\(dir.descriptor.fd)/" + name
+        for x in e.xattrs where root || x.name.starts(with: Array("user.".utf8)) {
+            do { try FileSystem.setExtendedAttribute(viaDescriptor, name: x.name, value: x.value) } catch let error as FSPFError {
+                throw error.replacingPath(viaDescriptor, with: shown)
+            }
+        }
+        try syscall("utimensat", path: shown) { utimensat(dir.descriptor.fd, name, times(e), AT_SYMLINK_NOFOLLOW) }
+    }
+
+    private static func times(_ e: Entry) -> [timespec] {
+        let t = timespec(tv_sec: Int(e.mtimeSeconds), tv_nsec: Int(e.mtimeNanoseconds))
+        return [t, t]
     }
 }
 
@@ -115,7 +142,7 @@ public struct VolumeInfo: Sendable {
         metadataBytes = file.count
         var files = 0
         var bytes: UInt64 = 0
-        FileSystem.forEachFile(below: Paths.join(Paths.parent(metadataPath), VolumeWriter.objectsDirectory)) { _, st in
+        FileSystem.forEachFile(below: Paths.join(Paths.parent(metadataPath), ObjectStore.directoryName)) { _, st in
             files += 1
             bytes += UInt64(st.st_size)
         }
@@ -131,7 +158,7 @@ public struct VolumeInfo: Sendable {
                                   : "full tag:       \(Hex.encode(header.tag.full))",
             "reproducible:   \(header.reproducible ? "yes" : "no")",
             Paths.lastComponent(metadataPath) == SealedMetadata.fileName
-                ? "objects:        \(objectFiles) files, \(objectBytes) bytes in \(VolumeWriter.objectsDirectory)/"
+                ? "objects:        \(objectFiles) files, \(objectBytes) bytes in \(ObjectStore.directoryName)/"
                 : "objects:        in the regions' directories (built step by step): counted with a key",
         ]
     }

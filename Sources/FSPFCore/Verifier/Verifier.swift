@@ -162,7 +162,7 @@ public enum Verifier {
         // volume elsewhere only in its object stores.
         let roots = Paths.lastComponent(reader.metadataPath) == SealedMetadata.fileName
             ? [reader.directory] : objectDirs.sorted()
-        let written = Paths.join(Paths.join(reader.directory, VolumeWriter.objectsDirectory), WritableVolume.writtenDirectory) + "/"
+        let written = Paths.join(Paths.join(reader.directory, ObjectStore.directoryName), ObjectStore.writtenName) + "/"
         var stray: [Problem] = []
         var unsealed: [String] = []
         for root in roots {

@@ -18,15 +18,17 @@ import Glibc
 /// unchanged since the last seal goes to the sealed version's reader without it.
 public final class WritableVolume: @unchecked Sendable {
     public let metadataPath: String
-    /// The object store new objects go to: `.fspf-objects` beside the metadata.
-    let store: String
-    /// Its subdirectory for the objects this mount writes.
-    let written: String
+    /// The metadata's directory, held (and locked: one writer per volume, as for `fspf
+    /// encrypt`) for the volume's lifetime: every change is made through it, nothing below it
+    /// followed (docs/SECURITY.md, "Links below a volume").
+    private let anchor: Directory
+    /// Where new objects go: `written/` in the volume's own store.
+    private let written: WrittenObjects
+    /// The stores the versions' locations name, for removing objects no version names.
+    private let stores: ObjectStores
     private let keys: VolumeKeys
     private let regions: [Region]
     private let cacheBytes: Int
-    /// Held for the volume's lifetime: one writer per volume, as for `fspf encrypt`.
-    private let lockFD: FileDescriptor
     private let mutex = Locked(())
 
     private var reader: VolumeReader
@@ -34,14 +36,14 @@ public final class WritableVolume: @unchecked Sendable {
     private var nextInode: UInt64 = 2
     /// Anything changed since the last seal.
     private var changed = false
+    /// Every change refused (EROFS) after `seal(freezing:)` until `thaw`: the version sealed then
+    /// stays the last one, whatever the mount's users do before it is unmounted.
+    private var frozen = false
     /// The tag of the version on disk.
     public var tag: VolumeTag { mutex.withLock { _ in reader.tag } }
     public var sealedFiles: Int { mutex.withLock { _ in reader.entries.count } }
 
     public static let rootInode: UInt64 = 1
-    /// Where in the object store a read-write mount puts the objects it writes: objects there
-    /// that no version names are what a mount left unsealed (`fspf verify` notes them).
-    public static let writtenDirectory = "written"
 
     // MARK: Opening
 
@@ -54,22 +56,24 @@ public final class WritableVolume: @unchecked Sendable {
                       expectedTag: expectedTag, cacheBytes: cacheBytes)
     }
 
-    private init(metadataPath: String, claimed: FileDescriptor, keys: VolumeKeys, expectedTag: [UInt8]?, cacheBytes: Int) throws {
-        let directory = Paths.parent(metadataPath)
-        lockFD = claimed
+    private init(metadataPath: String, claimed: Directory, keys: VolumeKeys, expectedTag: [UInt8]?, cacheBytes: Int) throws {
+        anchor = claimed
         let reader = try VolumeReader(path: metadataPath, keys: keys, expectedTag: expectedTag, cacheBytes: cacheBytes)
         guard reader.version == .v2 else {
             throw FSPFError.badInput(path: metadataPath, reason: "format version 1 cannot be written: convert it with 'fspf upgrade' first")
         }
+        // A store that is not a real directory (a link planted in its place) is refused before
+        // anything is written or removed.
+        let own = try ObjectStore.open(in: claimed, create: false)
         self.metadataPath = metadataPath
-        self.store = Paths.join(directory, VolumeWriter.objectsDirectory)
-        self.written = Paths.join(store, Self.writtenDirectory)
+        written = WrittenObjects(volume: claimed, store: own)
+        stores = ObjectStores(metadataDirectory: claimed)
         self.keys = keys
         self.regions = reader.metadata.regions
         self.cacheBytes = cacheBytes
         self.reader = reader
         load()
-        prune()
+        prune(own)
     }
 
     /// A new, empty volume in `directory` (created, or empty), sealed at once so that the
@@ -81,22 +85,22 @@ public final class WritableVolume: @unchecked Sendable {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw FSPFError.io(path: directory, operation: "mkdir", errno: errno) }
         guard FileSystem.isDirectory(directory) else { throw FSPFError.outputExists(path: directory) }
         let lock = try claim(directory)
-        guard try FileSystem.list(directory).isEmpty else { throw FSPFError.outputExists(path: directory) }
+        guard try lock.list().isEmpty else { throw FSPFError.outputExists(path: directory) }
         let now = Self.now()
         let root = Entry(path: "", mode: mode & 0o7777, mtimeSeconds: Int64(now.tv_sec), mtimeNanoseconds: UInt32(now.tv_nsec),
                          content: .directory, uid: uid, gid: gid)
         let metadata = VolumeMetadata(version: .v2, reproducible: false, regions: [Region(path: "", kind: .encrypted, chunkSize: chunkSize)],
                                       root: root, entries: [])
         let (file, tag) = SealedMetadata.seal(metadata, keys: keys)
-        let metadataPath = Paths.join(directory, SealedMetadata.fileName)
-        try FileSystem.writeAtomically(metadataPath, file)
-        return try WritableVolume(metadataPath: metadataPath, claimed: lock, keys: keys, expectedTag: tag.full, cacheBytes: cacheBytes)
+        try lock.writeAtomically(SealedMetadata.fileName, file, replacing: false)
+        return try WritableVolume(metadataPath: Paths.join(directory, SealedMetadata.fileName), claimed: lock, keys: keys,
+                                  expectedTag: tag.full, cacheBytes: cacheBytes)
     }
 
-    private static func claim(_ directory: String) throws -> FileDescriptor {
-        let fd = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard flock(fd.fd, LOCK_EX | LOCK_NB) == 0 else { throw FSPFError.outputBusy(path: directory) }
-        return fd
+    private static func claim(_ directory: String) throws -> Directory {
+        let d = try Directory.open(directory)
+        guard d.lockExclusively() else { throw FSPFError.outputBusy(path: directory) }
+        return d
     }
 
     /// The tree of the sealed version as nodes; a hard-linked file is one node with several names.
@@ -226,6 +230,7 @@ public final class WritableVolume: @unchecked Sendable {
 
     private func add(_ parent: UInt64, _ name: [UInt8], kind: Node.Kind, mode: UInt32, caller: Caller, target: [UInt8] = []) throws -> stat {
         try mutex.withLock { _ in
+            try unfrozen()
             let dir = try directory(parent)
             let region = try writableRegion(for: name, in: dir)
             guard dir.children[name] == nil else { throw FileSystemError(EEXIST) }
@@ -244,8 +249,7 @@ public final class WritableVolume: @unchecked Sendable {
             n.target = target
             n.lookups = 1
             if kind == .file {
-                n.content = .written(WrittenContent(keys: keys, chunkSize: Int(region.chunkSize), store: written,
-                                                    metadataDirectory: Paths.parent(metadataPath), base: nil))
+                n.content = .written(WrittenContent(keys: keys, chunkSize: Int(region.chunkSize), objects: written, base: nil))
             }
             if kind == .directory { dir.subdirectories += 1 }
             nodes[n.ino] = n
@@ -258,6 +262,7 @@ public final class WritableVolume: @unchecked Sendable {
 
     public func unlink(_ parent: UInt64, _ name: [UInt8]) throws {
         try mutex.withLock { _ in
+            try unfrozen()
             let dir = try directory(parent)
             _ = try writableRegion(for: name, in: dir)
             guard let ino = dir.children[name], let n = nodes[ino] else { throw FileSystemError(ENOENT) }
@@ -274,6 +279,7 @@ public final class WritableVolume: @unchecked Sendable {
 
     public func removeDirectory(_ parent: UInt64, _ name: [UInt8]) throws {
         try mutex.withLock { _ in
+            try unfrozen()
             let dir = try directory(parent)
             _ = try writableRegion(for: name, in: dir)
             guard let ino = dir.children[name], let n = nodes[ino] else { throw FileSystemError(ENOENT) }
@@ -293,6 +299,7 @@ public final class WritableVolume: @unchecked Sendable {
     /// (EINVAL, EXDEV).
     public func rename(_ parent: UInt64, _ name: [UInt8], to newParent: UInt64, _ newName: [UInt8], flags: UInt32) throws {
         try mutex.withLock { _ in
+            try unfrozen()
             guard flags & ~UInt32(Self.renameNoReplace) == 0 else { throw FileSystemError(EINVAL) }
             let from = try directory(parent), to = try directory(newParent)
             let sourceRegion = try writableRegion(for: name, in: from)
@@ -363,6 +370,7 @@ public final class WritableVolume: @unchecked Sendable {
 
     public func setAttributes(_ ino: UInt64, _ change: AttributeChange) throws -> stat {
         try mutex.withLock { _ in
+            try unfrozen()
             let n = try node(ino)
             guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
             let now = Self.now()
@@ -384,6 +392,7 @@ public final class WritableVolume: @unchecked Sendable {
 
     public func setExtendedAttribute(_ ino: UInt64, _ name: [UInt8], _ value: [UInt8], create: Bool, replace: Bool) throws {
         try mutex.withLock { _ in
+            try unfrozen()
             let n = try node(ino)
             guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
             // Stored as the format stores them; the kernel enforces no ACL of a read-write mount.
@@ -406,6 +415,7 @@ public final class WritableVolume: @unchecked Sendable {
 
     public func removeExtendedAttribute(_ ino: UInt64, _ name: [UInt8]) throws {
         try mutex.withLock { _ in
+            try unfrozen()
             let n = try node(ino)
             guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
             guard let i = n.xattrs.firstIndex(where: { $0.name == name }) else { throw FileSystemError(ENODATA) }
@@ -429,6 +439,7 @@ public final class WritableVolume: @unchecked Sendable {
             case .symlink: throw FileSystemError(ELOOP)
             case .file: break
             }
+            if write || truncate { try unfrozen() }
             if (write || truncate) && n.region.kind != .encrypted { throw FileSystemError(EROFS) }
             if truncate && n.size > 0 {
                 try writable(n, truncatingTo: 0).truncate(to: 0)
@@ -489,6 +500,7 @@ public final class WritableVolume: @unchecked Sendable {
 
     public func write(_ ino: UInt64, at offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
         try mutex.withLock { _ in
+            try unfrozen()
             let n = try node(ino)
             guard n.kind == .file else { throw FileSystemError(EISDIR) }
             guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
@@ -535,9 +547,19 @@ public final class WritableVolume: @unchecked Sendable {
     /// written is brought to its final form and synced, then the metadata is replaced
     /// atomically; objects no longer named are removed. Returns the tag of the version on
     /// disk. If anything fails, the previous version stays on disk and writing goes on.
+    /// `freezing`: once sealed, every change is refused (EROFS) until `thaw`, so the tag
+    /// returned stays the last (`fspf seal --unmount` asks so before it unmounts).
     @discardableResult
-    public func seal() throws -> VolumeTag {
+    public func seal(freezing: Bool = false) throws -> VolumeTag {
         try mutex.withLock { _ in
+            let tag = try sealUnderLock()
+            if freezing { frozen = true }
+            return tag
+        }
+    }
+
+    private func sealUnderLock() throws -> VolumeTag {
+        do {
             guard changed else { return reader.tag }
             let previous = reader
             // What of `previous` the new version keeps naming (its objects are not removed).
@@ -571,8 +593,8 @@ public final class WritableVolume: @unchecked Sendable {
             let metadata = VolumeMetadata(version: .v2, reproducible: false, regions: regions, root: root, entries: entries)
             let (file, tag) = SealedMetadata.seal(metadata, keys: keys)
             // Every object the metadata names is on the disk before the metadata is.
-            try lockFD.syncFileSystem()
-            try FileSystem.writeAtomically(metadataPath, file)
+            try anchor.descriptor.syncFileSystem()
+            try anchor.writeAtomically(Paths.lastComponent(metadataPath), file, replacing: true)
             reader = try VolumeReader(sealed: metadata, tag: tag, metadataPath: metadataPath, keys: keys, cacheBytes: cacheBytes)
             var retired: [WrittenContent] = []
             for (i, n) in named.enumerated() where n.kind == .file && entries[i].linkOf == nil {
@@ -584,6 +606,13 @@ public final class WritableVolume: @unchecked Sendable {
             Self.release(Retired(contents: retired, reader: previous, paths: paths))
             return tag
         }
+    }
+
+    /// Changes are accepted again after `seal(freezing: true)` (the unmount that followed it failed).
+    public func thaw() { mutex.withLock { _ in frozen = false } }
+
+    private func unfrozen() throws {
+        guard !frozen else { throw FileSystemError(EROFS) }
     }
 
     /// What a seal replaced, freed after it returns: freeing 100,000 contents and a version's
@@ -641,14 +670,15 @@ public final class WritableVolume: @unchecked Sendable {
         static func == (a: SortKey, b: SortKey) -> Bool { a.count == b.count && memcmp(a.bytes, b.bytes, a.count) == 0 }
     }
 
-    /// At open: every file in the store that the sealed version does not name, and the metadata
-    /// a seal was writing (what a crashed mount left).
-    private func prune() {
-        Draft.prune(store, keeping: Set(reader.entries.compactMap { $0.storedObject.map(reader.location) }))
-        let directory = Paths.parent(metadataPath)
-        for name in (try? FileSystem.list(directory)) ?? [] {
-            let path = Paths.join(directory, String(decoding: name, as: UTF8.self))
-            if FileSystem.isAtomicWriteLeftover(path, of: metadataPath) { Glibc.unlink(path) }
+    /// At open: every file in the volume's own store that the sealed version does not name,
+    /// and the metadata a seal was writing (what a crashed mount left). Through descriptors: a
+    /// link anywhere below is removed as a link or refused, never followed.
+    private func prune(_ own: ObjectStore?) {
+        if let own { own.prune(keeping: stores.names(in: own, of: reader.entries.compactMap(\.storedObject))) }
+        let name = Paths.lastComponent(metadataPath)
+        for raw in (try? anchor.list()) ?? [] {
+            let candidate = String(decoding: raw, as: UTF8.self)
+            if FileSystem.isAtomicWriteLeftover(candidate, of: name) { _ = try? anchor.removeFile(candidate) }
         }
     }
 
@@ -670,14 +700,14 @@ public final class WritableVolume: @unchecked Sendable {
         guard !dropped.isEmpty else { return }
         // Objects are one per file; this only makes sure no named one is ever removed.
         for e in reader.entries { if let o = e.storedObject { dropped.remove(o) } }
-        for o in dropped { Glibc.unlink(previous.location(o)) }
+        for o in dropped { stores.remove(o) }
     }
 
     // MARK: Statistics
 
     public func statistics() -> statvfs {
         var s = Glibc.statvfs()
-        _ = fstatvfs(lockFD.fd, &s)
+        _ = fstatvfs(anchor.descriptor.fd, &s)
         s.f_namemax = UInt(NAME_MAX)
         s.f_flag &= ~UInt(ST_RDONLY)
         return s
@@ -730,8 +760,7 @@ public final class WritableVolume: @unchecked Sendable {
         case .sealed(let s):
             guard case .file(_, .encrypted, let p?, _) = s.reader.entries[s.entry].content else { throw FileSystemError(EROFS) }
             let base = size == 0 ? nil : WrittenContent.BaseContent(reader: s.reader, entry: s.entry, protection: p, size: s.size)
-            let c = WrittenContent(keys: keys, chunkSize: Int(p.chunkSize), store: written,
-                                   metadataDirectory: Paths.parent(metadataPath), base: base)
+            let c = WrittenContent(keys: keys, chunkSize: Int(p.chunkSize), objects: written, base: base)
             n.content = .written(c)
             return c
         case .none: throw FileSystemError(EISDIR)
@@ -748,13 +777,13 @@ public final class WritableVolume: @unchecked Sendable {
         var sealed: SealedRef? = nil
         switch n.content {
         case .written(let c):
-            Glibc.unlink(c.objectPath)
+            written.remove(c.objectName)
             sealed = c.base.map { SealedRef(reader: $0.reader, entry: $0.entry, size: $0.size) }
         case .sealed(let s): sealed = s
         case .none: break
         }
         n.content = .none
-        if let s = sealed, s.reader !== reader, let o = s.reader.entries[s.entry].storedObject { Glibc.unlink(s.reader.location(o)) }
+        if let s = sealed, s.reader !== reader, let o = s.reader.entries[s.entry].storedObject { stores.remove(o) }
         if n.lookups == 0 { nodes[n.ino] = nil }
     }
 

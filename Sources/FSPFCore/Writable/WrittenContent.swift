@@ -24,8 +24,9 @@ import Glibc
 final class WrittenContent {
     let fileID: [UInt8]
     let chunkSize: Int
-    /// Absolute path of the object, and as the metadata records it.
-    let objectPath: String
+    /// Where its object goes, its path there, and as the metadata records it.
+    private let objects: WrittenObjects
+    let objectName: String
     let objectLocation: String
     private(set) var size: UInt64
     private let keys: VolumeKeys
@@ -60,14 +61,14 @@ final class WrittenContent {
         let size: UInt64
     }
 
-    init(keys: VolumeKeys, chunkSize: Int, store: String, metadataDirectory: String, base: BaseContent?) {
+    init(keys: VolumeKeys, chunkSize: Int, objects: WrittenObjects, base: BaseContent?) {
         self.keys = keys
         self.base = base
+        self.objects = objects
         self.chunkSize = base.map { Int($0.protection.chunkSize) } ?? chunkSize
         fileID = Sodium.randomBytes(ProtectedFile.idSize)
-        let name = Hex.encode(fileID.prefix(16))
-        objectPath = Paths.join(Paths.join(store, String(name.prefix(2))), String(name.dropFirst(2)))
-        objectLocation = Plan.location(of: objectPath, base: metadataDirectory)
+        objectName = ObjectStore.name(fileID: fileID, written: true)
+        objectLocation = ObjectStore.directoryName + "/" + objectName
         size = base?.size ?? 0
         if let base {
             let n = chunks(covering: base.size)
@@ -399,16 +400,15 @@ final class WrittenContent {
     private func objectFile() throws -> FileDescriptor {
         if let object { return object }
         if created {
-            let fd = try FileDescriptor.open(objectPath, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+            let fd = try objects.store().reopen(objectName)
             object = fd
             return fd
         }
-        try FileSystem.makeDirectories(Paths.parent(objectPath))
-        let fd = try FileDescriptor.open(objectPath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: 0o644)
+        let fd = try objects.store().create(objectName)
         do {
             try ObjectHeader.bytes(version: .v2, kind: .encrypted, fileID: fileID).withUnsafeBytes { try fd.write($0, at: 0) }
         } catch {
-            unlink(objectPath)
+            objects.remove(objectName)
             throw error
         }
         object = fd
@@ -427,6 +427,28 @@ final class WrittenContent {
         Sodium.zero(buffer)
         buffer.deallocate()
     }
+}
+
+/// Where a read-write mount's new objects go: `written/` in the volume's own store, the store
+/// made when the first object is (a mount that writes nothing leaves the directory as it was).
+/// Used under the volume's lock.
+final class WrittenObjects: @unchecked Sendable {
+    private let volume: Directory
+    private var own: ObjectStore?
+
+    init(volume: Directory, store: ObjectStore?) {
+        self.volume = volume
+        own = store
+    }
+
+    func store() throws -> ObjectStore {
+        if let own { return own }
+        let made = try ObjectStore.open(in: volume, create: true)!
+        own = made
+        return made
+    }
+
+    func remove(_ name: String) { own?.remove(name) }
 }
 
 /// An errno for the file-system operations of a read-write volume (ENOENT, EEXIST, ENOTEMPTY…).

@@ -77,13 +77,14 @@ public struct Draft: Codable, Sendable {
 
     /// Saves the draft atomically (mode 0600) and returns what SCONE prints as the protection
     /// file's tag after each step: the first 16 bytes of SHA-256 over the file (it changes with
-    /// every step; only the tag `encrypt F` prints is a volume tag).
+    /// every step; only the tag `encrypt F` prints is a volume tag). `replacing`: false for a
+    /// new draft (`create`), which leaves an existing file alone (`.fileExists` naming `flag`).
     @discardableResult
-    public func save(_ path: String) throws -> String {
+    public func save(_ path: String, replacing: Bool = true, flag: String = "") throws -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let bytes = Array(try enc.encode(self)) + [0x0a] + (recorded ?? [])
-        try FileSystem.writeAtomically(path, bytes, mode: 0o600)
+        try FileSystem.writeForUser(path, bytes, mode: 0o600, replacing: replacing, flag: flag)
         var h = SHA256()
         h.update(Array("FSPF-DRAFT".utf8) + [0])
         h.update(bytes)
@@ -150,7 +151,7 @@ public struct Draft: Codable, Sendable {
         do {
             try merge(done, prefix: prefix)
             if !done.objects.isEmpty {
-                let store = Paths.join(out, VolumeWriter.objectsDirectory)
+                let store = Paths.join(out, ObjectStore.directoryName)
                 if !stores.contains(store) { stores.append(store) }
             }
             let keep = Set(referencedObjects(try entries, base: Paths.parent(Plan.absolute(draftPath))))
@@ -158,11 +159,11 @@ public struct Draft: Codable, Sendable {
             objects = (objects + done.objects).filter { keep.contains($0) }
             tag = try save(draftPath)
         } catch {
-            for o in done.objects { unlink(o) }
+            Draft.remove(done.objects)
             self = before
             throw error
         }
-        for o in stale { unlink(o) }  // replaced files' objects, once the draft no longer names them
+        Draft.remove(stale)  // replaced files' objects, once the draft no longer names them
         return (done.files, done.bytes, tag)
     }
 
@@ -178,9 +179,16 @@ public struct Draft: Codable, Sendable {
         // The steps may have combined regions and links in a way the format refuses (a region
         // changed by addr after addf linked two paths): check before anything is replaced.
         _ = try VolumeMetadata.decode(metadata.encoded(), context: path)
-        let tag = try VolumeWriter.seal(metadata, to: path, keys: keys)
-        let keep = Set(referencedObjects(metadata.entries, base: Paths.parent(Plan.absolute(path))))
-        for store in stores { Draft.prune(store, keeping: keep) }
+        // The stores the cleanup walks, opened first: one that is not a real directory (a link
+        // planted in its place) is refused before anything is replaced.
+        let opened = try stores.compactMap { store -> ObjectStore? in
+            guard let base = try? Directory.open(Paths.parent(store)) else { return nil }
+            return try ObjectStore.open(in: base, create: false)
+        }
+        let tag = try VolumeWriter.seal(metadata, to: (try Directory.open(Paths.parent(path)), Paths.lastComponent(path)), keys: keys)
+        let referenced = referencedObjects(metadata.entries, base: Paths.parent(Plan.absolute(path)))
+        let known = ObjectStores(metadataDirectory: nil)
+        for store in opened { store.prune(keeping: known.names(in: store, of: referenced)) }
         let files = metadata.entries.filter { $0.isFile && $0.linkOf == nil }
         return WriteResult(metadataPath: path, tag: tag, files: files.count, bytes: files.reduce(0) { $0 + $1.size })
     }
@@ -253,22 +261,9 @@ public struct Draft: Codable, Sendable {
         entries.compactMap { $0.storedObject.map { $0.hasPrefix("/") ? $0 : Paths.join(base, $0) } }
     }
 
-    /// Deletes every file below an object store that is not in `keep`, and the directories
-    /// this empties.
-    static func prune(_ store: String, keeping keep: Set<String>) {
-        FileSystem.forEachFile(below: store) { path, _ in
-            if !keep.contains(path) { unlink(path) }
-        }
-        removeEmptyDirectories(below: store)
-    }
-
-    /// Removes the directories below `dir` that are empty once their own empty ones are gone.
-    private static func removeEmptyDirectories(below dir: String) {
-        for name in (try? FileSystem.list(dir)) ?? [] {
-            let path = Paths.join(dir, String(decoding: name, as: UTF8.self))
-            guard let st = try? FileSystem.lstatus(path), st.st_mode & S_IFMT == S_IFDIR else { continue }
-            removeEmptyDirectories(below: path)
-            rmdir(path)
-        }
+    /// Removes objects (absolute paths) through their stores' descriptors.
+    private static func remove(_ objects: [String]) {
+        let known = ObjectStores(metadataDirectory: nil)
+        for o in objects { known.remove(o) }
     }
 }

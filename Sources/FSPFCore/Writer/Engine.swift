@@ -123,9 +123,8 @@ final class Engine: @unchecked Sendable {
             job.segmentDigests = .allocate(byteCount: 32 * job.segmentCount, alignment: 8)
             return
         }
-        if let objectPath = job.objectPath, job.kind != .notProtected {
-            let obj = job.inline ? try FileDescriptor.anonymous("fspf-tree")
-                : try FileDescriptor.open(objectPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        if job.kind != .notProtected {
+            let obj = job.inline ? try FileDescriptor.anonymous("fspf-tree") : try job.objectStore!.create(job.objectName!, flags: O_WRONLY)
             if job.findsHoles, let src = job.sourceFD, UInt64(st.st_blocks) * 512 < job.size {
                 job.holes = Engine.holeChunks(try src.dataExtents(size: job.size), size: job.size, chunkSize: UInt64(job.chunkSize))
             }
@@ -136,13 +135,15 @@ final class Engine: @unchecked Sendable {
             }
             job.objectFD = obj
         }
-        if let plain = job.plainPath, !job.inPlace {
+        if let plain = job.plainRelative, !job.inPlace {
+            // Through the output's descriptor: a link on the way or at the file is refused.
+            let output = try plan.output(job.output)
             let out: FileDescriptor
-            if let created = try? FileDescriptor.open(plain, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644) {
+            if let created = try? output.openFile(plain, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, makingParents: true) {
                 job.createdPlain = true
                 out = created
             } else {
-                out = try FileDescriptor.open(plain, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+                out = try output.openFile(plain, O_WRONLY | O_TRUNC)
             }
             job.plainFD = out
         }
@@ -201,7 +202,6 @@ final class Engine: @unchecked Sendable {
         let leafSize = TreeGeometry.leafSize(.current)
         let pieceSize = max(cs, Engine.pieceBytes / cs * cs)
         let cipher = ChunkCipher.forCurrentThread()
-        if job.kind != .notProtected { cipher.select(keys, fileID: job.fileID) }
         let chunkTotal = job.protection?.chunkCount ?? 0
         // Segments start on chunk boundaries: the chunk at byte `offset` of the segment is the
         // segment's (offset / cs)th, and so is its leaf.
@@ -229,6 +229,9 @@ final class Engine: @unchecked Sendable {
                     try plain.write(UnsafeRawBufferPointer(rebasing: buffer[runStart..<min(runEnd, realCount)]), at: start + UInt64(runStart))
                 }
                 if job.kind != .notProtected {
+                    // After the load: reading from a volume (fspf upgrade) uses this thread's cipher
+                    // with the source file's key, and sealing under it gave objects that never open.
+                    cipher.select(keys, fileID: job.fileID)
                     var offset = runStart
                     repeat {
                         let count = min(cs, runEnd - offset)
@@ -320,14 +323,14 @@ final class Engine: @unchecked Sendable {
     private func buildTree(_ job: FileJob) throws -> [UInt8] {
         let p = job.protection!
         let g = p.geometry
-        let obj = job.inline ? job.objectFD! : try FileDescriptor.open(job.objectPath!, O_RDWR)
+        let obj = job.inline ? job.objectFD! : try job.objectStore!.reopen(job.objectName!)
         var block = [UInt8](repeating: 0, count: 4096)
         func hashBlock(_ level: Int, _ index: UInt64) throws -> [UInt8] {
             let range = g.blockRange(level: level, index: index)
             return try block.withUnsafeMutableBytes { (buf) throws -> [UInt8] in
                 let part = UnsafeMutableRawBufferPointer(rebasing: buf[0..<range.count])
                 guard try obj.read(into: part, at: p.treeOffset + range.offset) == range.count else {
-                    throw FSPFError.io(path: job.objectPath!, operation: "read back", errno: EIO)
+                    throw FSPFError.io(path: job.objectPath ?? job.volumePath, operation: "read back", errno: EIO)
                 }
                 return g.nodeHash(level: level, index: index, block: UnsafeRawBufferPointer(part))
             }

@@ -14,6 +14,8 @@ public struct WriterSource: Sendable {
     public var prefix: String
     /// Directory that receives this source's objects and plain copies.
     public var output: String
+    /// `output` held open already (the directory a build claimed); else opened by its path.
+    var outputDirectory: Directory? = nil
 
     public init(directory: String, prefix: String, output: String) {
         self.directory = directory
@@ -63,8 +65,6 @@ public struct WriteResult: Sendable {
 /// grow with file size. The sealed metadata is written last, atomically: until it exists,
 /// nothing opens as a volume.
 public enum VolumeWriter {
-    public static let objectsDirectory = ".fspf-objects"
-
     /// Encrypts one directory into a new volume directory `output`. `output` must not exist
     /// or be an empty directory; a new one is built under a temporary name and renamed.
     public static func encrypt(input: String, output: String, keys: VolumeKeys, options: WriterOptions) throws -> WriteResult {
@@ -101,33 +101,35 @@ public enum VolumeWriter {
     /// end; on failure everything written is removed (the directory too, if this build made it).
     private static func build(output: String, keys: VolumeKeys, options: WriterOptions,
                               sources: (String) -> [WriterSource]) throws -> WriteResult {
-        let parent = Paths.parent(output)
-        guard FileSystem.isDirectory(parent) else {
-            throw FSPFError.noInput(path: parent, reason: "output's parent directory does not exist")
+        let parentPath = Paths.parent(output), name = Paths.lastComponent(output)
+        let parent: Directory
+        do { parent = try Directory.open(parentPath) } catch FSPFError.io(_, _, let e) where e == ENOENT || e == ENOTDIR {
+            throw FSPFError.noInput(path: parentPath, reason: "output's parent directory does not exist")
         }
-        let created = mkdir(output, 0o755) == 0
+        let created = mkdirat(parent.descriptor.fd, name, 0o755) == 0
         if !created && errno != EEXIST { throw FSPFError.io(path: output, operation: "mkdir", errno: errno) }
-        guard FileSystem.isDirectory(output) else { throw FSPFError.outputExists(path: output) }
-        let lock = try FileDescriptor.open(output, O_RDONLY | O_DIRECTORY)
-        guard flock(lock.fd, LOCK_EX | LOCK_NB) == 0 else { throw FSPFError.outputBusy(path: output) }
-        let names = try FileSystem.list(output).map { String(decoding: $0, as: UTF8.self) }
-        if names == [objectsDirectory] {
-            FileSystem.removeTree(Paths.join(output, objectsDirectory))
+        // The output as the user named it (a link there is the user's naming); below it, nothing is followed.
+        let out: Directory
+        do { out = try Directory.open(output) } catch FSPFError.io(_, _, ENOTDIR) { throw FSPFError.outputExists(path: output) }
+        guard out.lockExclusively() else { throw FSPFError.outputBusy(path: output) }
+        let names = try out.list().map { String(decoding: $0, as: UTF8.self) }
+        if names == [ObjectStore.directoryName] {
+            out.removeTree(ObjectStore.directoryName)
         } else if !names.isEmpty {
             throw FSPFError.outputExists(path: output)
         }
         do {
-            let result = try write(sources: sources(output), metadataPath: Paths.join(output, SealedMetadata.fileName),
+            var list = sources(output)
+            for i in list.indices where list[i].output == output { list[i].outputDirectory = out }
+            let result = try write(sources: list, metadata: (out, SealedMetadata.fileName), metadataPath: Paths.join(output, SealedMetadata.fileName),
                                    keys: keys, options: options)
-            try FileSystem.syncDirectory(parent)
+            try parent.sync()
             return result
         } catch {
             if created {
-                FileSystem.removeTree(output)
+                parent.removeTree(name)
             } else {
-                for name in (try? FileSystem.list(output)) ?? [] {
-                    FileSystem.removeTree(Paths.join(output, String(decoding: name, as: UTF8.self)))
-                }
+                for n in (try? out.list()) ?? [] { out.removeTree(String(decoding: n, as: UTF8.self)) }
             }
             throw error
         }
@@ -135,7 +137,7 @@ public enum VolumeWriter {
 
     /// Protects `sources` and writes the sealed metadata to `metadataPath`. Object and plain
     /// locations are recorded relative to the metadata's directory where they lie below it.
-    static func write(sources: [WriterSource], metadataPath: String, keys: VolumeKeys,
+    static func write(sources: [WriterSource], metadata file: (Directory, String), metadataPath: String, keys: VolumeKeys,
                       options: WriterOptions) throws -> WriteResult {
         let regions = Region.normalized(options.regions, rootChunkSize: options.chunkSize)
         var o = options
@@ -143,12 +145,12 @@ public enum VolumeWriter {
         let done = try protect(sources: sources, metadataPath: metadataPath, keys: keys, options: o)
         let metadata = VolumeMetadata(version: .current, reproducible: options.reproducible, regions: regions,
                                       root: done.root, entries: done.entries)
-        let tag = try seal(metadata, to: metadataPath, keys: keys)
+        let tag = try seal(metadata, to: file, keys: keys)
         return WriteResult(metadataPath: metadataPath, tag: tag, files: done.files, bytes: done.bytes)
     }
 
     /// What `protect` wrote: the entries (in path order), the root's attributes, and the object
-    /// files it created (absolute paths).
+    /// files it created (absolute paths, as the metadata's locations are made from them).
     struct Protected {
         var root: Entry
         var entries: [Entry]
@@ -181,12 +183,13 @@ public enum VolumeWriter {
                          files: plan.jobs.count, bytes: plan.jobs.reduce(0) { $0 + $1.size })
     }
 
-    /// Writes the sealed metadata atomically once every object it names is on disk.
-    static func seal(_ metadata: VolumeMetadata, to metadataPath: String, keys: VolumeKeys) throws -> VolumeTag {
+    /// Writes the sealed metadata atomically, as `file` in its directory (replacing a draft
+    /// there), once every object it names is on disk.
+    static func seal(_ metadata: VolumeMetadata, to file: (Directory, String), keys: VolumeKeys) throws -> VolumeTag {
         FileSystem.flushAll()
         let sealed = SealedMetadata.seal(metadata, keys: keys)
         if Interrupt.requested { throw FSPFError.interrupted }
-        try FileSystem.writeAtomically(metadataPath, sealed.file)
+        try file.0.writeAtomically(file.1, sealed.file, replacing: true)
         return sealed.tag
     }
 }
@@ -205,8 +208,15 @@ final class FileJob: @unchecked Sendable {
     let segmentCount: Int
     let volumePath: String
     var fileID: [UInt8] = []
+    /// Which source's output receives its object and plain copy (`Plan.outputs`).
+    let output: Int
+    /// The object: its store and path there, its absolute path, and as the metadata records it.
+    var objectStore: ObjectStore? = nil
+    var objectName: String? = nil
     var objectPath: String? = nil
     var objectLocation: String? = nil
+    /// The plain copy: below the output, its absolute path, and as the metadata records it.
+    var plainRelative: String? = nil
     var plainPath: String? = nil
     var plainLocation: String? = nil
     var inPlace = false
@@ -231,8 +241,9 @@ final class FileJob: @unchecked Sendable {
     /// Reproducible mode: SHA-256 of each segment's plaintext (32 bytes each).
     var segmentDigests: UnsafeMutableRawBufferPointer? = nil
 
-    init(entryIndex: Int, item: InputItem, region: Region, segmentTarget: Int) {
+    init(entryIndex: Int, item: InputItem, region: Region, segmentTarget: Int, output: Int) {
         self.entryIndex = entryIndex
+        self.output = output
         self.source = item.source
         self.size = item.size
         self.kind = region.kind
@@ -274,11 +285,17 @@ final class Plan: @unchecked Sendable {
     var entries: [Entry] = []
     var jobs: [FileJob] = []
     var root: Entry
-    var directoriesToCreate: Set<String> = []
     let metadataDirectory: String
+    /// Each source's output directory, opened once when the first object or plain copy goes
+    /// there (made then if missing, as `addf OUT` may name a new one): they are made through it.
+    let sources: [WriterSource]
+    private let outputs = Locked<[Int: Directory]>([:])
+    private var stores: [ObjectStore?]
 
     init(sources: [WriterSource], metadataPath: String, regions: [Region], options: WriterOptions, keys: VolumeKeys) throws {
         metadataDirectory = Paths.parent(metadataPath)
+        self.sources = sources
+        stores = sources.map { _ in nil }
         var items: [InputItem] = []
         var counts: [(WriterSource, Int)] = []
         var rootItem: InputItem? = nil
@@ -308,15 +325,15 @@ final class Plan: @unchecked Sendable {
         var order = Array(items.indices)
         let keysBytes = items.map { Array($0.path.utf8) }
         order.sort { Paths.precedes(keysBytes[$0], keysBytes[$1]) }
-        var sourceOf: [Int: WriterSource] = [:]
+        var sourceOf: [Int: (source: WriterSource, index: Int)] = [:]
         var idx = 0
-        for (s, n) in counts { for i in idx..<(idx + n) { sourceOf[i] = s }; idx += n }
+        for (k, (s, n)) in counts.enumerated() { for i in idx..<(idx + n) { sourceOf[i] = (s, k) }; idx += n }
         var previous: (path: [UInt8], isDirectory: Bool)? = nil
         // First path of each multiply-linked input file: later paths to it become links.
         var linked: [String: (entry: Int, region: String)] = [:]
         for i in order {
             let item = items[i]
-            let source = sourceOf[i]!
+            let (source, sourceIndex) = sourceOf[i]!
             let isDirectory = if case .directory = item.kind { true } else { false }
             if let p = previous, p.path == keysBytes[i] {
                 // Two sources may share directories (prefixes); anything else is a conflict.
@@ -343,23 +360,23 @@ final class Plan: @unchecked Sendable {
                     continue
                 }
                 if let inode, linked[inode] == nil { linked[inode] = (entries.count, region.path) }
-                let job = FileJob(entryIndex: entries.count, item: item, region: region, segmentTarget: options.segmentBytes)
+                let job = FileJob(entryIndex: entries.count, item: item, region: region, segmentTarget: options.segmentBytes,
+                                  output: sourceIndex)
                 if let reader = source.volume, let e = item.volumeEntry { job.fromVolume = (reader, e) }
                 if region.kind != .notProtected {
                     job.fileID = options.reproducible ? [] : Sodium.randomBytes(ProtectedFile.idSize)
                 }
                 if region.kind != .encrypted {
                     let plain = Paths.join(source.output, item.relative)
-                    if Paths.firstComponent(item.relative) == VolumeWriter.objectsDirectory
+                    if Paths.firstComponent(item.relative) == ObjectStore.directoryName
                         || (Paths.join(source.output, SealedMetadata.fileName) == plain) {
                         throw FSPFError.badInput(path: item.source, reason: "name is reserved for the volume's own files")
                     }
+                    job.plainRelative = item.relative
                     job.plainPath = plain
                     job.plainLocation = Plan.location(of: plain, base: metadataDirectory)
                     job.inPlace = Plan.sameFile(item.source, plain)
-                    directoriesToCreate.insert(Paths.parent(plain))
                 }
-                job.objectPath = source.output  // completed once the file ID is known
                 job.inline = options.inlineTrees && region.kind == .authenticated
                 job.findsHoles = options.sparse && !options.reproducible && region.kind != .notProtected
                 jobs.append(job)
@@ -384,18 +401,30 @@ final class Plan: @unchecked Sendable {
         return Entry(path: item.path, mode: mode, mtimeSeconds: options.reproducibleTime, mtimeNanoseconds: 0, content: .directory)
     }
 
-    /// Object paths (named by file ID) and output directories; called once IDs are final.
-    func prepareOutputs() throws {
-        var dirs = directoriesToCreate
-        for job in jobs where job.kind != .notProtected && !job.inline {
-            let name = Hex.encode(job.fileID.prefix(16))
-            let dir = Paths.join(Paths.join(job.objectPath!, VolumeWriter.objectsDirectory), String(name.prefix(2)))
-            let path = Paths.join(dir, String(name.dropFirst(2)))
-            job.objectPath = path
-            job.objectLocation = Plan.location(of: path, base: metadataDirectory)
-            dirs.insert(dir)
+    /// Source `k`'s output directory.
+    func output(_ k: Int) throws -> Directory {
+        try outputs.withLock { opened in
+            if let d = opened[k] { return d }
+            let s = sources[k]
+            if s.outputDirectory == nil { try FileSystem.makeDirectories(s.output) }
+            let d = try s.outputDirectory ?? Directory.open(s.output)
+            opened[k] = d
+            return d
         }
-        for d in dirs.sorted() { try FileSystem.makeDirectories(d) }
+    }
+
+    /// Object names (from file IDs); called once IDs are final. Their stores are made now,
+    /// their fan-out directories as the objects are.
+    func prepareOutputs() throws {
+        for job in jobs where job.kind != .notProtected && !job.inline {
+            let k = job.output
+            if stores[k] == nil { stores[k] = try ObjectStore.open(in: try output(k), create: true, caching: true) }
+            let name = ObjectStore.name(fileID: job.fileID)
+            job.objectStore = stores[k]
+            job.objectName = name
+            job.objectPath = Paths.join(Paths.join(sources[k].output, ObjectStore.directoryName), name)
+            job.objectLocation = Plan.location(of: job.objectPath!, base: metadataDirectory)
+        }
     }
 
     /// Objects this build created (every protected file's, once `prepareOutputs` ran).
@@ -406,8 +435,8 @@ final class Plan: @unchecked Sendable {
     /// After a failure: every object and every plain copy this build created.
     func removeOutputs() {
         for job in jobs {
-            if job.kind != .notProtected, !job.inline, job.objectLocation != nil, let o = job.objectPath { unlink(o) }
-            if job.createdPlain, let p = job.plainPath { unlink(p) }
+            if job.kind != .notProtected, !job.inline, let store = job.objectStore, let name = job.objectName { store.remove(name) }
+            if job.createdPlain, let p = job.plainRelative { _ = try? output(job.output).removeFile(p) }
         }
     }
 
