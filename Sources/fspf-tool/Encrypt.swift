@@ -90,7 +90,7 @@ struct Encrypt: ParsableCommand {
                     }
                 }
                 keys = given ?? VolumeKeys.generate()
-                result = try VolumeWriter.encrypt(input: input, output: out, keys: keys, options: options)
+                result = try writingKeyFirst(keys) { try VolumeWriter.encrypt(input: input, output: out, keys: keys, options: options) }
             } else {
                 guard out == nil, authenticated.isEmpty, notProtected.isEmpty, encrypted.isEmpty else {
                     throw FSPFError.usage("\(input) is a file: fspf encrypt DIR --out VOLUME encrypts a directory (put the file in one); "
@@ -107,16 +107,29 @@ struct Encrypt: ParsableCommand {
                     throw FSPFError.usage("\(input): its files were encrypted by addf under the key chosen at 'fspf create'; "
                                           + "give the key to 'fspf create \(input)' instead")
                 }
-                result = try draft.seal(to: input)
+                result = try writingKeyFirst(keys) { try draft.seal(to: input) }
             }
             display?.stop()  // the line is cleared before the report goes to the same terminal
-            if let path = report.keyOut { try writeKeyFile(path, keys.key, replacing: report.replaceKeyOut, flag: "--replace-key-out") }
+            if let path = report.keyOut, report.replaceKeyOut { try writeKeyFile(path, keys.key, replacing: true, flag: "") }
             let registered = try registering?.perform(key: keys.key, tag: result.tag.full)
             // A key handed to the key server stays off standard output.
             let r = EncryptReport(metadataPath: result.metadataPath, tag: result.tag,
                                   keyHex: report.keyOut == nil && registered == nil ? keys.key.hex : nil,
                                   files: result.files, bytes: result.bytes)
             Console.out(r.render(report.format, envPrefix: report.envPrefix))
+        }
+    }
+
+    /// A new --key-out file is made before the volume (an existing one refuses the command
+    /// before anything is written: a volume whose key went nowhere would be lost) and removed
+    /// if writing the volume fails. With --replace-key-out the old file is replaced only once
+    /// the volume is written.
+    func writingKeyFirst(_ keys: VolumeKeys, _ write: () throws -> WriteResult) throws -> WriteResult {
+        guard let path = report.keyOut, !report.replaceKeyOut else { return try write() }
+        try writeKeyFile(path, keys.key, replacing: false, flag: "--replace-key-out")
+        do { return try write() } catch {
+            unlink(path)
+            throw error
         }
     }
 }

@@ -94,6 +94,29 @@ import FSPFTestSupport
         #expect(r.status == 0, "\(r.out)\n\(r.err)")
     }
 
+    /// --tag-out is a new file unless --replace-tag-out (issue 31, item 6): an existing file, or a
+    /// link, is refused (exit 73) before the key is fetched or anything mounted, and left as it was.
+    @Test func tagOutIsANewFileUnlessReplaced() {
+        let s = Sandbox()
+        let r = s.bash("""
+            fspf keygen > key && mkdir mnt && echo other > precious && ln -s precious link
+            for target in precious link; do
+              status=0; '\(Tool.mountBinary)' vol mnt --create --key-file key --tag-out $target --log-file none 2> err || status=$?
+              must [ "$status" = 73 ]
+              must grep -q -- "$target: already exists; not replaced (--replace-tag-out replaces it)" err
+              never grep -q " $PWD/mnt " /proc/mounts
+              never [ -e vol ]
+            done
+            must [ "$(cat precious)" = other ]
+            '\(Tool.mountBinary)' vol mnt --create --key-file key --tag-out link --replace-tag-out --log-file none
+            tag=$(fspf seal mnt --unmount)
+            never [ -L link ]
+            must [ "$(head -1 link)" = "$tag" ]
+            must [ "$(cat precious)" = other ]
+            """)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+    }
+
     @Test func programsWriteThroughTheMountAndSealsPinTheResult() throws {
         let s = Sandbox()
         _ = s.sh("fspf keygen > key")
