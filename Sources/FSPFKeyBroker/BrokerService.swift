@@ -14,13 +14,14 @@ final class BrokerService: Sendable {
     let audit: AuditLog
     let configuration: KeyBrokerServer.Configuration
     let clock: @Sendable () -> Int64
-    private let nonces = Locked(NonceTable())
+    let nonces: Nonces
 
     init(store: BrokerStore, audit: AuditLog, configuration: KeyBrokerServer.Configuration, clock: @escaping @Sendable () -> Int64) {
         self.store = store
         self.audit = audit
         self.configuration = configuration
         self.clock = clock
+        nonces = Nonces(lifetime: Int64(configuration.nonceLifetime * 1000), capacity: configuration.maxRedeemedNonces)
     }
 
     struct Reply: Sendable {
@@ -66,6 +67,8 @@ final class BrokerService: Sendable {
         return Reply(status: status, body: body ?? error(reason), entry: e)
     }
 
+    private static var milliseconds: Int64 { Int64(Deadline.nowSeconds * 1000) }
+
     static func error(_ reason: String) -> [UInt8] {
         [UInt8]((try? JSONEncoder().encode(BrokerProtocol.ErrorResponse(error: reason))) ?? Data())
     }
@@ -94,10 +97,9 @@ final class BrokerService: Sendable {
             return answer(500, "refused", "volume record unusable: \(error)")
         }
         if parts[4] == "nonce" {
-            switch issueNonce(volume: volume.name, peer: request.peer) {
-            case .success(let body): return answer(200, "served", "nonce issued", body: body)
-            case .failure(let refusal): return answer(refusal.status, "refused", refusal.reason)
-            }
+            let nonce = nonces.issue(volume: volume.name, peer: request.peer, now: Self.milliseconds)
+            let body = try? JSONEncoder().encode(BrokerProtocol.NonceResponse(nonce: Base64.encode(nonce), expires_in: Int(configuration.nonceLifetime)))
+            return answer(200, "served", "nonce issued", body: body.map { [UInt8]($0) })
         }
         if parts[4] == "report" { return report(request, volume: volume, entry: entry) }
 
@@ -105,10 +107,10 @@ final class BrokerService: Sendable {
             return answer(400, "rejected", "malformed release request")
         }
         entry.evidence = String(release.evidence.type.prefix(16))
-        // Single use: the nonce is gone from here on, whatever the outcome.
-        let issued = nonces.withLock { $0.remove(release.nonce) }
-        guard let issued, issued.volume == volume.name, issued.expires >= Deadline.nowSeconds, let nonce = Base64.decode(release.nonce) else {
-            return answer(409, "refused", "nonce unknown, expired, for another volume or already used")
+        // Single use: the nonce is spent from here on, whatever the outcome.
+        guard let nonce = Base64.decode(release.nonce),
+              nonces.redeem(nonce, volume: volume.name, peer: request.peer, now: Self.milliseconds) else {
+            return answer(409, "refused", "nonce unknown, expired, for another volume or client, or already used")
         }
         guard let publicKey = Base64.decode(release.public_key), publicKey.count == 32 else {
             return answer(400, "rejected", "public_key must be a base64 X25519 public key")
@@ -190,58 +192,5 @@ final class BrokerService: Sendable {
         } catch {
             return answer(500, "refused", "\(error)")
         }
-    }
-
-    /// A fresh nonce for `volume`, within the global table's size and the peer's share of it:
-    /// one client cannot take the nonces every other client needs.
-    private func issueNonce(volume: String, peer: Peer) -> Result<[UInt8], HTTPRequest.Failure> {
-        let nonce = Base64.encode(Sodium.randomBytes(BrokerProtocol.nonceSize))
-        let now = Deadline.nowSeconds
-        let refusal = nonces.withLock { table -> HTTPRequest.Failure? in
-            if table.count(of: peer) >= configuration.maxNoncesPerPeer || table.entries.count >= configuration.maxOutstandingNonces {
-                table.removeExpired(now: now)
-            }
-            let mine = table.count(of: peer)
-            if mine >= configuration.maxNoncesPerPeer {
-                return .init(status: 429, reason: "this client has \(mine) outstanding nonces; use them or let them expire")
-            }
-            guard table.entries.count < configuration.maxOutstandingNonces else {
-                return .init(status: 503, reason: "too many outstanding nonces; retry later")
-            }
-            table.insert(nonce, .init(volume: volume, expires: now + configuration.nonceLifetime, peer: peer))
-            return nil
-        }
-        if let refusal { return .failure(refusal) }
-        let body = try? JSONEncoder().encode(BrokerProtocol.NonceResponse(nonce: nonce, expires_in: Int(configuration.nonceLifetime)))
-        return .success(body.map { [UInt8]($0) } ?? [])
-    }
-}
-
-/// Outstanding nonces, each with its volume, expiry and the peer that asked, and how many each
-/// peer holds (its quota).
-struct NonceTable {
-    struct Issued {
-        var volume: String
-        var expires: Double
-        var peer: Peer
-    }
-    private(set) var entries: [String: Issued] = [:]
-    private var perPeer = PeerCounts()
-
-    func count(of peer: Peer) -> Int { perPeer[peer] }
-
-    mutating func insert(_ nonce: String, _ issued: Issued) {
-        entries[nonce] = issued
-        perPeer.add(issued.peer)
-    }
-
-    mutating func remove(_ nonce: String) -> Issued? {
-        guard let issued = entries.removeValue(forKey: nonce) else { return nil }
-        perPeer.remove(issued.peer)
-        return issued
-    }
-
-    mutating func removeExpired(now: Double) {
-        for (nonce, issued) in entries where issued.expires < now { _ = remove(nonce) }
     }
 }

@@ -12,8 +12,8 @@ import NIOSSL
 
 /// The HTTPS key broker on SwiftNIO: connections are event-driven (an idle or slow client costs a
 /// socket and a few kilobytes, not a thread), each has a handshake and a request deadline, each
-/// peer a share of the connections and of the outstanding nonces, every request a bounded head
-/// and body. What a request asks for is worked out on a pool of worker threads (`BrokerService`),
+/// peer a share of the connections, every request a bounded head and body; nonces cost no
+/// table (`Nonces`). What a request asks for is worked out on a pool of worker threads (`BrokerService`),
 /// so that signature checks and audit syncs never stall the event loops.
 public final class KeyBrokerServer: @unchecked Sendable {
     /// The least stack a worker thread may have (checked at start); the fuzz harness runs its
@@ -26,8 +26,8 @@ public final class KeyBrokerServer: @unchecked Sendable {
         /// Collateral for SGX quotes; it takes precedence over collateral in a request.
         public var collateral: [UInt8]?
         public var nonceLifetime: Double = 120
-        public var maxOutstandingNonces = 10_000
-        public var maxNoncesPerPeer = 64
+        /// Redeemed nonces remembered until they expire (Nonces: issuing one stores nothing).
+        public var maxRedeemedNonces = 100_000
         /// How long a writer grant (given with a release to a workload that may write) stays
         /// usable for reporting sealed versions: a job that runs longer mounts again.
         public var writerGrantLifetime: Int64 = 7 * 24 * 3600

@@ -130,6 +130,33 @@ final class Broker: @unchecked Sendable {
         #expect(invented.status == 409)
     }
 
+    /// Stateless nonces (issue 31, item 4): issuing stores nothing; a nonce redeems once, only
+    /// for its volume, from its client's prefix and within its lifetime; and a replay is refused
+    /// even after a flood of redemptions pushed the nonce out of the record of used ones.
+    @Test func noncesCostNoTableAndNeverRedeemTwice() {
+        let n = Nonces(lifetime: 120_000, capacity: 4)
+        let a = Peer(ipv4: [10, 0, 0, 1]), b = Peer(ipv4: [10, 0, 0, 2])
+        let now: Int64 = 1_000_000
+        for _ in 0..<100_000 { _ = n.issue(volume: "demo", peer: a, now: now) }
+        #expect(n.held == 0)
+        let x = n.issue(volume: "demo", peer: a, now: now)
+        #expect(!n.redeem(x, volume: "demo", peer: b, now: now))       // another client
+        #expect(!n.redeem(x, volume: "other", peer: a, now: now))      // another volume
+        #expect(!n.redeem(x, volume: "demo", peer: a, now: now + 120_001)) // expired
+        #expect(!n.redeem(n.issue(volume: "demo", peer: a, now: now + 5), volume: "demo", peer: a, now: now)) // from the future
+        var altered = x
+        altered[3] ^= 1                                                 // an issue time of one's choosing
+        #expect(!n.redeem(altered, volume: "demo", peer: a, now: now))
+        #expect(n.redeem(x, volume: "demo", peer: a, now: now))
+        #expect(!n.redeem(x, volume: "demo", peer: a, now: now))       // replay
+        // Eight more redeemed push x out of the record of four: the floor keeps it out.
+        for i in 1...8 { #expect(n.redeem(n.issue(volume: "demo", peer: b, now: now + Int64(i)), volume: "demo", peer: b, now: now + Int64(i))) }
+        #expect(n.held == 4)
+        #expect(!n.redeem(x, volume: "demo", peer: a, now: now + 9))
+        // A nonce issued after the ones pushed out still redeems.
+        #expect(n.redeem(n.issue(volume: "demo", peer: a, now: now + 10), volume: "demo", peer: a, now: now + 10))
+    }
+
     @Test func evidenceBoundToAnotherKeyOrAlteredIsRefused() throws {
         let b = try Broker()
         // Evidence bound to someone else's public key (a relay of another client's evidence).

@@ -20,9 +20,11 @@ import FSPFTestSupport
     static let honestReleases = Int(ProcessInfo.processInfo.environment["FSPF_LOAD_RELEASES"] ?? "") ?? 100
     static let attackers = 1_000
 
-    @Test func honestClientIsServedUnderAttack() throws {
-        let s = Sandbox()
-        let code = Hex.encode(SHA256.hash(Array("the load test's job".utf8)))
+    static let code = Hex.encode(SHA256.hash(Array("the load test's job".utf8)))
+
+    /// A store with the volume "demo" released to the simulated attester's evidence of `code`,
+    /// and `fspf keyserver serve` on it; its pid and port.
+    static func startServer(_ s: Sandbox) throws -> (pid_t, Int) {
         let setup = s.sh("""
             set -e
             fspf keyserver init --store ks >/dev/null
@@ -33,15 +35,60 @@ import FSPFTestSupport
             """)
         try #require(setup.status == 0, "\(setup.err)")
         let server = Tool.spawn([Tool.binary, "keyserver", "serve", "--store", "ks", "--listen", "127.0.0.1:0"], cwd: s.path, name: "-ks")
-        var serverResult: Tool.Result?
-        defer { if serverResult == nil { kill(server, SIGKILL); _ = Tool.wait(server, cwd: s.path, name: "-ks") } }
         var port = 0
         for _ in 0..<250 where port == 0 {
             usleep(20_000)
             let line = (try? String(contentsOfFile: s.path + "/.stdout-ks", encoding: .utf8)) ?? ""
             port = Int(line.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
         }
+        if port == 0 { kill(server, SIGKILL); _ = Tool.wait(server, cwd: s.path, name: "-ks") }
         try #require(port > 0, "key server did not start: \((try? String(contentsOfFile: s.path + "/.stderr-ks", encoding: .utf8)) ?? "")")
+        return (server, port)
+    }
+
+    /// The real client code, releasing "demo" from 127.0.0.1.
+    static func honestRequest(_ s: Sandbox, port: Int) throws -> BrokerRequest {
+        BrokerRequest(url: "https://127.0.0.1:\(port)", volume: "demo", caFile: s.path + "/ks/tls/cert.pem",
+                      identity: try AccessOptions.identity(s.path + "/ks/identity.pub"),
+                      attester: .simulated(keyFile: s.path + "/att.key", mrEnclave: Hex.decode(code)))
+    }
+
+    /// Nonces cost the server no table (issue 31, item 4): 200 addresses ask for nonces as fast
+    /// as they can and never use them, more than the 10,000 outstanding ones the shared table of
+    /// the previous server held (filled from 160 addresses in 18 s, after which every honest
+    /// client got 503), while an honest client releases its key again and again.
+    @Test func nonceFloodFromTwoHundredAddressesCostsHonestClientsNothing() throws {
+        let s = Sandbox()
+        let (server, port) = try Self.startServer(s)
+        defer { kill(server, SIGKILL); _ = Tool.wait(server, cwd: s.path, name: "-ks") }
+        let attack = Attack(port: port)
+        defer { attack.stop() }
+        attack.nonceFlood(from: 2...201)
+        let deadline = Date().addingTimeInterval(120)
+        func issued() -> Int { attack.flood.withLock { $0.nonceStatuses[200] ?? 0 } }
+        func refused() -> Int { attack.flood.withLock { $0.nonceStatuses.filter { $0.key != 200 }.values.reduce(0, +) } }
+        // Until the flood has more than the old table held, or is refused (the old table full).
+        while issued() < 12_000 && refused() == 0 && Date() < deadline { usleep(100_000) }
+        let before = attack.flood.withLock { $0 }
+        #expect(issued() >= 12_000, "the flood got only \(before)")
+        let request = try Self.honestRequest(s, port: port)
+        var failures: [String] = []
+        for _ in 0..<20 {
+            do { _ = try request.release(timeout: 10) } catch { failures.append("\(error)") }
+        }
+        let flood = attack.flood.withLock { $0 }
+        attack.stop()
+        print("nonce flood: 200 addresses, \(flood.nonceStatuses[200] ?? 0) nonces issued, refused \(flood.nonceStatuses.filter { $0.key != 200 }); "
+              + "honest releases during it: \(20 - failures.count) of 20")
+        #expect(failures.isEmpty, "\(failures.count) honest releases failed: \(failures.prefix(3))")
+        #expect(flood.nonceStatuses.keys.allSatisfy { $0 == 200 }, "\(flood)")
+    }
+
+    @Test func honestClientIsServedUnderAttack() throws {
+        let s = Sandbox()
+        let (server, port) = try Self.startServer(s)
+        var serverResult: Tool.Result?
+        defer { if serverResult == nil { kill(server, SIGKILL); _ = Tool.wait(server, cwd: s.path, name: "-ks") } }
 
         let attack = Attack(port: port)
         defer { attack.stop() }
@@ -74,9 +121,7 @@ import FSPFTestSupport
         }
 
         // The honest client: the real client code, from 127.0.0.1, one release after another.
-        let request = BrokerRequest(url: "https://127.0.0.1:\(port)", volume: "demo", caFile: s.path + "/ks/tls/cert.pem",
-                                    identity: try AccessOptions.identity(s.path + "/ks/identity.pub"),
-                                    attester: .simulated(keyFile: s.path + "/att.key", mrEnclave: Hex.decode(code)))
+        let request = try Self.honestRequest(s, port: port)
         var latencies: [Double] = []
         var failures: [String] = []
         for _ in 0..<Self.honestReleases {
@@ -93,18 +138,8 @@ import FSPFTestSupport
         sampling.withLock { $0 = false }
         let highWater = status("VmHWM") ?? 0
 
-        // The per-peer nonce quota, one request after another from the honest client's address
-        // (its nonces were all used): 64 outstanding, then 429. The flood shows it only when it
-        // runs fast enough beside the honest client, which it did not under test-tsan.
-        let tls = try TLSContext(trusting: s.path + "/ks/tls/cert.pem")
-        var quota: [Int] = []
-        for _ in 0..<65 {
-            quota.append(try HTTPClient.request("POST", "https://127.0.0.1:\(port)/v1/volumes/demo/nonce", body: Array("{}".utf8), tls: tls,
-                                                timeout: 10, limit: 1024).status)
-        }
-        #expect(quota.prefix(64).allSatisfy { $0 == 200 } && quota.last == 429, "\(quota)")
-
         // Still alive and answering, then an orderly stop.
+        let tls = try TLSContext(trusting: s.path + "/ks/tls/cert.pem")
         let health = try HTTPClient.request("GET", "https://127.0.0.1:\(port)/v1/health", tls: tls, timeout: 5, limit: 1024)
         #expect(health.status == 200)
         kill(server, SIGTERM)
@@ -132,11 +167,10 @@ import FSPFTestSupport
         #expect(count("dropped") > 0 && audit.contains { ($0["reason"] as? String)?.contains("connection quota") == true })
         #expect(count("rejected", 408) > 0, "slowloris connections are cut at the request deadline")
         #expect(audit.count >= Self.honestReleases * 2 + flood.answered, "audit lines: \(audit.count)")
-        // The flood was answered with refusals, and nothing it sent was released.
+        // The flood was answered with refusals, and nothing it sent was released; its nonce
+        // requests were answered (a nonce costs the server nothing: nonceFlood… above).
         #expect(flood.statuses.keys.allSatisfy { $0 >= 400 }, "\(flood.statuses)")
         #expect(flood.answered > 100, "\(flood)")
-        // No flooding peer got more than its share of nonces (64; the quota itself is checked above).
-        #expect((flood.nonceStatuses[200] ?? 0) <= 64 * 9, "\(flood)")
         let burst = attack.burstRefused.withLock { $0 }
         #expect(burst >= 300 - 64, "one peer's connections beyond its quota are refused: \(burst)")
 
@@ -285,6 +319,11 @@ final class Attack: Sendable {
     }
 
     static let nonceRequest = Array("POST /v1/volumes/demo/nonce HTTP/1.1\r\nContent-Length: 0\r\n\r\n".utf8)
+
+    /// Nonce requests and nothing else, one after another from each of `hosts`, until stopped.
+    func nonceFlood(from hosts: ClosedRange<Int>) {
+        for host in hosts { exchange(host: host, requests: [Attack.nonceRequest], next: 0) }
+    }
 
     private func exchange(host: Int, requests: [[UInt8]], next: Int) {
         guard running.withLock({ $0 }) else { return }
