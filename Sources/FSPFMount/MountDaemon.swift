@@ -250,11 +250,13 @@ public enum MountDaemon {
     static func writableTarget(_ volume: WritableVolume, anchor: Anchored, mountpoint: String, writer: BrokerWriter?, config: MountConfiguration,
                                readiness: Readiness, logger: Logger, onSeal: @escaping @Sendable (VolumeTag) -> Void) throws -> (Target, WritableMount) {
         let shown = anchor.shown(volume.metadataPath)
+        let readahead = config.readaheadKiB
         let mount = WritableMount(volume: volume, anchor: anchor.descriptor, logger: logger, writer: writer,
                                   reportTimeout: config.keyTimeout, onReady: {
             Thread.detachNewThread {
                 var s = statvfs()
                 _ = statvfs(mountpoint, &s)
+                if readahead > 0 { Tuning.setReadahead(mountpoint: mountpoint, kib: readahead, logger: logger) }
                 readiness.signal()
             }
         }, onSeal: onSeal)

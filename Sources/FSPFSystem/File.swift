@@ -230,13 +230,10 @@ public enum FileSystem {
         return (Paths.parent(String(p)), p == "/" ? "" : Paths.lastComponent(String(p)))
     }
 
-    /// Calls `body` with the path and status of every non-directory below `dir` (no links followed).
+    /// Calls `body` with the path and status of every non-directory below `dir`, descending
+    /// through descriptors into real directories only (`Directory.forEachFile`).
     public static func forEachFile(below dir: String, _ body: (String, stat) -> Void) {
-        for raw in (try? list(dir)) ?? [] {
-            let path = Paths.join(dir, String(decoding: raw, as: UTF8.self))
-            guard let st = try? lstatus(path) else { continue }
-            if st.st_mode & S_IFMT == S_IFDIR { forEachFile(below: path, body) } else { body(path, st) }
-        }
+        (try? Directory.open(dir))?.forEachFile { d, name, st in body(d.shown(name), st) }
     }
 
     /// A temporary sibling of `output` for building it before an atomic rename.

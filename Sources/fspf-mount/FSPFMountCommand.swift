@@ -62,7 +62,7 @@ struct FSPFMountCommand: ParsableCommand {
     @Option(name: .long, help: "Write the tag of the version on disk to this new file (its first line), at start and after every seal (--scone-session: a directory, NAME.tag per output volume).")
     var tagOut: String?
     @Flag(name: .long, help: "Replace an existing --tag-out file (by default it is left alone: exit 73).") var replaceTagOut = false
-    @Option(name: .long, help: "--scone: where ephemeral regions keep their ciphertext, a directory each (default /var/tmp).") var ephemeralDir = "/var/tmp"
+    @Option(name: .long, help: "--scone: where ephemeral regions keep their ciphertext, a directory each (default /var/tmp).") var ephemeralDir: String?
 
     @Option(name: .long, help: "Key file: 32 raw bytes or 64 hex digits (e.g. /dev/attestation/keys/<name>).") var keyFile: String?
     @Option(name: .long, help: "Environment variable holding the key; removed once read (e.g. SCONE_FSPF_KEY).") var keyEnv: String?
@@ -183,7 +183,10 @@ struct FSPFMountCommand: ParsableCommand {
         config.acceptVersion1 = acceptV1
         config.requireTEE = requireTee
         config.allowNonEmpty = nonempty
-        config.ephemeralDirectory = ephemeralDir
+        if let ephemeralDir {
+            guard config.scone || sconeSession != nil else { throw FSPFError.usage("--ephemeral-dir goes with --scone or --scone-session (ephemeral regions)") }
+            config.ephemeralDirectory = ephemeralDir
+        }
         for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
             if o == "allow_other" { config.allowOther = true; continue }
             if o == "nonempty" { config.allowNonEmpty = true; continue }

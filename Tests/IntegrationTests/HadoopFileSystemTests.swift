@@ -119,8 +119,24 @@ import FSPFTestSupport
             cp -a vol altered
             for o in $(find altered/.fspf-objects -type f); do flip "$o" $(( $(stat -c %s "$o") / 2 )); done
             altered=("${fspf[@]/$PWD\/vol/$PWD/altered}")
-            ! submit altered 'local[2]' "${altered[@]}" "$job" fspf:///trips > /dev/null 2>&1
-            grep -q 'org.fspf.hadoop.IntegrityException: .*trips/year=2024/month=[123]/.*integrity check failed' altered.err
+            if submit altered 'local[2]' "${altered[@]}" "$job" fspf:///trips > /dev/null 2>&1; then echo "the altered volume was read"; exit 1; fi
+            grep -q 'org.fspf.hadoop.IntegrityError: .*trips/year=2024/month=[123]/.*integrity check failed' altered.err
+            # One byte of one file, and another file's object deleted, with Spark told to skip
+            # corrupt and missing files: Spark skips files whose reads throw an IOException or a
+            # RuntimeException (it used to finish with the other files' rows and exit 0). The
+            # integrity failure is an Error: the job fails all the same.
+            mkdir only && cp -a plain/trips only/
+            fspf encrypt only --out skipped --key-file key.hex --format json | python -c 'import json, sys; print(json.load(sys.stdin)["full_tag"])' > skipped.tag
+            objects=($(find skipped/.fspf-objects -type f | sort))
+            flip "${objects[0]}" $(( $(stat -c %s "${objects[0]}") / 2 ))
+            rm "${objects[1]}"
+            skipped=(--jars lib/fspf-hadoop.jar --conf spark.hadoop.fs.fspf.impl=org.fspf.hadoop.FspfFileSystem
+                     --conf spark.hadoop.fs.fspf.volume="$PWD/skipped" --conf spark.hadoop.fs.fspf.key-file="$PWD/key.hex"
+                     --conf spark.hadoop.fs.fspf.tag="$(cat skipped.tag)" --conf spark.hadoop.fs.fspf.library-dir="$PWD/lib"
+                     --conf spark.sql.files.ignoreCorruptFiles=true --conf spark.sql.files.ignoreMissingFiles=true
+                     --conf spark.files.ignoreCorruptFiles=true --conf spark.files.ignoreMissingFiles=true)
+            if submit skipped 'local[2]' "${skipped[@]}" "$job" fspf:///trips > /dev/null 2>&1; then echo "ignoreCorruptFiles hid the tampering"; exit 1; fi
+            grep -q 'org.fspf.hadoop.IntegrityError: .*integrity check failed' skipped.err
             head -1 c.out
             head -1 notebook.out
             head -1 local.out

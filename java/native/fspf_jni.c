@@ -13,8 +13,9 @@
 #define HANDLE(h) ((void *)(intptr_t)(h))
 
 /* Throws the Java exception for a failed status: FileNotFoundException for a missing path,
- * IllegalArgumentException for a bad argument, IntegrityException for a failed check, else
- * FspfException, each with libfspf's message. */
+ * IllegalArgumentException for a bad argument, IntegrityError (an Error, which no
+ * ignoreCorruptFiles setting swallows) for a failed check, else FspfException, each with
+ * libfspf's message. */
 static void throw_status(JNIEnv *env, fspf_status status, const fspf_error *err) {
     const char *message = err->message[0] ? err->message : fspf_strerror(status);
     if (status == FSPF_E_NOT_FOUND || status == FSPF_E_USAGE) {
@@ -22,7 +23,7 @@ static void throw_status(JNIEnv *env, fspf_status status, const fspf_error *err)
         if (c) (*env)->ThrowNew(env, c, message);
         return;
     }
-    jclass c = (*env)->FindClass(env, status == FSPF_E_INTEGRITY ? "org/fspf/hadoop/IntegrityException" : "org/fspf/hadoop/FspfException");
+    jclass c = (*env)->FindClass(env, status == FSPF_E_INTEGRITY ? "org/fspf/hadoop/IntegrityError" : "org/fspf/hadoop/FspfException");
     if (!c) return;
     jmethodID init = (*env)->GetMethodID(env, c, "<init>", "(ILjava/lang/String;)V");
     jstring text = (*env)->NewStringUTF(env, message);

@@ -13,7 +13,7 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.fspf.hadoop.IntegrityException;
+import org.fspf.hadoop.IntegrityError;
 
 /**
  * The Hadoop FileSystem contract as Spark uses it, against a real volume and its plain tree:
@@ -131,14 +131,14 @@ public class FspfFileSystemCheck {
         byte[] got = new byte[small.length];
         try (FSDataInputStream in = copy.open(new Path("/bin/b16385"))) { in.readFully(0, got); }
         check(Arrays.equals(got, small), "an unaltered file of the tampered copy reads");
-        fails(IntegrityException.class, "bin/b3000001: integrity check failed", () -> {
+        fails(IntegrityError.class, "bin/b3000001: integrity check failed", () -> {
             try (FSDataInputStream in = copy.open(new Path("/bin/b3000001"))) { in.readFully(0, new byte[3_000_001]); }
         });
         copy.close();
         fails(IOException.class, "closed", () -> copy.getFileStatus(new Path("/")));
 
         // Refusals when opening: another tag, no volume configured.
-        fails(IntegrityException.class, "not the expected",
+        fails(IntegrityError.class, "not the expected",
             () -> FileSystem.get(URI.create("fspf:///"), conf("fs.fspf.", volume, keyFile, "00" + tag.substring(2), lib)));
         Configuration none = conf("fs.fspf.", volume, keyFile, tag, lib);
         none.unset("fs.fspf.volume");

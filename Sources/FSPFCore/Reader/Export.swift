@@ -142,7 +142,9 @@ public struct VolumeInfo: Sendable {
         metadataBytes = file.count
         var files = 0
         var bytes: UInt64 = 0
-        FileSystem.forEachFile(below: Paths.join(Paths.parent(metadataPath), ObjectStore.directoryName)) { _, st in
+        // The store as fspf made it: a link in its place (or below it) is not counted through.
+        let store = try? Directory.open(Paths.parent(metadataPath)).subdirectory(ObjectStore.directoryName)
+        store?.forEachFile { _, _, st in
             files += 1
             bytes += UInt64(st.st_size)
         }
