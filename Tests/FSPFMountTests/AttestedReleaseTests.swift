@@ -168,7 +168,13 @@ import FSPFTestSupport
         let missed = s.sh("echo 43 > mnt/answer && fspf seal mnt")
         #expect(missed.status == 14 && missed.err.contains("not recorded by the key server"), "\(missed.err)")
         #expect(recorded("results") == first.out.trimmingCharacters(in: .whitespacesAndNewlines))
-        // Back on the same address: the seal at unmount (nothing new to write) reports the version on disk.
+        // seal --unmount while it is still down: exit 14, and it says that the mount stays, writable
+        // again (it used to leave the mount and the daemon in place without a word).
+        let kept = s.sh("fspf seal mnt --unmount")
+        #expect(kept.status == 14 && kept.err.contains("not unmounted: the mount stays, writable") && kept.out.isEmpty, "\(kept.err)")
+        #expect(!Sandbox.mounts(below: s.path + "/mnt").isEmpty)
+        #expect(s.sh("echo 43 > mnt/answer").status == 0)
+        // Back on the same address: the seal at unmount reports the version it seals.
         (server, url) = try Self.serve(s, store: "ks", listen: String(url.dropFirst("https://".count)))
         let last = s.sh("fspf seal mnt --unmount")
         let lastTag = last.out.trimmingCharacters(in: .whitespacesAndNewlines)
