@@ -52,7 +52,7 @@ typedef struct fspf_error {
 /* A static description of a status code ("integrity check failed", ...). Never NULL. */
 const char *fspf_strerror(int code);
 
-/* The release version ("0.2.0"), as `fspf --version` prints it. */
+/* The release version ("0.3.0"), as `fspf --version` prints it. */
 const char *fspf_version(void);
 
 typedef struct fspf_volume fspf_volume;
