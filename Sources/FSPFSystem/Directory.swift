@@ -31,6 +31,14 @@ public final class Directory: Sendable {
         self.init(descriptor, path: path)
     }
 
+    /// The same directory on a descriptor of its own: what holds it does not hold this one's
+    /// flock (a lock belongs to an open file, not to the directory).
+    public func reopened() throws -> Directory {
+        let r = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard r >= 0 else { throw FSPFError.io(path: path, operation: "open", errno: errno) }
+        return Directory(FileDescriptor(fd: r, path: path), path: path)
+    }
+
     /// `name` below this directory, for messages.
     public func shown(_ name: String) -> String { name.isEmpty || name == "." ? path : Paths.join(path, name) }
 

@@ -194,40 +194,14 @@ public enum FileSystem {
 
     /// Names in a directory (without "." and ".."), as raw bytes.
     public static func list(_ path: String) throws -> [[UInt8]] {
-        guard let dir = opendir(path) else {
-            throw FSPFError.io(path: path, operation: "opendir", errno: errno)
-        }
-        defer { closedir(dir) }
-        var names: [[UInt8]] = []
-        while true {
-            errno = 0
-            guard let ent = readdir(dir) else {
-                if errno != 0 { throw FSPFError.io(path: path, operation: "readdir", errno: errno) }
-                break
-            }
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
-                let bytes = raw.bindMemory(to: UInt8.self)
-                let len = bytes.firstIndex(of: 0) ?? bytes.count
-                return Array(bytes[0..<len])
-            }
-            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
-            names.append(name)
-        }
-        return names
+        try Directory.open(path).list()
     }
 
     /// Removes a tree, following no link in it (`Directory.removeTree`).
     public static func removeTree(_ path: String) {
-        let (parent, name) = splitLast(path)
+        let (parent, name) = Paths.split(path)
         guard !name.isEmpty, let dir = try? Directory.open(parent) else { return }
         dir.removeTree(name)
-    }
-
-    /// The directory holding `path` and its last component ("a/b/" -> ("a", "b"), "x" -> (".", "x")).
-    static func splitLast(_ path: String) -> (String, String) {
-        var p = Substring(path)
-        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
-        return (Paths.parent(String(p)), p == "/" ? "" : Paths.lastComponent(String(p)))
     }
 
     /// Calls `body` with the path and status of every non-directory below `dir`, descending
@@ -278,7 +252,7 @@ public enum FileSystem {
     /// path names): with `replacing`, whatever is at `path` (a link included, never followed) is
     /// replaced; without, an existing `path` is `.fileExists` and stays as it is.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644, replacing: Bool) throws {
-        let (parent, name) = splitLast(path)
+        let (parent, name) = Paths.split(path)
         try Directory.open(parent).writeAtomically(name, bytes, mode: mode, replacing: replacing)
     }
 

@@ -50,6 +50,14 @@ public enum Paths {
         return path.hasPrefix(prefix) && path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/")
     }
 
+    /// The directory holding `path` and its last component, trailing slashes aside
+    /// ("a/b/" -> ("a", "b"), "x" -> (".", "x"), "/x" -> ("/", "x")).
+    public static func split(_ path: String) -> (parent: String, name: String) {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        return (parent(String(p)), p == "/" ? "" : lastComponent(String(p)))
+    }
+
     public static func lastComponent(_ path: String) -> String {
         let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         return trimmed.split(separator: "/").last.map(String.init) ?? trimmed

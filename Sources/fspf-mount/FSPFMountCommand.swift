@@ -145,6 +145,7 @@ struct FSPFMountCommand: ParsableCommand {
                 }
                 config.readWrite = true
                 config.create = create
+                guard tagOut != nil || !replaceTagOut else { throw FSPFError.usage("--replace-tag-out goes with --tag-out") }
                 config.tagOut = tagOut
                 config.replaceTagOut = replaceTagOut
                 if let chunkSize {

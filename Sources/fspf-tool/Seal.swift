@@ -26,10 +26,11 @@ struct Seal: ParsableCommand {
     @Argument(help: "The mount point of a read-write fspf-mount.") var mountpoint: String
     @Flag(name: .long, help: "Print the short tag (32 hex digits) instead of the full one.") var short = false
     @Flag(name: .long, help: "Seal the last version, unmount, wait for the daemon to exit, and print that version's tag.") var unmount = false
-    @Option(name: .long, help: "--unmount: seconds to wait for the daemon.") var timeout: Double = 600
+    @Option(name: .long, help: "--unmount: seconds to wait for the daemon (default 600).") var timeout: Double?
 
     func validate() throws {
-        if !unmount && timeout != 600 { throw ValidationError("--timeout goes with --unmount") }
+        guard let timeout else { return }
+        guard unmount else { throw ValidationError("--timeout goes with --unmount") }
         guard timeout > 0 else { throw ValidationError("--timeout: a number of seconds above 0") }
     }
 
@@ -90,6 +91,7 @@ struct Seal: ParsableCommand {
             throw FSPFError.io(path: mountpoint, operation: "unmount (not unmounted: the mount stays, writable again; version \(tag) "
                                + "is sealed and on disk)", errno: code)
         }
+        let timeout = self.timeout ?? 600
         var waited = 0.0
         while kill(pid, 0) == 0 || errno == EPERM {
             waited += 0.02

@@ -14,7 +14,7 @@ public enum Exporter {
     /// place only if nothing has appeared at `output` meanwhile.
     public static func decrypt(_ reader: VolumeReader, to output: String,
                                threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) throws {
-        let parentPath = Paths.parent(output), name = Paths.lastComponent(output)
+        let (parentPath, name) = Paths.split(output)
         let parent: Directory
         do { parent = try Directory.open(parentPath) } catch FSPFError.io(_, _, let e) where e == ENOENT || e == ENOTDIR {
             throw FSPFError.noInput(path: parentPath, reason: "output's parent directory does not exist")

@@ -66,7 +66,9 @@ public final class WritableVolume: @unchecked Sendable {
         // anything is written or removed.
         let own = try ObjectStore.open(in: claimed, create: false)
         self.metadataPath = metadataPath
-        written = WrittenObjects(volume: claimed, store: own)
+        // Contents being written hold this, and may outlive the volume a moment (they are freed
+        // after a seal, on another thread): not the descriptor that holds the writer's lock.
+        written = WrittenObjects(volume: try claimed.reopened(), store: own)
         stores = ObjectStores(metadataDirectory: claimed)
         self.keys = keys
         self.regions = reader.metadata.regions

@@ -101,7 +101,7 @@ public enum VolumeWriter {
     /// end; on failure everything written is removed (the directory too, if this build made it).
     private static func build(output: String, keys: VolumeKeys, options: WriterOptions,
                               sources: (String) -> [WriterSource]) throws -> WriteResult {
-        let parentPath = Paths.parent(output), name = Paths.lastComponent(output)
+        let (parentPath, name) = Paths.split(output)
         let parent: Directory
         do { parent = try Directory.open(parentPath) } catch FSPFError.io(_, _, let e) where e == ENOENT || e == ENOTDIR {
             throw FSPFError.noInput(path: parentPath, reason: "output's parent directory does not exist")
