@@ -26,11 +26,6 @@ public final class Directory: Sendable {
         Directory(try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY), path: path)
     }
 
-    /// A directory already held open (a read-write mount's anchor), named `path` in messages.
-    public convenience init(holding descriptor: FileDescriptor, path: String) {
-        self.init(descriptor, path: path)
-    }
-
     /// The same directory on a descriptor of its own: what holds it does not hold this one's
     /// flock (a lock belongs to an open file, not to the directory).
     public func reopened() throws -> Directory {

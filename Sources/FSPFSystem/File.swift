@@ -210,13 +210,6 @@ public enum FileSystem {
         (try? Directory.open(dir))?.forEachFile { d, name, st in body(d.shown(name), st) }
     }
 
-    /// A temporary sibling of `output` for building it before an atomic rename.
-    public static func stagingPath(for output: String) -> String {
-        Paths.join(Paths.parent(output), ".\(Paths.lastComponent(output)).fspf-tmp-\(getpid())")
-    }
-
-    /// sync(2): every written object reaches the disk before the metadata naming them is
-    /// committed (one call instead of an fsync per object).
     /// The soft limit on open descriptors raised to the hard one (often 1024 → far more): every
     /// key server connection and every file a read-write mount is writing holds one. Returns it.
     @discardableResult
@@ -231,13 +224,10 @@ public enum FileSystem {
         return Int(min(limit.rlim_cur, 1 << 20))
     }
 
+    /// sync(2): every written object reaches the disk before the metadata naming them is
+    /// committed (one call instead of an fsync per object).
     public static func flushAll() {
         Glibc.sync()
-    }
-
-    public static func syncDirectory(_ path: String) throws {
-        let d = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY)
-        try d.sync()
     }
 
     /// Whether `candidate` is a temporary file `writeAtomically(path, …)` creates: what a write
