@@ -8,6 +8,9 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <errno.h>
 #include <unistd.h>
 
 // syncfs(2), declared by glibc only under _GNU_SOURCE.
@@ -33,6 +36,27 @@ static inline int fspf_rename_noreplace(int olddirfd, const char *oldpath, int n
 }
 
 int pthread_getattr_np(pthread_t thread, pthread_attr_t *attr);  // glibc, _GNU_SOURCE only
+
+// statvfs(path) in a child process that first closes every descriptor above 2 (close_range):
+// 0 once it returned, -1 if it could not be run. A FUSE daemon that asks its own mount in a
+// thread of its own can never finish dying when SIGKILL comes while that request is being
+// served: the waiting thread keeps /dev/fuse open, so the connection is never aborted and every
+// process touching the mount hangs. The child holds no /dev/fuse descriptor, so the daemon dies
+// whole and the child's request ends with ENOTCONN. Only system calls between fork and _exit.
+static inline int fspf_probe_in_child(const char *path) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        syscall(436 /* SYS_close_range */, 3U, ~0U, 0U);
+        struct statvfs s;
+        _exit(statvfs(path, &s) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    return 0;
+}
 
 // memfd_create(2) with MFD_CLOEXEC: an anonymous file in memory (glibc declares it under _GNU_SOURCE).
 static inline int fspf_memfd(const char *name) {

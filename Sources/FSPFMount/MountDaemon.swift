@@ -1,4 +1,5 @@
 import CFuse3
+import CLinux
 import FSPFCore
 import FSPFCrypto
 import FSPFSystem
@@ -166,14 +167,7 @@ public enum MountDaemon {
         let served = targets.map { (mountpoint, top) -> Target in
             let volume = MountedVolume(reader: reader, logger: logger, trace: config.logLevel <= .trace, top: top,
                                        uid: config.uid, gid: config.gid) {
-                // INIT is answered only after this callback returns: confirm from another thread
-                // that the mount serves requests, then tune it and report it live.
-                Thread.detachNewThread {
-                    var s = statvfs()
-                    _ = statvfs(mountpoint, &s)
-                    if readahead > 0 { Tuning.setReadahead(mountpoint: mountpoint, kib: readahead, logger: logger) }
-                    readiness.signal()
-                }
+                readiness.probe(mountpoint, readahead: readahead, logger: logger)
             }
             return Target(mountpoint: mountpoint, access: "ro", ops: Operations.table(for: volume), userdata: Unmanaged.passRetained(volume).toOpaque(),
                           release: { Unmanaged<MountedVolume>.fromOpaque($0).release() },
@@ -253,12 +247,7 @@ public enum MountDaemon {
         let readahead = config.readaheadKiB
         let mount = WritableMount(volume: volume, anchor: anchor.descriptor, logger: logger, writer: writer,
                                   reportTimeout: config.keyTimeout, onReady: {
-            Thread.detachNewThread {
-                var s = statvfs()
-                _ = statvfs(mountpoint, &s)
-                if readahead > 0 { Tuning.setReadahead(mountpoint: mountpoint, kib: readahead, logger: logger) }
-                readiness.signal()
-            }
+            readiness.probe(mountpoint, readahead: readahead, logger: logger)
         }, onSeal: onSeal)
         let target = Target(mountpoint: mountpoint, access: "rw", ops: WritableOperations.table(), userdata: Unmanaged.passRetained(mount).toOpaque(),
                             release: { Unmanaged<WritableMount>.fromOpaque($0).release() },
@@ -595,6 +584,17 @@ final class Readiness: @unchecked Sendable {
         waitpid(pid, &status, 0)
         let code = (status >> 8) & 0xff
         return status & 0x7f == 0 && code != 0 ? code : ExitStatus.mountFailed
+    }
+
+    /// Called from a mount's INIT callback, which libfuse answers only once it returns: from
+    /// another thread, waits until the mount serves a request (asked by a child process, never by
+    /// the daemon itself: fspf_probe_in_child), tunes its readahead, and counts it live.
+    func probe(_ mountpoint: String, readahead: Int, logger: Logger) {
+        Thread.detachNewThread {
+            _ = fspf_probe_in_child(mountpoint)
+            if readahead > 0 { Tuning.setReadahead(mountpoint: mountpoint, kib: readahead, logger: logger) }
+            self.signal()
+        }
     }
 
     func signal() {
