@@ -208,7 +208,7 @@ final class FileJob: @unchecked Sendable {
     let segmentCount: Int
     let volumePath: String
     var fileID: [UInt8] = []
-    /// Which source's output receives its object and plain copy (`Plan.outputs`).
+    /// Which source's output receives its object and plain copy (`Plan.output(_:)`).
     let output: Int
     /// The object: its store and path there, its absolute path, and as the metadata records it.
     var objectStore: ObjectStore? = nil
