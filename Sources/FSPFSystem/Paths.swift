@@ -19,6 +19,20 @@ public enum Paths {
         return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } + "/" + path
     }
 
+    /// `path` from the working directory with "." and ".." taken out lexically (no component
+    /// is resolved, so a link is never followed to compute it).
+    public static func normalized(_ path: String) -> String {
+        let p = absolute(path)
+        guard p.hasPrefix("/") else { return p }
+        var parts: [Substring] = []
+        for c in p.split(separator: "/") {
+            if c == "." { continue }
+            if c == ".." { _ = parts.popLast(); continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
     public static func parent(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return path.isEmpty ? path : "." }
         if slash == path.startIndex { return "/" }

@@ -11,6 +11,8 @@ import FSPFCrypto
 public struct TreeGeometry: Equatable, Sendable {
     public static let hashesPerBlock = 128
     public static let hashSize = 32
+    /// The largest tree block, and a level's hashes of a full block of the level below.
+    public static let blockSize = hashesPerBlock * hashSize
 
     public let version: FormatVersion
     public let chunkCount: UInt64
@@ -21,7 +23,7 @@ public struct TreeGeometry: Equatable, Sendable {
     public let byteCount: UInt64
 
     /// Size of one level-0 entry.
-    public static func leafSize(_ v: FormatVersion) -> Int { v == .v1 ? 16 : 48 }
+    public static func leafSize(_ v: FormatVersion) -> Int { Leaf.size(v) }
     /// Level-0 entries per block.
     public static func leavesPerBlock(_ v: FormatVersion) -> Int { v == .v1 ? 256 : 64 }
 
@@ -100,33 +102,49 @@ public struct TreeGeometry: Equatable, Sendable {
 }
 
 extension TreeGeometry {
-    /// The tag tree as stored (levels bottom-up) over `leaves`, 48 bytes per chunk, with the
-    /// zero leaf for every chunk `isHole` names; and the hash of its top block, for `root`.
-    static func build(_ g: TreeGeometry, leaves: UnsafeRawBufferPointer, isHole: (Int) -> Bool) -> (tree: [UInt8], top: [UInt8]) {
-        precondition(g.version == .v2 && leaves.count == Int(g.chunkCount) * 48)
-        var tree = [UInt8](repeating: 0, count: Int(g.byteCount))
-        tree.withUnsafeMutableBytes { t in
-            t.copyMemory(from: leaves)
-            for c in 0..<Int(g.chunkCount) where isHole(c) { Sodium.zero(UnsafeMutableRawBufferPointer(rebasing: t[(c * 48)..<(c * 48 + 48)])) }
-            for level in 0..<g.topLevel {
-                for b in 0..<g.blockCount(level: level) {
-                    let range = g.blockRange(level: level, index: b)
-                    let hash = g.nodeHash(level: level, index: b,
-                                          block: UnsafeRawBufferPointer(rebasing: t[Int(range.offset)..<(Int(range.offset) + range.count)]))
-                    let at = Int(g.levelOffsets[level + 1]) + Int(b) * TreeGeometry.hashSize
-                    hash.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: t[at..<(at + TreeGeometry.hashSize)]).copyMemory(from: $0) }
+    /// Builds levels 1 to the top from level 0 and returns the hash of the top block, for
+    /// `root`. The one tree builder: `read` fetches a block's bytes (tree-relative offset),
+    /// `write` stores a run of a level's hashes, at most `blockSize` bytes at a time.
+    func buildUpperLevels(read: (_ offset: UInt64, _ into: UnsafeMutableRawBufferPointer) throws -> Void,
+                          write: (_ offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> Void) rethrows -> [UInt8] {
+        var block = [UInt8](repeating: 0, count: TreeGeometry.blockSize)
+        func hashBlock(_ level: Int, _ index: UInt64) throws -> [UInt8] {
+            let range = blockRange(level: level, index: index)
+            return try block.withUnsafeMutableBytes { (buffer) throws -> [UInt8] in
+                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.count])
+                try read(range.offset, part)
+                return nodeHash(level: level, index: index, block: UnsafeRawBufferPointer(part))
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(TreeGeometry.blockSize)
+        for level in 0..<topLevel {
+            var written: UInt64 = 0
+            let blocks = blockCount(level: level)
+            for b in 0..<blocks {
+                out += try hashBlock(level, b)
+                if out.count == TreeGeometry.blockSize || b == blocks - 1 {
+                    try out.withUnsafeBytes { try write(levelOffsets[level + 1] + written, $0) }
+                    written += UInt64(out.count)
+                    out.removeAll(keepingCapacity: true)
                 }
             }
         }
-        let range = g.blockRange(level: g.topLevel, index: 0)
-        let top = tree.withUnsafeBytes { g.nodeHash(level: g.topLevel, index: 0, block: UnsafeRawBufferPointer(rebasing: $0[Int(range.offset)..<(Int(range.offset) + range.count)])) }
+        return try hashBlock(topLevel, 0)
+    }
+
+    /// The version-2 tag tree as stored (levels bottom-up) over `leaves`, one per chunk, with
+    /// the zero leaf for every chunk `isHole` names; and the hash of its top block, for `root`.
+    static func build(_ g: TreeGeometry, leaves: UnsafeRawBufferPointer, isHole: (Int) -> Bool) -> (tree: [UInt8], top: [UInt8]) {
+        precondition(g.version == .v2 && leaves.count == Int(g.chunkCount) * Leaf.size)
+        var tree = [UInt8](repeating: 0, count: Int(g.byteCount))
+        let top = tree.withUnsafeMutableBytes { t in
+            t.copyMemory(from: leaves)
+            for c in 0..<Int(g.chunkCount) where isHole(c) { Sodium.zero(UnsafeMutableRawBufferPointer(rebasing: t[Leaf.range(c)])) }
+            return g.buildUpperLevels(
+                read: { offset, into in into.copyMemory(from: UnsafeRawBufferPointer(rebasing: t[Int(offset)..<(Int(offset) + into.count)])) },
+                write: { offset, bytes in UnsafeMutableRawBufferPointer(rebasing: t[Int(offset)..<(Int(offset) + bytes.count)]).copyMemory(from: bytes) })
+        }
         return (tree, top)
     }
-}
-
-/// A version-2 leaf: the chunk's GCM tag and the SHA-256 of its stored bytes (ciphertext of an
-/// encrypted file, plaintext of an authenticated one). A hole chunk's leaf is all zeros.
-enum Leaf {
-    static let tagRange = 0..<16
-    static let hashRange = 16..<48
 }

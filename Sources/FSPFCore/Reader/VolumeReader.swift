@@ -46,7 +46,7 @@ public final class VolumeReader: Sendable {
                 cacheBytes: Int = 32 << 20, covered: [String] = []) throws {
         let metadataPath = try SealedMetadata.locate(path)
         let directoryFD = try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY)
-        let anchors = try covered.map { (Plan.absolute($0), try FileDescriptor.open($0, O_RDONLY | O_DIRECTORY)) }
+        let anchors = try covered.map { (Paths.normalized($0), try FileDescriptor.open($0, O_RDONLY | O_DIRECTORY)) }
             .sorted { $0.0.utf8.count > $1.0.utf8.count }
         let file = try directoryFD.openForReading(relative: Paths.lastComponent(metadataPath)).readAll(limit: 1 << 30)
         let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, acceptVersion1: acceptVersion1,
@@ -68,7 +68,7 @@ public final class VolumeReader: Sendable {
         self.anchors = anchors
         self.metadataPath = metadataPath
         self.directory = Paths.parent(metadataPath)
-        self.absoluteDirectory = Plan.absolute(directory)
+        self.absoluteDirectory = Paths.normalized(directory)
         self.metadata = metadata
         self.tag = tag
         self.keys = keys
@@ -267,51 +267,25 @@ public final class VolumeReader: Sendable {
         return range.count
     }
 
-    enum ChunkCheck: String {
-        case authentic
-        case truncated = "data truncated on disk"
-        case altered = "data does not match the hash in its tag tree"
-        case forged = "authentication failed"
-    }
-
     /// The one path every chunk takes: unless the caller already read it (`loaded` bytes of
     /// it), read chunk `chunk` into `work` (exactly its stored length); take its leaf from the
-    /// verified tag tree; in version 2 compare the SHA-256 of the stored bytes with the leaf;
-    /// then decrypt in place (encrypted files) or check the MAC (authenticated ones). A hole
-    /// reads as zeros without touching the disk. A tag-tree failure throws; a bad chunk is
-    /// scrubbed and reported, for the caller to word.
+    /// verified tag tree; check the chunk against it (`ChunkCodec.check`: decrypted in place,
+    /// or scrubbed). A hole reads as zeros without touching the disk. A tag-tree failure
+    /// throws; a bad chunk is reported, for the caller to word.
     func openChunk(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64, in work: UnsafeMutableRawBufferPointer,
-                   loaded: Int? = nil, leaf known: ArraySlice<UInt8>? = nil, _ cipher: ChunkCipher) throws -> ChunkCheck {
+                   loaded: Int? = nil, leaf known: ArraySlice<UInt8>? = nil, _ cipher: ChunkCipher) throws -> ChunkCodec.Check {
         if p.isHole(chunk) {
             Sodium.zero(work)
             return .authentic
         }
         let leaf = try known ?? self.leaf(i, p, chunk)
         let got = try loaded ?? dataHandle(i, p).read(into: work, at: dataBase(p) + chunk * UInt64(p.chunkSize))
-        guard got == work.count else { return .truncated }
-        if p.version >= .v2 {
-            var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-            let same = withUnsafeMutableBytes(of: &digest) { d in
-                cipher.sha256.digest(UnsafeRawBufferPointer(work), into: d)
-                return leaf.withUnsafeBytes { memcmp($0.baseAddress! + Leaf.hashRange.lowerBound, d.baseAddress!, 32) == 0 }
-            }
-            guard same else {
-                Sodium.zero(work)
-                return .altered
-            }
-        }
-        let final = chunk == p.chunkCount - 1
-        let tag = leaf[leaf.startIndex..<(leaf.startIndex + 16)]
-        let ok = tag.withUnsafeBytes { t in
-            p.kind == .encrypted ? cipher.open(index: chunk, generation: p.generation(of: chunk), final: final, data: work, tag: t)
-                                 : cipher.verifyMAC(index: chunk, final: final, data: UnsafeRawBufferPointer(work), tag: t)
-        }
-        if !ok { Sodium.zero(work) }
-        return ok ? .authentic : .forged
+        let position = ChunkCodec.Position(index: chunk, generation: p.generation(of: chunk), final: chunk == p.chunkCount - 1)
+        return leaf.withUnsafeBytes { ChunkCodec.check(work, read: got, version: p.version, kind: p.kind, at: position, leaf: $0, cipher) }
     }
 
     /// Turns a chunk that is not authentic into the integrity error naming file, chunk and bytes.
-    private func require(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64, _ result: ChunkCheck) throws {
+    private func require(_ i: Int, _ p: ProtectedFile, _ chunk: UInt64, _ result: ChunkCodec.Check) throws {
         guard result == .authentic else {
             let e = metadata.entries[i]
             throw integrity(e.path, chunk: chunk, cs: UInt64(p.chunkSize), size: e.size, result.rawValue)

@@ -38,7 +38,7 @@ final class WrittenContent {
     /// Per chunk: how many times it was encrypted under this ID (its next generation).
     private var encryptions: [UInt32] = []
     private var states: [State] = []
-    /// 48 bytes per chunk: the leaf of its stored encryption.
+    /// One leaf per chunk (`Leaf.size` bytes): the leaf of its stored encryption.
     private var leaves: [UInt8] = []
     /// The chunk stored as the final one (shorter and flagged final), if any.
     private var finalChunk: (index: Int, length: Int)?
@@ -74,7 +74,7 @@ final class WrittenContent {
             let n = chunks(covering: base.size)
             encryptions = [UInt32](repeating: 0, count: n)
             states = [State](repeating: .base, count: n)
-            leaves = [UInt8](repeating: 0, count: n * 48)
+            leaves = [UInt8](repeating: 0, count: n * Leaf.size)
         }
     }
 
@@ -87,7 +87,7 @@ final class WrittenContent {
     private func grow(to n: Int) {
         guard n > states.count else { return }
         encryptions += repeatElement(0, count: n - states.count)
-        leaves += repeatElement(0, count: (n - states.count) * 48)
+        leaves += repeatElement(0, count: (n - states.count) * Leaf.size)
         states += repeatElement(.unwritten, count: n - states.count)
     }
 
@@ -238,7 +238,7 @@ final class WrittenContent {
             generations.append(ChunkGeneration(chunk: UInt64(c), generation: encryptions[c] - 1))
         }
         let (tree, top) = leaves.withUnsafeBytes { l in
-            TreeGeometry.build(geometry, leaves: UnsafeRawBufferPointer(rebasing: l[0..<(n * 48)]), isHole: { self.states[$0] != .stored })
+            TreeGeometry.build(geometry, leaves: UnsafeRawBufferPointer(rebasing: l[0..<(n * Leaf.size)]), isHole: { self.states[$0] != .stored })
         }
         let treeOffset = UInt64(ObjectHeader.size) + stored
         let span = treeOffset..<(treeOffset + UInt64(tree.count))
@@ -306,18 +306,12 @@ final class WrittenContent {
             let work = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
             let got = try objectFile().read(into: work, at: UInt64(ObjectHeader.size) + UInt64(c) * UInt64(chunkSize))
             let cipher = ChunkCipher.forCurrentThread()
-            var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-            let hashed = withUnsafeMutableBytes(of: &digest) { d in
-                cipher.sha256.digest(UnsafeRawBufferPointer(work), into: d)
-                return leaves.withUnsafeBytes { memcmp($0.baseAddress! + c * 48 + Leaf.hashRange.lowerBound, d.baseAddress!, 32) == 0 }
-            }
             cipher.select(keys, fileID: fileID)
-            let opened = got == length && hashed && leaves.withUnsafeBytes { l in
-                cipher.open(index: UInt64(c), generation: encryptions[c] - 1, final: finalChunk?.index == c, data: work,
-                            tag: UnsafeRawBufferPointer(rebasing: l[(c * 48)..<(c * 48 + 16)]))
+            let position = ChunkCodec.Position(index: UInt64(c), generation: encryptions[c] - 1, final: finalChunk?.index == c)
+            let check = leaves.withUnsafeBytes { l in
+                ChunkCodec.check(work, read: got, version: .v2, kind: .encrypted, at: position, leaf: UnsafeRawBufferPointer(rebasing: l[Leaf.range(c)]), cipher)
             }
-            guard opened else {
-                Sodium.zero(buffer)
+            guard check == .authentic else {  // scrubbed by the check
                 throw FSPFError.integrity(path: objectLocation, reason: "chunk \(c) written by this mount was altered on disk")
             }
         }
@@ -338,14 +332,10 @@ final class WrittenContent {
         data.copyMemory(from: UnsafeRawBufferPointer(rebasing: plaintext[0..<length]))
         // The generation is spent once used, whatever happens next.
         encryptions[c] = generation + 1
-        var leaf = [UInt8](repeating: 0, count: 48)
-        leaf.withUnsafeMutableBytes { l in
-            cipher.seal(index: UInt64(c), generation: generation, final: final, data: data,
-                        tag: UnsafeMutableRawBufferPointer(rebasing: l[Leaf.tagRange]))
-            cipher.sha256.digest(UnsafeRawBufferPointer(data), into: UnsafeMutableRawBufferPointer(rebasing: l[Leaf.hashRange]))
-        }
+        var leaf = [UInt8](repeating: 0, count: Leaf.size)
+        leaf.withUnsafeMutableBytes { ChunkCodec.seal(data, kind: .encrypted, at: .init(index: UInt64(c), generation: generation, final: final), leaf: $0, cipher) }
         try object.write(UnsafeRawBufferPointer(data), at: UInt64(ObjectHeader.size) + UInt64(c) * UInt64(chunkSize))
-        leaves.replaceSubrange((c * 48)..<(c * 48 + 48), with: leaf)
+        leaves.replaceSubrange(Leaf.range(c), with: leaf)
         states[c] = .stored
         if final { finalChunk = (c, length) } else if finalChunk?.index == c { finalChunk = nil }
     }
@@ -364,7 +354,7 @@ final class WrittenContent {
         out.copyMemory(from: data)
         let generations = Array(encryptions[first..<(first + n)])
         for c in first..<(first + n) { encryptions[c] += 1 }  // spent, whatever happens next
-        var fresh = [UInt8](repeating: 0, count: n * 48)
+        var fresh = [UInt8](repeating: 0, count: n * Leaf.size)
         let cs = chunkSize, keys = self.keys, fileID = self.fileID
         fresh.withUnsafeMutableBytes { leaves in
             let shared = (out: SharedBuffer(out), leaves: SharedBuffer(leaves))
@@ -373,16 +363,14 @@ final class WrittenContent {
                 let cipher = ChunkCipher.forCurrentThread()
                 cipher.select(keys, fileID: fileID)
                 for j in (n * r / runs)..<(n * (r + 1) / runs) {
-                    let chunk = UnsafeMutableRawBufferPointer(rebasing: shared.out.buffer[(j * cs)..<((j + 1) * cs)])
-                    let leaf = UnsafeMutableRawBufferPointer(rebasing: shared.leaves.buffer[(j * 48)..<((j + 1) * 48)])
-                    cipher.seal(index: UInt64(first + j), generation: generations[j], final: false, data: chunk,
-                                tag: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.tagRange]))
-                    cipher.sha256.digest(UnsafeRawBufferPointer(chunk), into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
+                    ChunkCodec.seal(UnsafeMutableRawBufferPointer(rebasing: shared.out.buffer[(j * cs)..<((j + 1) * cs)]), kind: .encrypted,
+                                    at: .init(index: UInt64(first + j), generation: generations[j], final: false),
+                                    leaf: UnsafeMutableRawBufferPointer(rebasing: shared.leaves.buffer[Leaf.range(j)]), cipher)
                 }
             }
         }
         try object.write(UnsafeRawBufferPointer(out), at: UInt64(ObjectHeader.size) + UInt64(first) * UInt64(cs))
-        leaves.replaceSubrange((first * 48)..<((first + n) * 48), with: fresh)
+        leaves.replaceSubrange((first * Leaf.size)..<((first + n) * Leaf.size), with: fresh)
         for c in first..<(first + n) { states[c] = .stored }
         if let f = finalChunk, f.index >= first && f.index < first + n { finalChunk = nil }
         for d in dirty where d.chunk >= first && d.chunk < first + n { Self.release(d.buffer) }

@@ -112,7 +112,7 @@ public struct Draft: Codable, Sendable {
             throw FSPFError.usage("/\(p) lies in the ephemeral region /\(outer.path), which holds no other region")
         }
         regions.removeAll { $0.path == p }
-        regions.append(DraftRegion(path: p, kind: kind, kernel: kernel.map(Plan.absolute) ?? "", chunkSize: chunkSize,
+        regions.append(DraftRegion(path: p, kind: kind, kernel: kernel.map(Paths.normalized) ?? "", chunkSize: chunkSize,
                                    ephemeral: kernel == nil ? true : nil))
     }
 
@@ -135,7 +135,7 @@ public struct Draft: Codable, Sendable {
             .max { $0.path.utf8.count < $1.path.utf8.count }?.kernel
         // Through symbolic links to their directories (Debian's /lib -> usr/lib): the reader
         // follows no link, so the locations recorded must not pass through one.
-        let named = Plan.absolute(output ?? kernel ?? ".")
+        let named = Paths.normalized(output ?? kernel ?? ".")
         let out = FileSystem.resolved(named) ?? named
         let source = FileSystem.resolved(source) ?? source
         let keys = try self.keys
@@ -154,7 +154,7 @@ public struct Draft: Codable, Sendable {
                 let store = Paths.join(out, ObjectStore.directoryName)
                 if !stores.contains(store) { stores.append(store) }
             }
-            let keep = Set(referencedObjects(try entries, base: Paths.parent(Plan.absolute(draftPath))))
+            let keep = Set(referencedObjects(try entries, base: Paths.parent(Paths.normalized(draftPath))))
             stale = (objects + done.objects).filter { !keep.contains($0) }
             objects = (objects + done.objects).filter { keep.contains($0) }
             tag = try save(draftPath)
@@ -186,7 +186,7 @@ public struct Draft: Codable, Sendable {
             return try ObjectStore.open(in: base, create: false)
         }
         let tag = try VolumeWriter.seal(metadata, to: (try Directory.open(Paths.parent(path)), Paths.lastComponent(path)), keys: keys)
-        let referenced = referencedObjects(metadata.entries, base: Paths.parent(Plan.absolute(path)))
+        let referenced = referencedObjects(metadata.entries, base: Paths.parent(Paths.normalized(path)))
         let known = ObjectStores(metadataDirectory: nil)
         for store in opened { store.prune(keeping: known.names(in: store, of: referenced)) }
         let files = metadata.entries.filter { $0.isFile && $0.linkOf == nil }

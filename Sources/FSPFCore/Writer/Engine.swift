@@ -235,19 +235,9 @@ final class Engine: @unchecked Sendable {
                     var offset = runStart
                     repeat {
                         let count = min(cs, runEnd - offset)
-                        let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + count)])
-                        let leaf = leaf(offset)
-                        let tag = UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.tagRange])
                         let index = chunkIndex(offset)
-                        let final = index == chunkTotal - 1
-                        if job.kind == .encrypted {
-                            cipher.seal(index: index, final: final, data: chunk, tag: tag)
-                        } else {
-                            cipher.mac(index: index, final: final, data: UnsafeRawBufferPointer(chunk), tag: tag)
-                        }
-                        // The leaf commits to the stored bytes (ciphertext, or the plaintext an
-                        // authenticated file keeps): hashed once, here, while still in cache.
-                        cipher.sha256.digest(UnsafeRawBufferPointer(chunk), into: UnsafeMutableRawBufferPointer(rebasing: leaf[Leaf.hashRange]))
+                        ChunkCodec.seal(UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + count)]), kind: job.chunkKind,
+                                        at: .init(index: index, final: index == chunkTotal - 1), leaf: leaf(offset), cipher)
                         offset += count
                     } while offset < runEnd
                     if job.kind == .encrypted {
@@ -324,34 +314,14 @@ final class Engine: @unchecked Sendable {
         let p = job.protection!
         let g = p.geometry
         let obj = job.inline ? job.objectFD! : try job.objectStore!.reopen(job.objectName!)
-        var block = [UInt8](repeating: 0, count: 4096)
-        func hashBlock(_ level: Int, _ index: UInt64) throws -> [UInt8] {
-            let range = g.blockRange(level: level, index: index)
-            return try block.withUnsafeMutableBytes { (buf) throws -> [UInt8] in
-                let part = UnsafeMutableRawBufferPointer(rebasing: buf[0..<range.count])
-                guard try obj.read(into: part, at: p.treeOffset + range.offset) == range.count else {
+        let top = try g.buildUpperLevels(
+            read: { offset, into in
+                guard try obj.read(into: into, at: p.treeOffset + offset) == into.count else {
                     throw FSPFError.io(path: job.objectPath ?? job.volumePath, operation: "read back", errno: EIO)
                 }
-                return g.nodeHash(level: level, index: index, block: UnsafeRawBufferPointer(part))
-            }
-        }
-        for level in 0..<g.topLevel {
-            var out: [UInt8] = []
-            out.reserveCapacity(4096)
-            var written: UInt64 = 0
-            let blocks = g.blockCount(level: level)
-            for b in 0..<blocks {
-                out += try hashBlock(level, b)
-                if out.count == 4096 || b == blocks - 1 {
-                    try out.withUnsafeBytes { (o) throws in
-                        try obj.write(o, at: p.treeOffset + g.levelOffsets[level + 1] + written)
-                    }
-                    written += UInt64(out.count)
-                    out.removeAll(keepingCapacity: true)
-                }
-            }
-        }
+            },
+            write: { offset, bytes in try obj.write(bytes, at: p.treeOffset + offset) })
         return g.root(fileID: p.fileID, kind: p.kind, size: job.size, storedSize: p.storedSize,
-                      chunkSize: p.chunkSize, topHash: try hashBlock(g.topLevel, 0))
+                      chunkSize: p.chunkSize, topHash: top)
     }
 }

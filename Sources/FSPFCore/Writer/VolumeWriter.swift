@@ -68,8 +68,8 @@ public enum VolumeWriter {
     /// Encrypts one directory into a new volume directory `output`. `output` must not exist
     /// or be an empty directory; a new one is built under a temporary name and renamed.
     public static func encrypt(input: String, output: String, keys: VolumeKeys, options: WriterOptions) throws -> WriteResult {
-        let absoluteInput = Plan.absolute(input)
-        if absoluteInput == "/" || Paths.isWithin(Plan.absolute(output), absoluteInput) {
+        let absoluteInput = Paths.normalized(input)
+        if absoluteInput == "/" || Paths.isWithin(Paths.normalized(output), absoluteInput) {
             throw FSPFError.usage("\(output): the output must not lie inside the input \(input)")
         }
         return try build(output: output, keys: keys, options: options) { [WriterSource(directory: input, prefix: "", output: $0)] }
@@ -79,7 +79,7 @@ public enum VolumeWriter {
     /// upgrade`): the same tree, regions, chunk sizes and attributes; every byte is verified as
     /// it is read. A reproducible volume stays reproducible.
     public static func convert(_ reader: VolumeReader, output: String, keys: VolumeKeys, options: WriterOptions) throws -> WriteResult {
-        if Paths.isWithin(Plan.absolute(output), Plan.absolute(reader.directory)) {
+        if Paths.isWithin(Paths.normalized(output), Paths.normalized(reader.directory)) {
             throw FSPFError.usage("\(output): the output must not lie inside the volume \(reader.directory)")
         }
         var o = options
@@ -374,7 +374,7 @@ final class Plan: @unchecked Sendable {
                     }
                     job.plainRelative = item.relative
                     job.plainPath = plain
-                    job.plainLocation = Plan.location(of: plain, base: metadataDirectory)
+                    job.plainLocation = Layout.location(of: plain, base: metadataDirectory)
                     job.inPlace = Plan.sameFile(item.source, plain)
                 }
                 job.inline = options.inlineTrees && region.kind == .authenticated
@@ -423,7 +423,7 @@ final class Plan: @unchecked Sendable {
             job.objectStore = stores[k]
             job.objectName = name
             job.objectPath = Paths.join(Paths.join(sources[k].output, ObjectStore.directoryName), name)
-            job.objectLocation = Plan.location(of: job.objectPath!, base: metadataDirectory)
+            job.objectLocation = Layout.location(of: job.objectPath!, base: metadataDirectory)
         }
     }
 
@@ -468,28 +468,6 @@ final class Plan: @unchecked Sendable {
             }
         }
         return VolumeMetadata(version: .current, reproducible: reproducible, regions: regions, root: root, entries: out)
-    }
-
-    static func location(of path: String, base: String) -> String {
-        let absPath = absolute(path), absBase = absolute(base)
-        if absBase == "/" { return String(absPath.dropFirst()) }
-        if absPath.hasPrefix(absBase + "/") { return String(absPath.dropFirst(absBase.count + 1)) }
-        return absPath
-    }
-
-    static func absolute(_ path: String) -> String {
-        let p = Paths.absolute(path)
-        return p.hasPrefix("/") ? normalizedAbsolute(p) : p
-    }
-
-    private static func normalizedAbsolute(_ path: String) -> String {
-        var parts: [Substring] = []
-        for c in path.split(separator: "/") {
-            if c == "." { continue }
-            if c == ".." { _ = parts.popLast(); continue }
-            parts.append(c)
-        }
-        return "/" + parts.joined(separator: "/")
     }
 
     static func sameFile(_ a: String, _ b: String) -> Bool {
