@@ -90,22 +90,3 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 }
-
-/// Process exit statuses shared by every FSPF executable.
-public enum ExitStatus {
-    public static let success: Int32 = 0
-    public static let integrity: Int32 = 10
-    public static let wrongKey: Int32 = 11
-    public static let keyUnavailable: Int32 = 12
-    public static let evidenceRefused: Int32 = 13
-    public static let notRecorded: Int32 = 14
-    public static let mountFailed: Int32 = 20
-    public static let fuseUnavailable: Int32 = 21
-    public static let usage: Int32 = 64       // EX_USAGE
-    public static let badInput: Int32 = 65    // EX_DATAERR
-    public static let noInput: Int32 = 66     // EX_NOINPUT
-    public static let internalError: Int32 = 70 // EX_SOFTWARE
-    public static let cannotCreate: Int32 = 73 // EX_CANTCREAT
-    public static let ioError: Int32 = 74     // EX_IOERR
-    public static let interrupted: Int32 = 130
-}

@@ -39,12 +39,16 @@ struct FSPFMountCommand: ParsableCommand {
         Unmount with: umount MOUNTPOINT (root) or fusermount3 -u MOUNTPOINT, or SIGTERM to the daemon.
         A FUSE mount hands what it serves to the kernel: it protects data only where the kernel is inside the TEE
         (confidential VMs and containers), not in SGX enclaves. It logs what it finds at start; --require-tee refuses elsewhere.
-        Exit codes: 0 mounted (or, in the foreground, cleanly unmounted and sealed), 10 tag mismatch or integrity failure,
-        11 wrong key, 12 key source failed (or a key server released for reading only to --read-write), 14 the last seal
-        was not recorded by the key server, 20 mount failed (mount point missing, busy or not empty, or --require-tee outside a TEE), 21 no usable /dev/fuse,
-        64 usage, 65 not a volume, 66 volume missing, 73 volume in use by another writer or --create into a non-empty directory,
-        74 the seal at unmount failed (the previous version stays).
-        """,
+
+        """ + ExitStatus.help([0, 10, 11, 12, 14, 20, 21, 64, 65, 66, 73, 74], saying: [
+            0: "mounted (or, in the foreground, cleanly unmounted and sealed)",
+            10: "tag mismatch or integrity failure",
+            12: "key source failed (or a key server released for reading only to --read-write)",
+            14: "the last seal was not recorded by the key server",
+            66: "volume missing",
+            73: "volume in use by another writer, or --create into a non-empty directory",
+            74: "the seal at unmount failed (the previous version stays)",
+        ]),
         version: FSPFVersion.describe("fspf-mount"))
 
     @Argument(help: "Volume directory (or its metadata file).") var volume: String?

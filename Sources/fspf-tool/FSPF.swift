@@ -9,12 +9,7 @@ struct FSPF: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fspf",
         abstract: "Protected volumes: encrypt and authenticate directory trees for confidential workloads.",
-        discussion: """
-        Exit codes: 0 success, 10 integrity failure (tampered, truncated, rolled back or \
-        unexpected tag), 11 wrong key, 12 key source failed, 13 evidence refused, 64 usage, 65 unsupported or malformed input, \
-        66 missing or unreadable input, 73 output exists, 74 I/O error (e.g. disk full), \
-        130 interrupted.
-        """,
+        discussion: ExitStatus.help() + " Every error is one line on stderr naming the path and the cause.",
         version: FSPFVersion.describe("fspf"),
         subcommands: [Encrypt.self, Create.self, AddRegion.self, AddFiles.self, AddFSPF.self, Show.self,
                       Verify.self, List.self, Cat.self, Decrypt.self, Info.self, Upgrade.self, Seal.self, Keygen.self,

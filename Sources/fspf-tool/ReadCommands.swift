@@ -8,8 +8,9 @@ import Glibc
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check every byte of a volume; list every problem with file, chunk and byte range.",
-        discussion: """
-        Exit 0 if intact, 10 if anything is wrong, 11 for a wrong key.
+        discussion: ExitStatus.help([0, 10, 11, 12, 64, 65, 66, 74], saying: [0: "intact", 10: "anything wrong (every problem listed)"])
+            + """
+
         Examples:
           fspf verify encrypted-files --key-file code.key --tag "$TAG"
           fspf verify /fspf/fspf-file --key-env SCONE_FSPF_KEY --tag-env SCONE_FSPF_TAG   the directory of fs.fspf

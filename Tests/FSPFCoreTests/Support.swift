@@ -141,3 +141,8 @@ let packageRoot: String = {
     for _ in 0..<3 { url.deleteLastPathComponent() }
     return url.path
 }()
+
+extension VolumeReader {
+    /// Where a recorded location lies on disk (the tests' volumes are local).
+    func location(_ l: String) -> String { (storage as! LocalStorage).path(of: l) }
+}

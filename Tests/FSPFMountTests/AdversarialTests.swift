@@ -49,7 +49,8 @@ import FSPFTestSupport
         _ = Tool.wait(pid, cwd: s.path, name: "-daemon")
         // Cached attributes may still answer stat; anything that reaches the daemon fails.
         var vfs = statvfs()
-        #expect(statvfs(s.path + "/mnt", &vfs) == -1 && errno == ENOTCONN)
+        let probed = statvfs(s.path + "/mnt", &vfs), probeErrno = errno
+        #expect(probed == -1 && probeErrno == ENOTCONN, "statvfs: \(probed), errno \(probeErrno)")
         #expect(readThroughMount(s.path + "/mnt/job.py").errno == ENOTCONN)
         let again = MountTests.mount(s, "vol mnt --key-file key --tag \(tag)")
         #expect(again.status == 20, "a dead mount is reported busy: \(again.err)")

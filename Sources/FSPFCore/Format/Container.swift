@@ -40,7 +40,7 @@ public enum SealedMetadata {
             return n == magic.count && head == magic
         }
         guard sealed.count == 1 else {
-            throw FSPFError.noInput(path: path, reason: sealed.isEmpty ? "not a volume (no \(fileName) or other sealed metadata file)"
+            throw FSPFError.badInput(path: path, reason: sealed.isEmpty ? "not a volume (no \(fileName) or other sealed metadata file)"
                                     : "several sealed metadata files (\(sealed.map(Paths.lastComponent).sorted().joined(separator: ", "))): name one")
         }
         return sealed[0]

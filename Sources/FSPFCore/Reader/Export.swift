@@ -19,7 +19,8 @@ public enum Exporter {
         do { parent = try Directory.open(parentPath) } catch FSPFError.io(_, _, let e) where e == ENOENT || e == ENOTDIR {
             throw FSPFError.noInput(path: parentPath, reason: "output's parent directory does not exist")
         }
-        guard parent.status(name) == nil else { throw FSPFError.outputExists(path: output) }
+        // A new directory, never one that exists (empty or not): what is there is not replaced.
+        guard parent.status(name) == nil else { throw FSPFError.fileExists(path: output, hint: "") }
         let stagingName = ".\(name).fspf-tmp-\(getpid())"
         let stagingPath = parent.shown(stagingName)
         parent.removeTree(stagingName)
@@ -53,7 +54,7 @@ public enum Exporter {
             }
             if let root = reader.metadata.root { try finishAttributes(staging.descriptor, root) }
             do { try parent.rename(stagingName, to: name, replacing: false) } catch FSPFError.fileExists {
-                throw FSPFError.outputExists(path: output)
+                throw FSPFError.fileExists(path: output, hint: "")
             }
             try parent.sync()
         } catch {
@@ -186,7 +187,7 @@ public struct VolumeInfo: Sendable {
             guard case .file(_, _, let p?, _) = e.content else { continue }
             if let t = p.inlineTree { inline += 1; inlineBytes += t.count; continue }
             objects += 1
-            objectBytes += FileSystem.status(reader.location(p.object)).map { UInt64($0.st_size) } ?? 0
+            objectBytes += (try? reader.storage.open(p.object).size()) ?? 0
         }
         var lines = ["contents:       \(files) files, \(dirs) directories, \(links) symlinks, \(bytes) bytes",
                      "objects:        \(objects) files, \(objectBytes) bytes on disk"

@@ -7,17 +7,11 @@ import FSPFSystem
 /// Thread-safe random access to a protected volume. Every byte it returns has been
 /// authenticated up to the sealed metadata; anything else is an `FSPFError.integrity`.
 public final class VolumeReader: Sendable {
-    /// Path of the sealed metadata file.
-    public let metadataPath: String
-    /// Directory the metadata's locations are relative to.
-    public let directory: String
-    /// That directory, opened once: every later open is relative to it, so the volume stays
-    /// readable when a mount covers its path (fspf-mount's mount-over).
-    private let directoryFD: FileDescriptor
-    /// Covered directories (absolute path, descriptor), deepest first, and the metadata's
-    /// directory as an absolute path, taken at open (a daemon changes directory afterwards).
-    private let anchors: [(String, FileDescriptor)]
-    private let absoluteDirectory: String
+    /// Where the volume's bytes come from: everything this reader reads goes through it.
+    public let storage: any VolumeStorage
+    /// The sealed metadata file, and what the metadata's locations are relative to.
+    public var metadataPath: String { storage.metadataPath }
+    public var directory: String { storage.directory }
     /// What an attestation policy pins for this exact volume version.
     public let tag: VolumeTag
     public let metadata: VolumeMetadata
@@ -28,47 +22,40 @@ public final class VolumeReader: Sendable {
     /// see their ordering and reports the first use as a race.)
     private let lookupTable = Locked<Lookup?>(nil)
     private let geometries: [TreeGeometry?]
-    private let handles = Locked<[Int: FileDescriptor]>([:])
+    private let handles = Locked<[Int: any StoredFile]>([:])
     let cache: TreeCache
     private static let maxOpenFiles = 512
     private static let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// Smallest piece of a request worth a thread of its own.
     private static let parallelRunBytes = 256 << 10
 
-    /// Opens the volume at `path` (a volume directory or its metadata file). With
-    /// `expectedTag` (16 bytes: the short tag; 32: the full tag), any other version of the
-    /// volume is refused before anything is read, and so is a format-1 volume unless
-    /// `acceptVersion1` (its tag does not bind against key holders, FORMAT.md §13).
-    /// `covered`: directories a mount is about to cover; they are opened now, so objects and
-    /// plaintext below them stay readable however the metadata names them (`/fspf.pb` naming
-    /// `app/.fspf-objects/…` while `/app` is the mount point).
+    /// Opens the volume at `path` (a volume directory or its metadata file; `covered`: see
+    /// `LocalStorage`).
     public convenience init(path: String, keys: VolumeKeys, expectedTag: [UInt8]? = nil, acceptVersion1: Bool = false,
-                cacheBytes: Int = 32 << 20, covered: [String] = []) throws {
-        let metadataPath = try SealedMetadata.locate(path)
-        let directoryFD = try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY)
-        let anchors = try covered.map { (Paths.normalized($0), try FileDescriptor.open($0, O_RDONLY | O_DIRECTORY)) }
-            .sorted { $0.0.utf8.count > $1.0.utf8.count }
-        let file = try directoryFD.openForReading(relative: Paths.lastComponent(metadataPath)).readAll(limit: 1 << 30)
-        let (metadata, tag) = try SealedMetadata.open(file, keys: keys, expectedTag: expectedTag, acceptVersion1: acceptVersion1,
-                                                      path: metadataPath)
-        self.init(metadataPath: metadataPath, directoryFD: directoryFD, anchors: anchors, metadata: metadata, tag: tag,
-                  keys: keys, cacheBytes: cacheBytes)
+                            cacheBytes: Int = 32 << 20, covered: [String] = []) throws {
+        try self.init(storage: LocalStorage(path: path, covered: covered), keys: keys, expectedTag: expectedTag,
+                      acceptVersion1: acceptVersion1, cacheBytes: cacheBytes)
+    }
+
+    /// Opens the volume in `storage`. With `expectedTag` (16 bytes: the short tag; 32: the full
+    /// tag), any other version of the volume is refused before anything is read, and so is a
+    /// format-1 volume unless `acceptVersion1` (its tag does not bind against key holders,
+    /// FORMAT.md §13).
+    public convenience init(storage: any VolumeStorage, keys: VolumeKeys, expectedTag: [UInt8]? = nil, acceptVersion1: Bool = false,
+                            cacheBytes: Int = 32 << 20) throws {
+        let (metadata, tag) = try SealedMetadata.open(storage.metadata(limit: 1 << 30), keys: keys, expectedTag: expectedTag,
+                                                      acceptVersion1: acceptVersion1, path: storage.metadataPath)
+        self.init(storage: storage, metadata: metadata, tag: tag, keys: keys, cacheBytes: cacheBytes)
     }
 
     /// The version a writer has just sealed to `metadataPath`, from the metadata it sealed:
     /// decrypting and decoding the file again would only repeat what the writer did.
     convenience init(sealed metadata: VolumeMetadata, tag: VolumeTag, metadataPath: String, keys: VolumeKeys, cacheBytes: Int) throws {
-        self.init(metadataPath: metadataPath, directoryFD: try FileDescriptor.open(Paths.parent(metadataPath), O_RDONLY | O_DIRECTORY),
-                  anchors: [], metadata: metadata, tag: tag, keys: keys, cacheBytes: cacheBytes)
+        self.init(storage: try LocalStorage(path: metadataPath), metadata: metadata, tag: tag, keys: keys, cacheBytes: cacheBytes)
     }
 
-    private init(metadataPath: String, directoryFD: FileDescriptor, anchors: [(String, FileDescriptor)], metadata: VolumeMetadata,
-                 tag: VolumeTag, keys: VolumeKeys, cacheBytes: Int) {
-        self.directoryFD = directoryFD
-        self.anchors = anchors
-        self.metadataPath = metadataPath
-        self.directory = Paths.parent(metadataPath)
-        self.absoluteDirectory = Paths.normalized(directory)
+    private init(storage: any VolumeStorage, metadata: VolumeMetadata, tag: VolumeTag, keys: VolumeKeys, cacheBytes: Int) {
+        self.storage = storage
         self.metadata = metadata
         self.tag = tag
         self.keys = keys
@@ -193,7 +180,7 @@ public final class VolumeReader: Sendable {
         }
         guard let p = protection else {
             // Not-protected region: served as stored, by definition unverified.
-            let fd = try handle(i) { try self.open(location: plain!) }
+            let fd = try handle(i) { try self.storage.open(plain!) }
             return try fd.read(into: buffer, at: offset)
         }
         let cipher = ChunkCipher.forCurrentThread()
@@ -296,7 +283,7 @@ public final class VolumeReader: Sendable {
     private func dataBase(_ p: ProtectedFile) -> UInt64 { p.kind == .encrypted ? UInt64(ObjectHeader.size) : 0 }
 
     /// The on-disk data of a protected file: its object (encrypted) or its plaintext (authenticated).
-    func dataHandle(_ i: Int, _ p: ProtectedFile) throws -> FileDescriptor {
+    func dataHandle(_ i: Int, _ p: ProtectedFile) throws -> any StoredFile {
         if p.inlineTree == nil {
             let object = try objectHandle(i, p)
             guard p.kind == .authenticated else { return object }
@@ -310,7 +297,7 @@ public final class VolumeReader: Sendable {
     func prepare(entry: Int) throws {
         let i = metadata.entries[entry].linkOf ?? entry
         guard case .file(_, _, let p, let plain) = metadata.entries[i].content else { return }
-        if let p { _ = try dataHandle(i, p) } else { _ = try handle(i) { try self.open(location: plain!) } }
+        if let p { _ = try dataHandle(i, p) } else { _ = try handle(i) { try self.storage.open(plain!) } }
     }
 
     /// Target of a symlink entry.
@@ -329,21 +316,7 @@ public final class VolumeReader: Sendable {
         return .integrity(path: path, reason: "chunk \(chunk) (bytes \(first)-\(last)): \(why)")
     }
 
-    func location(_ l: String) -> String { l.hasPrefix("/") ? l : Paths.join(directory, l) }
-
-    /// Opens a location of the metadata: below a covered directory through its descriptor,
-    /// otherwise relative to the metadata's directory.
-    private func open(location l: String) throws -> FileDescriptor {
-        if !anchors.isEmpty {
-            let absolute = l.hasPrefix("/") ? l : Paths.join(absoluteDirectory, l)
-            for (dir, fd) in anchors where Paths.isWithin(absolute, dir) && absolute != dir {
-                return try fd.openForReading(relative: String(absolute.dropFirst(dir.utf8.count + 1)))
-            }
-        }
-        return try directoryFD.openForReading(relative: l)
-    }
-
-    private func handle(_ i: Int, open: () throws -> FileDescriptor) throws -> FileDescriptor {
+    private func handle(_ i: Int, open: () throws -> any StoredFile) throws -> any StoredFile {
         if let fd = handles.withLock({ $0[i] }) { return fd }
         let fd = try open()
         handles.withLock { h in
@@ -354,11 +327,11 @@ public final class VolumeReader: Sendable {
     }
 
     /// Opens an object, checking its header and exact size against the metadata.
-    func objectHandle(_ i: Int, _ p: ProtectedFile) throws -> FileDescriptor {
+    func objectHandle(_ i: Int, _ p: ProtectedFile) throws -> any StoredFile {
         let path = metadata.entries[i].path
         return try handle(i) {
-            let fd: FileDescriptor
-            do { fd = try open(location: p.object) } catch {
+            let fd: any StoredFile
+            do { fd = try storage.open(p.object) } catch {
                 throw FSPFError.integrity(path: path, reason: "object \(p.object) is missing or unreadable")
             }
             var header = [UInt8](repeating: 0, count: ObjectHeader.size)
@@ -366,7 +339,7 @@ public final class VolumeReader: Sendable {
             guard n == ObjectHeader.size, header == ObjectHeader.bytes(version: p.version, kind: p.kind, fileID: p.fileID) else {
                 throw FSPFError.integrity(path: path, reason: "object \(p.object) has a wrong header (swapped or replaced)")
             }
-            let actual = UInt64(try fd.status().st_size)
+            let actual = try fd.size()
             guard actual == p.objectSize else {
                 throw FSPFError.integrity(path: path, reason: "object \(p.object) is \(actual) bytes, expected \(p.objectSize) (truncated or extended)")
             }
@@ -376,14 +349,14 @@ public final class VolumeReader: Sendable {
 
     /// Plain data of an authenticated file; the object handle is cached under the entry, the
     /// plain file under its negative twin.
-    func plainHandle(_ i: Int, _ plain: String, size: UInt64) throws -> FileDescriptor {
+    func plainHandle(_ i: Int, _ plain: String, size: UInt64) throws -> any StoredFile {
         let path = metadata.entries[i].path
         return try handle(-2 - i) {
-            let fd: FileDescriptor
-            do { fd = try open(location: plain) } catch {
+            let fd: any StoredFile
+            do { fd = try storage.open(plain) } catch {
                 throw FSPFError.integrity(path: path, reason: "\(plain) is missing or unreadable")
             }
-            let actual = UInt64(try fd.status().st_size)
+            let actual = try fd.size()
             guard actual == size else {
                 throw FSPFError.integrity(path: path, reason: "\(plain) is \(actual) bytes, expected \(size)")
             }

@@ -61,7 +61,7 @@ public enum Verifier {
         guard e.linkOf == nil, case .file(_, _, let protection, let plain) = e.content else { return ([], 0, 0) }
         guard let p = protection else {
             // Not-protected content is unverified by design; only its presence is checked.
-            if let plain, !FileSystem.exists(reader.location(plain)) {
+            if let plain, !reader.storage.exists(plain) {
                 return ([Problem(path: e.path, message: "not-protected file \(plain) is missing")], 0, 0)
             }
             return ([], 0, 0)
@@ -71,7 +71,7 @@ public enum Verifier {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(cs), alignment: 4096)
         defer { Sodium.zero(buffer); buffer.deallocate() }
         let cipher = ChunkCipher.forCurrentThread()
-        let data: FileDescriptor
+        let data: any StoredFile
         do { data = try reader.dataHandle(i, p) } catch {
             return ([Problem(path: e.path, message: describe(error))], 0, 0)
         }
@@ -111,7 +111,7 @@ public enum Verifier {
 
     /// Holes are never read, so bytes written into one could never be served; they are still
     /// reported, so that `verify` accounts for every byte on disk.
-    private static func dataInHoles(_ e: Entry, _ p: ProtectedFile, _ data: FileDescriptor,
+    private static func dataInHoles(_ e: Entry, _ p: ProtectedFile, _ data: any StoredFile,
                                     _ buffer: UnsafeMutableRawBufferPointer) -> [Problem] {
         guard !p.holes.isEmpty else { return [] }
         let cs = UInt64(p.chunkSize)
@@ -145,38 +145,15 @@ public enum Verifier {
         return "\(error)"
     }
 
-    /// Files in the volume's directories that the metadata does not reference.
+    /// Stored files beside the volume that the metadata does not reference.
     static func strayPieces(_ reader: VolumeReader) -> (stray: [Problem], unsealed: [String]) {
-        var expected: Set<String> = [reader.metadataPath]
-        var objectDirs: Set<String> = []
+        var objects: [String] = [], plaintext: [String] = []
         for e in reader.metadata.entries {
             guard case .file(_, _, let p, let plain) = e.content else { continue }
-            if let p, p.inlineTree == nil {
-                let o = reader.location(p.object)
-                expected.insert(o)
-                objectDirs.insert(Paths.parent(Paths.parent(o)))
-            }
-            if let plain { expected.insert(reader.location(plain)) }
+            if let p, p.inlineTree == nil { objects.append(p.object) }
+            if let plain { plaintext.append(plain) }
         }
-        // A volume directory (metadata named volume.fspf) is scanned whole; a step-built
-        // volume elsewhere only in its object stores.
-        let roots = Paths.lastComponent(reader.metadataPath) == SealedMetadata.fileName
-            ? [reader.directory] : objectDirs.sorted()
-        let written = Paths.join(Paths.join(reader.directory, ObjectStore.directoryName), ObjectStore.writtenName) + "/"
-        var stray: [Problem] = []
-        var unsealed: [String] = []
-        for root in roots {
-            FileSystem.forEachFile(below: root) { path, _ in
-                if expected.contains(path) { return }
-                // Objects a read-write mount had not sealed, and the metadata a seal was writing
-                // (FileSystem.writeAtomically's temporary file) when it was stopped.
-                if path.hasPrefix(written) || FileSystem.isAtomicWriteLeftover(path, of: reader.metadataPath) {
-                    unsealed.append(path)
-                    return
-                }
-                stray.append(Problem(path: path, message: "unexpected file: not part of this volume"))
-            }
-        }
-        return (stray.sorted { $0.path < $1.path }, unsealed.sorted())
+        let (stray, unsealed) = reader.storage.unreferenced(objects: objects, plaintext: plaintext)
+        return (stray.map { Problem(path: $0, message: "unexpected file: not part of this volume") }, unsealed)
     }
 }
