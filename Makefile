@@ -13,7 +13,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 export PREFIX DESTDIR
 
-.PHONY: deps spark-deps tool-deps packaging-deps build release lib man install uninstall deb wheel image test test-security test-asan test-tsan fuzz demo demo-spark bench clean
+.PHONY: deps spark-deps tool-deps packaging-deps build release lib man install uninstall deb wheel image check test test-security test-asan test-tsan fuzz demo demo-spark bench clean
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker --export-dynamic
 
@@ -87,6 +87,14 @@ test: deps spark-deps tool-deps packaging-deps deb wheel
 	$(SWIFT) test $(SWIFTFLAGS)
 	.build/debug/fspf-tamper --quick --mount .build/debug/fspf-mount
 
+# A contributor's loop (docs/DEVELOPING.md): every suite that needs no FUSE mount, JDK, .venv or
+# packaging tools — the format, crypto, system calls, key sources, attestation, the key server
+# (its load tests aside, minutes of them) and libfspf's threads.
+CHECK_SUITES := FSPFCryptoTests|FSPFSystemTests|FSPFCoreTests|FSPFProvisioningTests|FSPFAttestationTests|FSPFKeyBrokerTests|libfspfTests.ConcurrencyTests
+check: deps
+	$(SWIFT) build $(SWIFTFLAGS) --build-tests
+	$(SWIFT) test $(SWIFTFLAGS) --skip-build --filter '$(CHECK_SUITES)' --skip LoadTests
+
 # The adversarial suite with its counts (docs/SECURITY.md): the full tamper matrix, a read-write
 # mount SIGKILLed at 200 random points, then the fuzzers for FUZZ_SECONDS each. The fault, load
 # and secret tests run in `make test`.
@@ -115,7 +123,7 @@ test-asan: deps spark-deps tool-deps
 test-tsan: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests --scratch-path .build-tsan -Xswiftc -sanitize=thread
 	FSPF_SANITIZED=1 $(SWIFT) test $(SWIFTFLAGS) --skip-build --scratch-path .build-tsan -Xswiftc -sanitize=thread \
-	  --filter 'FSPFCoreTests|FSPFProvisioningTests|FSPFKeyBrokerTests|libfspfTests.ConcurrencyTests'
+	  --filter 'FSPFCryptoTests|FSPFSystemTests|FSPFCoreTests|FSPFProvisioningTests|FSPFKeyBrokerTests|libfspfTests.ConcurrencyTests'
 
 # libFuzzer on every parser, FUZZ_SECONDS per target, with AddressSanitizer.
 fuzz: deps

@@ -84,6 +84,10 @@ let package = Package(
         // libFuzzer targets for the parsers (`make fuzz`).
         .executableTarget(name: "fspf-fuzz", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
                                                         "libfspf", "CFSPFABI"]),
+        // One test target per module: known answers of the primitives, the system-call layer
+        // against a hostile directory, the format.
+        .testTarget(name: "FSPFCryptoTests", dependencies: ["FSPFCrypto"]),
+        .testTarget(name: "FSPFSystemTests", dependencies: ["FSPFSystem"]),
         .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFTestSupport"]),
         // Runs the built executables as scripts do; shared by the tests of both tools.
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], path: "Tests/FSPFTestSupport"),

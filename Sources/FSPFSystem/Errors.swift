@@ -1,7 +1,7 @@
 import Glibc
 
 /// Every failure FSPFCore reports. Each case names the path it concerns and maps to one
-/// documented process exit status (see README "Exit codes"), so build scripts can tell
+/// documented process exit status (`ExitStatus`), so build scripts can tell
 /// a wrong key from a tampered volume from a full disk.
 public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The request itself is wrong (bad option value, bad hex, ...).
@@ -71,7 +71,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 
-    /// The process exit status for this error (documented in README.md).
+    /// The process exit status for this error.
     public var exitStatus: Int32 {
         switch self {
         case .usage: return ExitStatus.usage

@@ -166,7 +166,7 @@ struct KeyServerServe: ParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @Option(name: .long, help: "Address and port to listen on (port 0 picks a free one).") var listen = "127.0.0.1:8443"
-    @Option(name: .long, help: "Collateral JSON for SGX quotes that arrive without their own.") var collateral: String?
+    @Option(name: .long, help: "Collateral JSON for SGX quotes: used instead of any collateral a client sends.") var collateral: String?
     @Option(name: .long, help: "Hours a writer grant stays usable for reporting sealed versions.") var writerGrantHours: Int64 = 168
 
     func run() throws {

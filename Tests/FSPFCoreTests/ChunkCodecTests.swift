@@ -87,4 +87,24 @@ import FSPFSystem
         flipped[0] ^= 1
         #expect(try Self.check(flipped, Array(leaf[Leaf.tagRange]), .encrypted, position, version: .v1).0 == .forged)
     }
+
+    /// The AEAD binds a chunk to its file and position: another file ID or index gives other
+    /// bytes; the final flag, in the AAD only, changes the tag alone.
+    @Test func chunkBindingToFileAndPosition() {
+        let keys = testKeys()
+        let c = ChunkCipher()
+        func seal(_ id: UInt8, _ index: UInt64, final: Bool = false) -> [UInt8] {
+            var data = [UInt8](repeating: 0x42, count: 64)
+            var tag = [UInt8](repeating: 0, count: 16)
+            c.select(keys, fileID: [UInt8](repeating: id, count: 32))
+            data.withUnsafeMutableBytes { d in tag.withUnsafeMutableBytes { t in c.seal(index: index, final: final, data: d, tag: t) } }
+            return data + tag
+        }
+        let base = seal(1, 0)
+        #expect(seal(1, 0) == base, "deterministic for the same file and index")
+        #expect(seal(2, 0) != base)
+        #expect(seal(1, 1) != base)
+        #expect(Array(seal(1, 0, final: true).prefix(64)) == Array(base.prefix(64)), "final flag is AAD: same keystream")
+        #expect(Array(seal(1, 0, final: true).suffix(16)) != Array(base.suffix(16)), "but a different tag")
+    }
 }

@@ -1,7 +1,5 @@
 import Testing
-@testable import FSPFCore
 import FSPFCrypto
-import FSPFSystem
 
 /// Known-answer tests: the wrappers compute the standard primitives, byte for byte.
 @Suite struct CryptoTests {
@@ -59,23 +57,5 @@ import FSPFSystem
         #expect(raw.allSatisfy { $0 == 0 }, "the source copy of a key is wiped")
         #expect(s.hex == String(repeating: "09", count: 32))
         #expect(Sodium.randomBytes(32) != Sodium.randomBytes(32))
-    }
-
-    @Test func chunkBindingToFileAndPosition() {
-        let keys = testKeys()
-        let c = ChunkCipher()
-        func seal(_ id: UInt8, _ index: UInt64, final: Bool = false) -> [UInt8] {
-            var data = [UInt8](repeating: 0x42, count: 64)
-            var tag = [UInt8](repeating: 0, count: 16)
-            c.select(keys, fileID: [UInt8](repeating: id, count: 32))
-            data.withUnsafeMutableBytes { d in tag.withUnsafeMutableBytes { t in c.seal(index: index, final: final, data: d, tag: t) } }
-            return data + tag
-        }
-        let base = seal(1, 0)
-        #expect(seal(1, 0) == base, "deterministic for the same file and index")
-        #expect(seal(2, 0) != base)
-        #expect(seal(1, 1) != base)
-        #expect(Array(seal(1, 0, final: true).prefix(64)) == Array(base.prefix(64)), "final flag is AAD: same keystream")
-        #expect(Array(seal(1, 0, final: true).suffix(16)) != Array(base.suffix(16)), "but a different tag")
     }
 }
