@@ -21,7 +21,7 @@ public enum Hardening {
     static func lockMemory(logger: Logger) {
         let onFault: Int32 = 4  // MCL_ONFAULT (Linux ≥ 4.4)
         if mlockall(MCL_CURRENT | MCL_FUTURE | onFault) != 0 {
-            logger.warning("could not lock memory (mlockall: \(String(cString: strerror(errno)))); pages may be swapped")
+            logger.warning("could not lock memory (mlockall: \(Errno(errno).description)); pages may be swapped")
         }
     }
 
@@ -37,7 +37,7 @@ public enum Hardening {
         let uid = pw.pointee.pw_uid
         guard initgroups(parts[0], gid) == 0, setgid(gid) == 0, setuid(uid) == 0, getuid() == uid, geteuid() == uid,
               uid == 0 || setuid(0) != 0 else {
-            throw FSPFError.mountFailed(path: spec, reason: "could not switch to user \(spec): \(String(cString: strerror(errno)))")
+            throw FSPFError.mountFailed(path: spec, reason: "could not switch to user \(spec): \(Errno(errno).description)")
         }
         _ = fspf_set_not_dumpable()  // a uid change resets it to the system default
     }

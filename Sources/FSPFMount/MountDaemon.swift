@@ -159,7 +159,7 @@ public enum MountDaemon {
         }
         if reader.version == .v1 { logger.warning("\(FormatWarning.version1(reader.metadataPath).dropFirst("warning: ".count))") }
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
-            throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
+            throw FSPFError.fuseUnavailable(reason: Errno(errno).description)
         }
 
         let readiness = Readiness(mounts: targets.count + ephemeral.count)
@@ -222,7 +222,7 @@ public enum MountDaemon {
             }
         }
         guard access("/dev/fuse", R_OK | W_OK) == 0 else {
-            throw FSPFError.fuseUnavailable(reason: String(cString: strerror(errno)))
+            throw FSPFError.fuseUnavailable(reason: Errno(errno).description)
         }
         let readiness = Readiness(mounts: 1)
         let (target, mount) = try writableTarget(volume, anchor: anchor, mountpoint: try checkMountpoint(config.mountpoint), writer: writer,
@@ -427,7 +427,7 @@ public enum MountDaemon {
         fuse_remove_signal_handlers(session)
         let final = finally()
         if status < 0 {
-            logger.error("FUSE loop failed: \(String(cString: strerror(-status)))")
+            logger.error("FUSE loop failed: \(Errno(-status).description)")
             return .served(ExitStatus.mountFailed)
         }
         for s in sessions { logger.info("unmounted", metadata: ["mountpoint": "\(s.target.mountpoint)"]) }

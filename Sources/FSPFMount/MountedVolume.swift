@@ -144,12 +144,6 @@ final class MountedVolume: @unchecked Sendable {
     }
 }
 
-/// An errno value thrown inside callbacks and answered with fuse_reply_err.
-struct Errno: Error {
-    let code: Int32
-    init(_ code: Int32) { self.code = code }
-}
-
 extension Paths {
     /// Index of the parent directory entry of a volume path (-1 for the root).
     static func parentIndex(of path: String, in reader: VolumeReader) -> Int {

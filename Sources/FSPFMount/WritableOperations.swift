@@ -348,10 +348,8 @@ enum WritableOperations {
             try body(m)
         } catch let e as Errno {
             fuse_reply_err(req, e.code)
-        } catch let e as FileSystemError {
-            fuse_reply_err(req, e.code)
         } catch FSPFError.io(let path, let operation, let code) {
-            m.logger.error("\(path): \(operation) failed: \(String(cString: strerror(code)))")
+            m.logger.error("\(path): \(operation) failed: \(Errno(code))")
             fuse_reply_err(req, code)
         } catch {
             m.logger.error("\(error)")

@@ -45,7 +45,7 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .outputExists(let p): return "\(p): output exists and is not an empty directory"
         case .fileExists(let p, let hint): return "\(p): already exists; not replaced" + (hint.isEmpty ? "" : " (\(hint) replaces it)")
         case .outputBusy(let p): return "\(p): another fspf is writing this output now"
-        case .io(let p, let op, let e): return "\(p): \(op) failed: \(Errno.describe(e))"
+        case .io(let p, let op, let e): return "\(p): \(op) failed: \(Errno(e))"
         case .wrongKey(let p): return "\(p): wrong key (the key does not open this volume, or its header was altered)"
         case .integrity(let p, let r): return "\(p): integrity check failed: \(r)"
         case .interrupted: return "interrupted; partial output removed"

@@ -4,11 +4,13 @@ import Glibc
 import Musl
 #endif
 
-enum Errno {
-    static var current: Int32 { errno }
-    static func describe(_ code: Int32) -> String {
-        String(cString: strerror(code))
-    }
+/// An errno value as an error (swift-system's `Errno`): what a file-system operation answers
+/// (ENOENT, EEXIST, ENOTEMPTY…) when there is no path worth naming, as in FUSE callbacks.
+/// Failures of system calls made on a path are `FSPFError.io`, which carries this code too.
+public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
+    public let code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public var description: String { String(cString: strerror(code)) }
 }
 
 /// The one place system calls are made: retries EINTR and turns a -1 return into a typed

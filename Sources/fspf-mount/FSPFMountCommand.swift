@@ -119,45 +119,27 @@ struct FSPFMountCommand: ParsableCommand {
             if let sconeSession {
                 throw ExitCode(try mountSession(sconeSession, logger: logger))
             }
-            guard service == nil else { throw FSPFError.usage("--service goes with --scone-session") }
             var access = self.access
             let volume: String
             if scone {
-                guard mountpoint == nil, subdir == nil else {
-                    throw FSPFError.usage("--scone mounts each region at its own path: no MOUNTPOINT or --subdir")
-                }
-                let named = [fspf, self.volume].compactMap { $0 }
-                guard named.count <= 1 else { throw FSPFError.usage("--scone: name the metadata file once (--fspf F or VOLUME)") }
-                guard let v = named.first ?? ProcessInfo.processInfo.environment["SCONE_FSPF"] else {
+                guard let v = fspf ?? self.volume ?? ProcessInfo.processInfo.environment["SCONE_FSPF"] else {
                     throw FSPFError.usage("--scone needs the metadata file: --fspf F or SCONE_FSPF")
                 }
                 volume = v
                 if [keyFile, keyEnv, keyUrl, keyBroker].allSatisfy({ $0 == nil }) && keyFd == nil && !keyStdin { access.keyEnv = "SCONE_FSPF_KEY" }
                 if tag == nil && tagEnv == nil && !noTagCheck && keyBroker == nil && keyUrl == nil { access.tagEnv = "SCONE_FSPF_TAG" }
             } else {
-                guard fspf == nil else { throw FSPFError.usage("--fspf goes with --scone; otherwise name the volume as the first argument") }
-                guard let v = self.volume else { throw FSPFError.usage("missing VOLUME (or --scone to use SCONE_FSPF)") }
-                volume = v
+                volume = self.volume!  // validate()
             }
             var config = MountConfiguration(volume: volume, mountpoint: mountpoint ?? volume, key: try access.keySource(volume: volume))
             config.scone = scone
             config.subdirectory = subdir
             if readWrite || create {
-                guard !scone, subdir == nil else { throw FSPFError.usage("--read-write and --create serve the whole volume: no --scone or --subdir") }
-                guard !create || (tag == nil && tagEnv == nil && !noTagCheck) else {
-                    throw FSPFError.usage("--create starts a new volume: it has no tag to check yet (--tag-out writes its tags)")
-                }
                 config.readWrite = true
                 config.create = create
-                guard tagOut != nil || !replaceTagOut else { throw FSPFError.usage("--replace-tag-out goes with --tag-out") }
                 config.tagOut = tagOut
                 config.replaceTagOut = replaceTagOut
-                if let chunkSize {
-                    guard create else { throw FSPFError.usage("--chunk-size goes with --create (a volume keeps its chunk sizes)") }
-                    config.chunkSize = try ChunkSize.parse(chunkSize, option: "--chunk-size")
-                }
-            } else if tagOut != nil || replaceTagOut || chunkSize != nil {
-                throw FSPFError.usage("--tag-out, --replace-tag-out and --chunk-size go with --read-write or --create")
+                if let chunkSize { config.chunkSize = try ChunkSize.parse(chunkSize, option: "--chunk-size") }
             }
             try configure(&config)
             config.tag = try access.givenTag()
@@ -166,18 +148,57 @@ struct FSPFMountCommand: ParsableCommand {
             }
             throw ExitCode(try MountDaemon.run(config, logger: logger))
         } catch let e as FSPFError {
-            let line = "fspf-mount: \(e.description)\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
-            throw ExitCode(e.exitStatus)
+            throw Self.report(e)
         }
+    }
+
+    /// Option combinations, before anything is read or mounted.
+    func validate() throws {
+        func refuse(_ message: String) -> ExitCode { Self.report(.usage(message)) }
+        if sconeSession != nil {
+            guard service != nil else { throw refuse("--scone-session needs --service NAME") }
+            guard !readWrite, !create, chunkSize == nil else {
+                throw refuse("--scone-session: the session says which volumes are written (fspf_key without fspf_tag); no --read-write, --create or --chunk-size")
+            }
+            let a = access
+            guard volume == nil, mountpoint == nil, fspf == nil, subdir == nil, !scone, a.keyFile == nil, a.keyEnv == nil, a.keyFd == nil,
+                  !a.keyStdin, a.keyUrl == nil, a.keyBroker == nil, a.tag == nil, a.tagEnv == nil, !noTagCheck else {
+                throw refuse("--scone-session takes volumes, keys and tags from the session: no VOLUME, MOUNTPOINT, --scone, key or tag option")
+            }
+        } else {
+            guard service == nil else { throw refuse("--service goes with --scone-session") }
+            guard scone || ephemeralDir == nil else { throw refuse("--ephemeral-dir goes with --scone or --scone-session (ephemeral regions)") }
+        }
+        if scone {
+            guard mountpoint == nil, subdir == nil else { throw refuse("--scone mounts each region at its own path: no MOUNTPOINT or --subdir") }
+            guard fspf == nil || volume == nil else { throw refuse("--scone: name the metadata file once (--fspf F or VOLUME)") }
+        } else if sconeSession == nil {
+            guard fspf == nil else { throw refuse("--fspf goes with --scone; otherwise name the volume as the first argument") }
+            guard volume != nil else { throw refuse("missing VOLUME (or --scone to use SCONE_FSPF)") }
+        }
+        if readWrite || create {
+            guard !scone, subdir == nil else { throw refuse("--read-write and --create serve the whole volume: no --scone or --subdir") }
+            guard !create || (tag == nil && tagEnv == nil && !noTagCheck) else {
+                throw refuse("--create starts a new volume: it has no tag to check yet (--tag-out writes its tags)")
+            }
+            guard create || chunkSize == nil else { throw refuse("--chunk-size goes with --create (a volume keeps its chunk sizes)") }
+        } else if sconeSession == nil, tagOut != nil || replaceTagOut || chunkSize != nil {
+            throw refuse("--tag-out, --replace-tag-out and --chunk-size go with --read-write or --create")
+        }
+        guard tagOut != nil || !replaceTagOut else { throw refuse("--replace-tag-out goes with --tag-out") }
+        guard logFile == nil || !foreground else { throw refuse("--log-file: --foreground logs to stderr") }
+    }
+
+    /// The one line on stderr, and the exit status for it.
+    static func report(_ e: FSPFError) -> ExitCode {
+        let line = "fspf-mount: \(e.description)\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+        return ExitCode(e.exitStatus)
     }
 
     /// The mount settings every form shares.
     func configure(_ config: inout MountConfiguration) throws {
-        if let logFile {
-            guard !foreground else { throw FSPFError.usage("--log-file: --foreground logs to stderr") }
-            config.log = LogDestination(argument: logFile)
-        }
+        if let logFile { config.log = LogDestination(argument: logFile) }
         config.keyTimeout = keyTimeout
         config.foreground = foreground
         config.user = user
@@ -188,10 +209,7 @@ struct FSPFMountCommand: ParsableCommand {
         config.acceptVersion1 = acceptV1
         config.requireTEE = requireTee
         config.allowNonEmpty = nonempty
-        if let ephemeralDir {
-            guard config.scone || sconeSession != nil else { throw FSPFError.usage("--ephemeral-dir goes with --scone or --scone-session (ephemeral regions)") }
-            config.ephemeralDirectory = ephemeralDir
-        }
+        if let ephemeralDir { config.ephemeralDirectory = ephemeralDir }
         for o in mountOptions.flatMap({ $0.split(separator: ",") }) {
             if o == "allow_other" { config.allowOther = true; continue }
             if o == "nonempty" { config.allowNonEmpty = true; continue }
@@ -206,18 +224,12 @@ struct FSPFMountCommand: ParsableCommand {
 
     /// --scone-session: key and tag come from the session, so no other key or tag option applies.
     func mountSession(_ file: String, logger: Logger) throws -> Int32 {
-        guard let service else { throw FSPFError.usage("--scone-session needs --service NAME") }
-        let a = access
-        guard volume == nil, mountpoint == nil, fspf == nil, subdir == nil, !scone, a.keyFile == nil, a.keyEnv == nil, a.keyFd == nil,
-              !a.keyStdin, a.keyUrl == nil, a.keyBroker == nil, a.tag == nil, a.tagEnv == nil, !noTagCheck else {
-            throw FSPFError.usage("--scone-session takes volumes, keys and tags from the session: no VOLUME, MOUNTPOINT, --scone, key or tag option")
-        }
+        let service = self.service!  // validate()
         let mounts = try SconeSession.mounts(file: file, service: service)
         guard !foreground || mounts.count == 1 else {
             throw FSPFError.usage("--foreground: the session has \(mounts.count) volumes for \(service), each served by a daemon of its own")
         }
         var configs: [MountConfiguration] = []
-        if replaceTagOut && tagOut == nil { throw FSPFError.usage("--replace-tag-out goes with --tag-out") }
         if let tagOut, !mounts.contains(where: \.create) {
             throw FSPFError.usage("--tag-out \(tagOut): the session gives \(service) no output volume (a volume with fspf_key and no fspf_tag)")
         }

@@ -157,8 +157,8 @@ public final class WritableVolume: @unchecked Sendable {
     public func lookup(_ parent: UInt64, _ name: [UInt8]) throws -> stat {
         try mutex.withLock { _ in
             let dir = try directory(parent)
-            guard name.count <= Int(NAME_MAX) else { throw FileSystemError(ENAMETOOLONG) }
-            guard let ino = dir.children[name], let n = nodes[ino] else { throw FileSystemError(ENOENT) }
+            guard name.count <= Int(NAME_MAX) else { throw Errno(ENAMETOOLONG) }
+            guard let ino = dir.children[name], let n = nodes[ino] else { throw Errno(ENOENT) }
             n.lookups += 1
             return n.stat()
         }
@@ -193,14 +193,14 @@ public final class WritableVolume: @unchecked Sendable {
     public func readLink(_ ino: UInt64) throws -> [UInt8] {
         try mutex.withLock { _ in
             let n = try node(ino)
-            guard n.kind == .symlink else { throw FileSystemError(EINVAL) }
+            guard n.kind == .symlink else { throw Errno(EINVAL) }
             return n.target
         }
     }
 
     public func extendedAttribute(_ ino: UInt64, _ name: [UInt8]) throws -> [UInt8] {
         try mutex.withLock { _ in
-            guard let x = try node(ino).xattrs.first(where: { $0.name == name }) else { throw FileSystemError(ENODATA) }
+            guard let x = try node(ino).xattrs.first(where: { $0.name == name }) else { throw Errno(ENODATA) }
             return x.value
         }
     }
@@ -226,7 +226,7 @@ public final class WritableVolume: @unchecked Sendable {
     }
 
     public func makeSymlink(_ parent: UInt64, _ name: [UInt8], target: [UInt8], caller: Caller) throws -> stat {
-        guard !target.isEmpty, target.count <= 4096, !target.contains(0) else { throw FileSystemError(EINVAL) }
+        guard !target.isEmpty, target.count <= 4096, !target.contains(0) else { throw Errno(EINVAL) }
         return try add(parent, name, kind: .symlink, mode: 0o777, caller: caller, target: target)
     }
 
@@ -235,7 +235,7 @@ public final class WritableVolume: @unchecked Sendable {
             try unfrozen()
             let dir = try directory(parent)
             let region = try writableRegion(for: name, in: dir)
-            guard dir.children[name] == nil else { throw FileSystemError(EEXIST) }
+            guard dir.children[name] == nil else { throw Errno(EEXIST) }
             let now = Self.now()
             var e = Entry(path: "", mode: mode & 0o7777, mtimeSeconds: Int64(now.tv_sec), mtimeNanoseconds: UInt32(now.tv_nsec),
                           content: .directory, uid: caller.uid, gid: caller.gid)
@@ -267,8 +267,8 @@ public final class WritableVolume: @unchecked Sendable {
             try unfrozen()
             let dir = try directory(parent)
             _ = try writableRegion(for: name, in: dir)
-            guard let ino = dir.children[name], let n = nodes[ino] else { throw FileSystemError(ENOENT) }
-            guard n.kind != .directory else { throw FileSystemError(EISDIR) }
+            guard let ino = dir.children[name], let n = nodes[ino] else { throw Errno(ENOENT) }
+            guard n.kind != .directory else { throw Errno(EISDIR) }
             dir.children[name] = nil
             n.names -= 1
             let now = Self.now()
@@ -284,10 +284,10 @@ public final class WritableVolume: @unchecked Sendable {
             try unfrozen()
             let dir = try directory(parent)
             _ = try writableRegion(for: name, in: dir)
-            guard let ino = dir.children[name], let n = nodes[ino] else { throw FileSystemError(ENOENT) }
-            guard n.kind == .directory else { throw FileSystemError(ENOTDIR) }
-            guard n.children.isEmpty else { throw FileSystemError(ENOTEMPTY) }
-            guard !regions.contains(where: { $0.path == path(of: n) }) else { throw FileSystemError(EBUSY) }
+            guard let ino = dir.children[name], let n = nodes[ino] else { throw Errno(ENOENT) }
+            guard n.kind == .directory else { throw Errno(ENOTDIR) }
+            guard n.children.isEmpty else { throw Errno(ENOTEMPTY) }
+            guard !regions.contains(where: { $0.path == path(of: n) }) else { throw Errno(EBUSY) }
             dir.children[name] = nil
             dir.subdirectories -= 1
             n.names = 0
@@ -302,33 +302,33 @@ public final class WritableVolume: @unchecked Sendable {
     public func rename(_ parent: UInt64, _ name: [UInt8], to newParent: UInt64, _ newName: [UInt8], flags: UInt32) throws {
         try mutex.withLock { _ in
             try unfrozen()
-            guard flags & ~UInt32(Self.renameNoReplace) == 0 else { throw FileSystemError(EINVAL) }
+            guard flags & ~UInt32(Self.renameNoReplace) == 0 else { throw Errno(EINVAL) }
             let from = try directory(parent), to = try directory(newParent)
             let sourceRegion = try writableRegion(for: name, in: from)
             let targetRegion = try writableRegion(for: newName, in: to)
-            guard let ino = from.children[name], let n = nodes[ino] else { throw FileSystemError(ENOENT) }
-            guard sourceRegion.path == targetRegion.path else { throw FileSystemError(EXDEV) }
+            guard let ino = from.children[name], let n = nodes[ino] else { throw Errno(ENOENT) }
+            guard sourceRegion.path == targetRegion.path else { throw Errno(EXDEV) }
             if n.kind == .directory {
                 // A directory holding a region's root would carry the region along.
                 let old = path(of: n), new = Self.join(path(of: to), newName)
                 if regions.contains(where: { !$0.path.isEmpty && (Paths.isWithin($0.path, old) || Paths.isWithin($0.path, new)) }) {
-                    throw FileSystemError(EXDEV)
+                    throw Errno(EXDEV)
                 }
                 // Not into itself.
                 var a: Node? = to
                 while let d = a {
-                    if d.ino == n.ino { throw FileSystemError(EINVAL) }
+                    if d.ino == n.ino { throw Errno(EINVAL) }
                     a = d.ino == Self.rootInode ? nil : nodes[d.parent]
                 }
             }
             if let existing = to.children[newName], let target = nodes[existing] {
                 if existing == ino { return }
-                guard flags & UInt32(Self.renameNoReplace) == 0 else { throw FileSystemError(EEXIST) }
+                guard flags & UInt32(Self.renameNoReplace) == 0 else { throw Errno(EEXIST) }
                 switch (n.kind == .directory, target.kind == .directory) {
-                case (true, false): throw FileSystemError(ENOTDIR)
-                case (false, true): throw FileSystemError(EISDIR)
+                case (true, false): throw Errno(ENOTDIR)
+                case (false, true): throw Errno(EISDIR)
                 case (true, true):
-                    guard target.children.isEmpty else { throw FileSystemError(ENOTEMPTY) }
+                    guard target.children.isEmpty else { throw Errno(ENOTEMPTY) }
                     to.subdirectories -= 1
                     target.names = 0
                 case (false, false):
@@ -374,10 +374,10 @@ public final class WritableVolume: @unchecked Sendable {
         try mutex.withLock { _ in
             try unfrozen()
             let n = try node(ino)
-            guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
+            guard n.region.kind == .encrypted else { throw Errno(EROFS) }
             let now = Self.now()
             if let size = change.size {
-                guard n.kind == .file else { throw FileSystemError(n.kind == .directory ? EISDIR : EINVAL) }
+                guard n.kind == .file else { throw Errno(n.kind == .directory ? EISDIR : EINVAL) }
                 try writable(n, truncatingTo: size).truncate(to: size)
                 n.mtime = now
             }
@@ -396,19 +396,19 @@ public final class WritableVolume: @unchecked Sendable {
         try mutex.withLock { _ in
             try unfrozen()
             let n = try node(ino)
-            guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
+            guard n.region.kind == .encrypted else { throw Errno(EROFS) }
             // Stored as the format stores them; the kernel enforces no ACL of a read-write mount.
-            guard name.starts(with: Array("user.".utf8)) || name.starts(with: Array("trusted.".utf8)) else { throw FileSystemError(EOPNOTSUPP) }
-            guard name.count <= ExtendedAttribute.maximumNameLength else { throw FileSystemError(ERANGE) }
-            guard value.count <= ExtendedAttribute.maximumValueLength else { throw FileSystemError(E2BIG) }
+            guard name.starts(with: Array("user.".utf8)) || name.starts(with: Array("trusted.".utf8)) else { throw Errno(EOPNOTSUPP) }
+            guard name.count <= ExtendedAttribute.maximumNameLength else { throw Errno(ERANGE) }
+            guard value.count <= ExtendedAttribute.maximumValueLength else { throw Errno(E2BIG) }
             let i = n.xattrs.firstIndex { !$0.name.lexicographicallyPrecedes(name) }
             let exists = i.map { n.xattrs[$0].name == name } ?? false
-            if create && exists { throw FileSystemError(EEXIST) }
-            if replace && !exists { throw FileSystemError(ENODATA) }
+            if create && exists { throw Errno(EEXIST) }
+            if replace && !exists { throw Errno(ENODATA) }
             // Bounded per file like ext4's and XFS's (and listxattr's 64 KiB), so the sealed
             // metadata cannot be grown without limit through one file.
             let others = n.xattrs.filter { $0.name != name }.reduce(0) { $0 + $1.name.count + 1 + $1.value.count }
-            guard others + name.count + 1 + value.count <= Self.extendedAttributeBytes else { throw FileSystemError(ENOSPC) }
+            guard others + name.count + 1 + value.count <= Self.extendedAttributeBytes else { throw Errno(ENOSPC) }
             if exists { n.xattrs[i!].value = value } else { n.xattrs.insert(ExtendedAttribute(name: name, value: value), at: i ?? n.xattrs.count) }
             n.ctime = Self.now()
             changed = true
@@ -419,8 +419,8 @@ public final class WritableVolume: @unchecked Sendable {
         try mutex.withLock { _ in
             try unfrozen()
             let n = try node(ino)
-            guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
-            guard let i = n.xattrs.firstIndex(where: { $0.name == name }) else { throw FileSystemError(ENODATA) }
+            guard n.region.kind == .encrypted else { throw Errno(EROFS) }
+            guard let i = n.xattrs.firstIndex(where: { $0.name == name }) else { throw Errno(ENODATA) }
             n.xattrs.remove(at: i)
             n.ctime = Self.now()
             changed = true
@@ -437,12 +437,12 @@ public final class WritableVolume: @unchecked Sendable {
         try mutex.withLock { _ in
             let n = try node(ino)
             switch n.kind {
-            case .directory: throw FileSystemError(EISDIR)
-            case .symlink: throw FileSystemError(ELOOP)
+            case .directory: throw Errno(EISDIR)
+            case .symlink: throw Errno(ELOOP)
             case .file: break
             }
             if write || truncate { try unfrozen() }
-            if (write || truncate) && n.region.kind != .encrypted { throw FileSystemError(EROFS) }
+            if (write || truncate) && n.region.kind != .encrypted { throw Errno(EROFS) }
             if truncate && n.size > 0 {
                 try writable(n, truncatingTo: 0).truncate(to: 0)
                 let now = Self.now()
@@ -491,7 +491,7 @@ public final class WritableVolume: @unchecked Sendable {
             switch try node(ino).content {
             case .sealed(let s): return .sealed(s)
             case .written(let c): return .read(try c.read(at: offset, into: buffer))
-            case .none: throw FileSystemError(EISDIR)
+            case .none: throw Errno(EISDIR)
             }
         }
         switch source {
@@ -504,8 +504,8 @@ public final class WritableVolume: @unchecked Sendable {
         try mutex.withLock { _ in
             try unfrozen()
             let n = try node(ino)
-            guard n.kind == .file else { throw FileSystemError(EISDIR) }
-            guard n.region.kind == .encrypted else { throw FileSystemError(EROFS) }
+            guard n.kind == .file else { throw Errno(EISDIR) }
+            guard n.region.kind == .encrypted else { throw Errno(EROFS) }
             try writable(n).write(at: offset, data)
             let now = Self.now()
             n.mtime = now
@@ -520,7 +520,7 @@ public final class WritableVolume: @unchecked Sendable {
         try mutex.withLock { _ in
             let n = try node(ino)
             let size = n.size
-            guard offset < size else { throw FileSystemError(ENXIO) }
+            guard offset < size else { throw Errno(ENXIO) }
             switch n.content {
             case .written(let c):
                 let cs = UInt64(c.chunkSize)
@@ -529,16 +529,16 @@ public final class WritableVolume: @unchecked Sendable {
                     if c.holds(chunk: Int(chunk)) == data { return max(offset, chunk * cs) }
                     chunk += 1
                 }
-                if data { throw FileSystemError(ENXIO) }
+                if data { throw Errno(ENXIO) }
                 return size
             case .sealed(let s):
                 let p: ProtectedFile? = { if case .file(_, _, let p, _) = s.reader.entries[s.entry].content { return p } else { return nil } }()
                 guard let next = (p?.holes ?? []).seek(from: offset, size: size, chunkSize: UInt64(p?.chunkSize ?? 1), data: data) else {
-                    throw FileSystemError(ENXIO)
+                    throw Errno(ENXIO)
                 }
                 return next
             case .none:
-                throw FileSystemError(EINVAL)
+                throw Errno(EINVAL)
             }
         }
     }
@@ -614,7 +614,7 @@ public final class WritableVolume: @unchecked Sendable {
     public func thaw() { mutex.withLock { _ in frozen = false } }
 
     private func unfrozen() throws {
-        guard !frozen else { throw FileSystemError(EROFS) }
+        guard !frozen else { throw Errno(EROFS) }
     }
 
     /// What a seal replaced, freed after it returns: freeing 100,000 contents and a version's
@@ -718,13 +718,13 @@ public final class WritableVolume: @unchecked Sendable {
     // MARK: Helpers (under the lock)
 
     private func node(_ ino: UInt64) throws -> Node {
-        guard let n = nodes[ino] else { throw FileSystemError(ENOENT) }
+        guard let n = nodes[ino] else { throw Errno(ENOENT) }
         return n
     }
 
     private func directory(_ ino: UInt64) throws -> Node {
         let n = try node(ino)
-        guard n.kind == .directory else { throw FileSystemError(ENOTDIR) }
+        guard n.kind == .directory else { throw Errno(ENOTDIR) }
         return n
     }
 
@@ -747,10 +747,10 @@ public final class WritableVolume: @unchecked Sendable {
     /// (and not ephemeral: what is written there would be sealed into a region that records nothing).
     /// Names must be UTF-8, as every path in the format.
     private func writableRegion(for name: [UInt8], in dir: Node) throws -> Region {
-        guard name.count <= Int(NAME_MAX) else { throw FileSystemError(ENAMETOOLONG) }
-        guard String(validating: name, as: UTF8.self) != nil else { throw FileSystemError(EILSEQ) }
+        guard name.count <= Int(NAME_MAX) else { throw Errno(ENAMETOOLONG) }
+        guard String(validating: name, as: UTF8.self) != nil else { throw Errno(EILSEQ) }
         let region = Region.of(Self.join(path(of: dir), name), in: regions)
-        guard region.kind == .encrypted, !region.ephemeral else { throw FileSystemError(EROFS) }
+        guard region.kind == .encrypted, !region.ephemeral else { throw Errno(EROFS) }
         return region
     }
 
@@ -760,12 +760,12 @@ public final class WritableVolume: @unchecked Sendable {
         switch n.content {
         case .written(let c): return c
         case .sealed(let s):
-            guard case .file(_, .encrypted, let p?, _) = s.reader.entries[s.entry].content else { throw FileSystemError(EROFS) }
+            guard case .file(_, .encrypted, let p?, _) = s.reader.entries[s.entry].content else { throw Errno(EROFS) }
             let base = size == 0 ? nil : WrittenContent.BaseContent(reader: s.reader, entry: s.entry, protection: p, size: s.size)
             let c = WrittenContent(keys: keys, chunkSize: Int(p.chunkSize), objects: written, base: base)
             n.content = .written(c)
             return c
-        case .none: throw FileSystemError(EISDIR)
+        case .none: throw Errno(EISDIR)
         }
     }
 

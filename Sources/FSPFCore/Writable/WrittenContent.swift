@@ -120,7 +120,7 @@ final class WrittenContent {
     func write(at offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
         guard !data.isEmpty else { return }  // writing nothing changes nothing, the size included
         let end = offset + UInt64(data.count)
-        guard end <= Padding.maximumSize else { throw FileSystemError(EFBIG) }
+        guard end <= Padding.maximumSize else { throw Errno(EFBIG) }
         finished = nil
         let cs = UInt64(chunkSize)
         var done = 0
@@ -146,7 +146,7 @@ final class WrittenContent {
     }
 
     func truncate(to newSize: UInt64) throws {
-        guard newSize <= Padding.maximumSize else { throw FileSystemError(EFBIG) }
+        guard newSize <= Padding.maximumSize else { throw Errno(EFBIG) }
         finished = nil
         if newSize < size {
             let kept = chunks(covering: newSize)
@@ -437,11 +437,4 @@ final class WrittenObjects: @unchecked Sendable {
     }
 
     func remove(_ name: String) { own?.remove(name) }
-}
-
-/// An errno for the file-system operations of a read-write volume (ENOENT, EEXIST, ENOTEMPTY…).
-public struct FileSystemError: Error, Equatable, CustomStringConvertible {
-    public let code: Int32
-    public init(_ code: Int32) { self.code = code }
-    public var description: String { String(cString: strerror(code)) }
 }

@@ -79,7 +79,7 @@ public final class Connection {
             if soError == 0 { return c }
             lastError = soError
         }
-        throw NetError("cannot connect to \(host):\(port): \(String(cString: strerror(lastError)))")
+        throw NetError("cannot connect to \(host):\(port): \(Errno(lastError).description)")
     }
 
     /// Runs the TLS handshake as client, verifying the server's certificate for `host`.
@@ -134,7 +134,7 @@ public final class Connection {
             } else {
                 guard deadline.wait(fd, POLLOUT) else { throw NetError("timed out sending") }
                 let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
-                if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; throw NetError("sending failed: \(String(cString: strerror(errno)))") }
+                if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; throw NetError("sending failed: \(Errno(errno).description)") }
                 sent += n
             }
         }
@@ -148,7 +148,7 @@ public final class Connection {
         while true {
             guard deadline.wait(fd, POLLIN) else { throw NetError("timed out waiting for data") }
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; throw NetError("receiving failed: \(String(cString: strerror(errno)))") }
+            if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; throw NetError("receiving failed: \(Errno(errno).description)") }
             return n
         }
     }
