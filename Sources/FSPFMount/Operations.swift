@@ -119,12 +119,12 @@ enum Operations {
                     let e = v.entry(try v.index(ino))
                     let wanted = Array(UnsafeBufferPointer(start: UnsafeRawPointer(name!).assumingMemoryBound(to: UInt8.self), count: strlen(name!)))
                     guard let x = e.xattrs.first(where: { $0.name == wanted }) else { throw Errno(ENODATA) }
-                    try Operations.replyXattr(req, x.value, size)
+                    try FUSEReplies.xattr(req, x.value, size)
                 }
             }
             ops.listxattr = { req, ino, size in
                 Operations.reply(req) { v in
-                    try Operations.replyXattr(req, v.entry(try v.index(ino)).xattrs.flatMap { $0.name + [0] }, size)
+                    try FUSEReplies.xattr(req, v.entry(try v.index(ino)).xattrs.flatMap { $0.name + [0] }, size)
                 }
             }
         }
@@ -162,24 +162,8 @@ enum Operations {
         }
     }
 
-    /// Runs a callback body; an Errno thrown becomes the reply.
     private static func reply(_ req: fuse_req_t?, _ body: (MountedVolume) throws -> Void) {
-        let v = Unmanaged<MountedVolume>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
-        do {
-            try body(v)
-        } catch let e as Errno {
-            fuse_reply_err(req, e.code)
-        } catch {
-            v.logger.error("\(error)")
-            fuse_reply_err(req, EIO)
-        }
-    }
-
-    /// getxattr/listxattr protocol: size 0 asks for the length, a smaller buffer is ERANGE.
-    static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) throws {
-        if size == 0 { fuse_reply_xattr(req, value.count); return }
-        guard size >= value.count else { throw Errno(ERANGE) }
-        value.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), value.count) }
+        FUSEReplies.run(req, MountedVolume.self, logger: \.logger, body)
     }
 
     private static func entryParam(_ v: MountedVolume, _ i: Int?) -> fuse_entry_param {

@@ -8,11 +8,3 @@ public final class AtomicFlag: Sendable {
     public func set() { value.store(true, ordering: .relaxed) }
     public func clear() { value.store(false, ordering: .relaxed) }
 }
-
-/// Set by SIGINT/SIGTERM handlers; long-running work polls it and unwinds cleanly.
-public enum Interrupt {
-    private static let flag = AtomicFlag()
-    public static var requested: Bool { flag.isSet }
-    public static func request() { flag.set() }
-    public static func reset() { flag.clear() }
-}
