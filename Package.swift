@@ -37,19 +37,21 @@ let package = Package(
         // File descriptors, errno, paths, locks and the error type with its exit statuses.
         .target(name: "FSPFSystem", dependencies: ["CLinux"]),
         // Thin wrappers over libsodium and OpenSSL: randomness, guarded key memory, constant-time
-        // comparison, SHA-256, HMAC, HKDF, AES-256-GCM, hex. No volume format.
+        // comparison, SHA-256, HMAC, HKDF, AES-256-GCM, XChaCha20-Poly1305, sealed boxes, Ed25519,
+        // hex. No volume format. (X.509, ECDSA and the TLS client are still in FSPFAttestation,
+        // FSPFKeyBroker and FSPFProvisioning: the targets that list COpenSSL.)
         .target(name: "FSPFCrypto", dependencies: ["COpenSSL", "CSodium"]),
         // The volume format: keys, chunks, tag trees, metadata, writer, reader, verifier.
-        .target(name: "FSPFCore", dependencies: ["FSPFSystem", "FSPFCrypto", "COpenSSL", "CSodium"]),
+        .target(name: "FSPFCore", dependencies: ["FSPFSystem", "FSPFCrypto"]),
         // Evidence verification (SGX DCAP quotes, Azure Attestation tokens, simulated evidence)
         // and the release policy; pure functions of their inputs and a clock, no network.
-        .target(name: "FSPFAttestation", dependencies: ["FSPFSystem", "FSPFCrypto", "COpenSSL", "CSodium"]),
+        .target(name: "FSPFAttestation", dependencies: ["FSPFSystem", "FSPFCrypto", "COpenSSL"]),
         // How keys reach a process: files, environment, descriptors, a local agent's URL, the
         // key broker (evidence from the runtime, sealed reply); HTTP(S) on OpenSSL.
-        .target(name: "FSPFProvisioning", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "COpenSSL", "CSodium"]),
+        .target(name: "FSPFProvisioning", dependencies: ["FSPFSystem", "FSPFCrypto", "FSPFAttestation", "COpenSSL"]),
         // The attested key broker: store (keys sealed under a master key), policies, audit log, and
         // its HTTPS server on SwiftNIO (event-driven connections, deadlines, per-peer quotas).
-        .target(name: "FSPFKeyBroker", dependencies: ["CLinux", "FSPFSystem", "FSPFCrypto", "FSPFAttestation", "FSPFProvisioning", "COpenSSL", "CSodium",
+        .target(name: "FSPFKeyBroker", dependencies: ["CLinux", "FSPFSystem", "FSPFCrypto", "FSPFAttestation", "FSPFProvisioning", "COpenSSL",
                                                      .product(name: "NIOCore", package: "swift-nio"),
                                                      .product(name: "NIOPosix", package: "swift-nio"),
                                                      .product(name: "NIOHTTP1", package: "swift-nio"),

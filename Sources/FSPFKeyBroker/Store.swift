@@ -1,4 +1,3 @@
-import CSodium
 import FSPFAttestation
 import FSPFCrypto
 import FSPFSystem
@@ -105,7 +104,7 @@ public final class BrokerStore: @unchecked Sendable {
         }
         let masterKey = try KeySource.file(keyFile).load()
         let seed = Ed25519.generateSeed()
-        let sealedSeed = seed.withBytes { seal($0, ad: identityLabel, masterKey: masterKey) }
+        let sealedSeed = seed.withBytes { XChaCha20Poly1305.seal($0, ad: identityLabel, key: masterKey) }
         try directory.writeAtomically("identity.sealed", Array((Base64.encode(sealedSeed) + "\n").utf8), mode: 0o600, replacing: false)
         try directory.writeAtomically("identity.pub", Array((Base64.encode(Ed25519.publicKey(seed: seed)) + "\n").utf8), mode: 0o644,
                                       replacing: false)
@@ -128,7 +127,7 @@ public final class BrokerStore: @unchecked Sendable {
         }
         let text = String(decoding: try directory.openFile("identity.sealed", O_RDONLY).readAll(limit: 4096), as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let sealed = Base64.decode(text), let seed = Self.open(sealed, ad: Self.identityLabel, masterKey: masterKey),
+        guard let sealed = Base64.decode(text), let seed = XChaCha20Poly1305.open(sealed, ad: Self.identityLabel, key: masterKey),
               seed.count == 32 else {
             throw FSPFError.integrity(path: sealedPath, reason: "the signing identity does not open with the master key")
         }
@@ -152,43 +151,13 @@ public final class BrokerStore: @unchecked Sendable {
         return writersRecordLabel + common + SHA256.hash(writersText)
     }
 
-    /// nonce ‖ XChaCha20-Poly1305(master key, plaintext, ad).
-    private static func seal(_ plaintext: UnsafeRawBufferPointer, ad: [UInt8], masterKey: SecureBytes) -> [UInt8] {
-        let nonce = Sodium.randomBytes(Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES))
-        var sealed = [UInt8](repeating: 0, count: plaintext.count + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))
-        var length: UInt64 = 0
-        masterKey.withBytes { m in
-            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
-                &sealed, &length, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
-                ad, UInt64(ad.count), nil, nonce, m.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        return nonce + sealed
-    }
-
-    /// The plaintext in guarded memory, or nil when `sealed` was altered or another master key made it.
-    private static func open(_ sealed: [UInt8], ad: [UInt8], masterKey: SecureBytes) -> SecureBytes? {
-        let n = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES), tagSize = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)
-        guard sealed.count >= n + tagSize else { return nil }
-        let nonce = Array(sealed[0..<n]), body = Array(sealed[n...])
-        var ok = false
-        let plain = SecureBytes(count: body.count - tagSize) { out in
-            masterKey.withBytes { m in
-                var length: UInt64 = 0
-                ok = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, nil, body, UInt64(body.count),
-                    ad, UInt64(ad.count), nonce, m.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
-            }
-        }
-        return ok ? plain : nil
-    }
-
     /// The high-water mark: each volume's latest record version.
     func versions() throws -> [String: UInt64] {
         guard let text = try? FileSystem.readAll(versionsPath, limit: 16 << 20) else {
             throw FSPFError.noInput(path: versionsPath, reason: "the store's record versions are missing (they are kept with the master key)")
         }
         guard let sealed = Base64.decode(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
-              let plain = Self.open(sealed, ad: Self.versionsLabel, masterKey: masterKey),
+              let plain = XChaCha20Poly1305.open(sealed, ad: Self.versionsLabel, key: masterKey),
               let map = plain.withBytes({ try? JSONDecoder().decode([String: UInt64].self, from: Data($0)) }) else {
             throw FSPFError.integrity(path: versionsPath, reason: "the record versions do not open with the master key")
         }
@@ -199,7 +168,7 @@ public final class BrokerStore: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let plain = [UInt8](try encoder.encode(map))
-        let sealed = plain.withUnsafeBytes { seal($0, ad: versionsLabel, masterKey: masterKey) }
+        let sealed = plain.withUnsafeBytes { XChaCha20Poly1305.seal($0, ad: versionsLabel, key: masterKey) }
         try FileSystem.writeAtomically(path, Array((Base64.encode(sealed) + "\n").utf8), mode: 0o600, replacing: true)
     }
 
@@ -246,7 +215,7 @@ public final class BrokerStore: @unchecked Sendable {
 
     /// Writes a record, then raises the high-water mark to its version.
     private func write(_ name: String, version: UInt64, key volumeKey: SecureBytes, tag: [UInt8], policyText: [UInt8], writersText: [UInt8]?) throws {
-        let sealed = volumeKey.withBytes { Self.seal($0, ad: Self.aad(name, version, tag, policyText, writersText), masterKey: masterKey) }
+        let sealed = volumeKey.withBytes { XChaCha20Poly1305.seal($0, ad: Self.aad(name, version, tag, policyText, writersText), key: masterKey) }
         var record: [String: String] = ["volume": name, "version": String(version), "tag": Hex.encode(tag),
                                         "policy": String(decoding: policyText, as: UTF8.self), "key": Base64.encode(sealed)]
         record["writers"] = writersText.map { String(decoding: $0, as: UTF8.self) }
@@ -268,7 +237,7 @@ public final class BrokerStore: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let plain = [UInt8]((try? encoder.encode(o)) ?? Data())
-        let token = plain.withUnsafeBytes { Self.seal($0, ad: Self.grantLabel, masterKey: masterKey) }
+        let token = plain.withUnsafeBytes { XChaCha20Poly1305.seal($0, ad: Self.grantLabel, key: masterKey) }
         return (token, grantSecret(token))
     }
 
@@ -276,7 +245,7 @@ public final class BrokerStore: @unchecked Sendable {
 
     /// The grant a token stands for; nil when this store did not issue it or it was altered.
     func openGrant(_ token: [UInt8]) -> Grant? {
-        guard token.count < 4096, let plain = Self.open(token, ad: Self.grantLabel, masterKey: masterKey),
+        guard token.count < 4096, let plain = XChaCha20Poly1305.open(token, ad: Self.grantLabel, key: masterKey),
               let o = plain.withBytes({ try? JSONDecoder().decode([String: String].self, from: Data($0)) }),
               let volume = o["volume"], let digest = o["writers"].flatMap(Hex.decode), let expires = o["expires"].flatMap({ Int64($0) }) else {
             return nil
@@ -319,7 +288,7 @@ public final class BrokerStore: @unchecked Sendable {
 
     /// Decrypts the volume key; fails when the record was altered or the master key differs.
     public func key(of v: Volume) throws -> SecureBytes {
-        guard let key = Self.open(v.sealedKey, ad: Self.aad(v.name, v.version, v.tag, v.policyText, v.writersText), masterKey: masterKey), key.count == 32 else {
+        guard let key = XChaCha20Poly1305.open(v.sealedKey, ad: Self.aad(v.name, v.version, v.tag, v.policyText, v.writersText), key: masterKey), key.count == 32 else {
             throw FSPFError.integrity(path: path(v.name), reason: "the key record does not open with the master key (altered version, tag, policies or key, or another master key)")
         }
         return key

@@ -59,3 +59,40 @@ import FSPFCrypto
         #expect(Sodium.randomBytes(32) != Sodium.randomBytes(32))
     }
 }
+
+/// The key server's AEAD at rest and its sealed replies.
+@Suite struct SecretBoxTests {
+    /// draft-irtf-cfrg-xchacha-03, appendix A.3.1.
+    @Test func xchacha20Poly1305OpensThePublishedVector() throws {
+        var key = Hex.decode("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f")!
+        let master = SecureBytes(consuming: &key)
+        let nonce = Hex.decode("404142434445464748494a4b4c4d4e4f5051525354555657")!
+        let ad = Hex.decode("50515253c0c1c2c3c4c5c6c7")!
+        let sealed = nonce + Hex.decode("bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb"
+            + "731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e"
+            + "3f3fac2bc369488f76b2383565d3fff921f9664c97637da9768812f615c68b13b52e" + "c0875924c1c7987947deafd8780acf49")!
+        let plain = "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it."
+        let opened = try #require(XChaCha20Poly1305.open(sealed, ad: ad, key: master))
+        #expect(opened.withBytes { Array($0) } == Array(plain.utf8))
+        var flipped = sealed
+        flipped[40] ^= 1
+        #expect(XChaCha20Poly1305.open(flipped, ad: ad, key: master) == nil)
+        #expect(XChaCha20Poly1305.open(sealed, ad: ad + [0], key: master) == nil, "other associated data")
+        // Sealing draws a fresh nonce each time, and opens back.
+        let again = Array(plain.utf8).withUnsafeBytes { XChaCha20Poly1305.seal($0, ad: ad, key: master) }
+        #expect(again.prefix(24) != sealed.prefix(24))
+        #expect(XChaCha20Poly1305.open(again, ad: ad, key: master)?.withBytes { Array($0) } == Array(plain.utf8))
+    }
+
+    @Test func sealedBoxOpensOnlyForItsKeyAndUnaltered() throws {
+        let pair = EphemeralKeyPair(), other = EphemeralKeyPair()
+        let message = Array("key and tag".utf8)
+        let sealed = try SealedBox.seal(message, to: pair.publicKey)
+        #expect(pair.open(sealed) == message)
+        #expect(other.open(sealed) == nil)
+        var flipped = sealed
+        flipped[flipped.count - 1] ^= 1
+        #expect(pair.open(flipped) == nil)
+        #expect(throws: SealedBoxError.self) { try SealedBox.seal(message, to: [1, 2, 3]) }
+    }
+}

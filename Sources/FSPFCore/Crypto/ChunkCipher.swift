@@ -1,4 +1,3 @@
-import CSodium
 import FSPFCrypto
 import Glibc
 import Synchronization
@@ -17,21 +16,18 @@ final class ChunkCipher {
     private let gcm = GCMContext()
     /// The leaves' hash (format 2), reused for every chunk.
     let sha256 = SHA256Context()
-    private let fileKey: UnsafeMutableRawBufferPointer
+    private let fileKeyMemory = GuardedBuffer(count: 32)
+    private var fileKey: UnsafeMutableRawBufferPointer { fileKeyMemory.bytes }
     private var currentSerial: UInt64 = 0
     private var currentFileID: [UInt8] = []
     private var nonce = [UInt8](repeating: 0, count: GCMContext.nonceSize)
     private var aad = [UInt8](repeating: 0, count: 42)
 
-    init() {
-        Sodium.ensureInitialized()
-        fileKey = UnsafeMutableRawBufferPointer(start: sodium_malloc(32)!, count: 32)
-    }
+    init() {}
 
     private var scratchBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 4096)
 
     deinit {
-        sodium_free(fileKey.baseAddress)
         Sodium.zero(scratchBuffer)
         scratchBuffer.deallocate()
     }

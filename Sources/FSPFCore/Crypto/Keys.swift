@@ -1,4 +1,3 @@
-import CSodium
 import Glibc
 import Synchronization
 import FSPFCrypto

@@ -1,4 +1,3 @@
-import CSodium
 import Dispatch
 import FSPFCrypto
 import FSPFSystem

@@ -1,4 +1,3 @@
-import CSodium
 import FSPFAttestation
 import FSPFCrypto
 import FSPFSystem
@@ -154,40 +153,9 @@ public enum BrokerProtocol {
     /// client can open it, whatever happens to TLS.
     public static func seal(volume: String, key: SecureBytes, tag: [UInt8], writer: WriterGrant?, signature: [UInt8],
                             to publicKey: [UInt8]) throws -> [UInt8] {
-        precondition(publicKey.count == Int(crypto_box_PUBLICKEYBYTES))
-        Sodium.ensureInitialized()
         let grant = writer.map { #","writer_token":"\#(Base64.encode($0.token))","writer_secret":"\#(Hex.encode($0.secret))""# } ?? ""
         var message = Array(#"{"volume":\#(JSON.string(volume)),"key":"\#(key.hex)","tag":"\#(Hex.encode(tag))"\#(grant),"signature":"\#(Base64.encode(signature))"}"#.utf8)
         defer { message.withUnsafeMutableBytes { Sodium.zero($0) } }
-        var out = [UInt8](repeating: 0, count: message.count + crypto_box_sealbytes())
-        guard crypto_box_seal(&out, message, UInt64(message.count), publicKey) == 0 else {
-            throw AttestationError("sealing the key failed")
-        }
-        return out
-    }
-}
-
-/// The client's one-time X25519 key pair; the secret half lives in guarded memory.
-public final class EphemeralKeyPair: @unchecked Sendable {
-    public let publicKey: [UInt8]
-    let secretKey: SecureBytes
-
-    public init() {
-        Sodium.ensureInitialized()
-        var pk = [UInt8](repeating: 0, count: Int(crypto_box_PUBLICKEYBYTES))
-        secretKey = SecureBytes(count: Int(crypto_box_SECRETKEYBYTES)) { sk in
-            _ = crypto_box_keypair(&pk, sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        publicKey = pk
-    }
-
-    /// Opens a sealed reply; nil when it was not sealed to this key or was altered.
-    public func open(_ sealed: [UInt8]) -> [UInt8]? {
-        guard sealed.count > crypto_box_sealbytes(), sealed.count < 64 << 10 else { return nil }
-        var out = [UInt8](repeating: 0, count: sealed.count - crypto_box_sealbytes())
-        let ok = secretKey.withBytes { sk in
-            crypto_box_seal_open(&out, sealed, UInt64(sealed.count), publicKey, sk.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
-        }
-        return ok ? out : nil
+        do { return try SealedBox.seal(message, to: publicKey) } catch { throw AttestationError("sealing the key failed: \(error)") }
     }
 }
