@@ -90,7 +90,7 @@ test: deps spark-deps tool-deps packaging-deps deb wheel
 # A contributor's loop (docs/DEVELOPING.md): every suite that needs no FUSE mount, JDK, .venv or
 # packaging tools — the format, crypto, system calls, key sources, attestation, the key server
 # (its load tests aside, minutes of them) and libfspf's threads.
-CHECK_SUITES := FSPFCryptoTests|FSPFSystemTests|FSPFCoreTests|FSPFProvisioningTests|FSPFAttestationTests|FSPFKeyBrokerTests|libfspfTests.ConcurrencyTests
+CHECK_SUITES := FSPFCryptoTests|FSPFSystemTests|FSPFCommandLineTests|FSPFCoreTests|FSPFProvisioningTests|FSPFAttestationTests|FSPFKeyBrokerTests|libfspfTests.ConcurrencyTests
 check: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
 	$(SWIFT) test $(SWIFTFLAGS) --skip-build --filter '$(CHECK_SUITES)' --skip LoadTests

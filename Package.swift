@@ -65,17 +65,20 @@ let package = Package(
         .executableTarget(
             name: "fspf-tool",
             dependencies: [
-                "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
+                "FSPFCommandLine", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFAttestation", "FSPFKeyBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // What both executables share: exit statuses and their meanings (the one table behind
+        // help texts and docs/USAGE.md), the mapping from errors to them, the one-line report.
+        .target(name: "FSPFCommandLine", dependencies: ["FSPFSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The FUSE front end: callbacks, daemon life cycle, hardening.
         .target(name: "FSPFMount",
-                dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "CFuse3", "CLinux", .product(name: "Logging", package: "swift-log"),
+                dependencies: ["FSPFCommandLine", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "CFuse3", "CLinux", .product(name: "Logging", package: "swift-log"),
                                .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "fspf-mount",
             dependencies: [
-                "FSPFMount", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning",
+                "FSPFCommandLine", "FSPFMount", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -90,12 +93,13 @@ let package = Package(
         // against a hostile directory, the format.
         .testTarget(name: "FSPFCryptoTests", dependencies: ["FSPFCrypto"]),
         .testTarget(name: "FSPFSystemTests", dependencies: ["FSPFSystem"]),
-        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFTestSupport"]),
+        .testTarget(name: "FSPFCommandLineTests", dependencies: ["FSPFCommandLine"]),
+        .testTarget(name: "FSPFCoreTests", dependencies: ["FSPFCommandLine", "FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFProvisioning", "FSPFTestSupport"]),
         // Runs the built executables as scripts do; shared by the tests of both tools.
         .target(name: "FSPFTestSupport", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto"], path: "Tests/FSPFTestSupport"),
         .testTarget(name: "fspfToolTests", dependencies: ["FSPFCore", "FSPFSystem", "FSPFCrypto", "FSPFTestSupport"]),
         .testTarget(name: "FSPFAttestationTests", dependencies: ["FSPFAttestation", "FSPFSystem", "FSPFCrypto"]),
-        .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFSystem", "FSPFCrypto",
+        .testTarget(name: "FSPFKeyBrokerTests", dependencies: ["FSPFCommandLine", "FSPFKeyBroker", "FSPFAttestation", "FSPFProvisioning", "FSPFSystem", "FSPFCrypto",
                                                             "FSPFTestSupport",
                                                             .product(name: "NIOCore", package: "swift-nio"),
                                                             .product(name: "NIOPosix", package: "swift-nio"),

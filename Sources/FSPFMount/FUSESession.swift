@@ -1,6 +1,7 @@
 import CFuse3
 import CLinux
 import FSPFSystem
+import FSPFCommandLine
 import Foundation
 import Glibc
 import Logging

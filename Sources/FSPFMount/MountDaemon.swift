@@ -1,6 +1,7 @@
 import CFuse3
 import CLinux
 import FSPFCore
+import FSPFCommandLine
 import FSPFCrypto
 import FSPFSystem
 import Foundation

@@ -1,5 +1,6 @@
 import CLinux
 import FSPFSystem
+import FSPFCommandLine
 import Foundation
 import Glibc
 import Logging

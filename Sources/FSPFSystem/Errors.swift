@@ -1,7 +1,7 @@
 import Glibc
 
 /// Every failure FSPFCore reports. Each case names the path it concerns and maps to one
-/// documented process exit status (`ExitStatus`), so build scripts can tell
+/// documented process exit status (FSPFCommandLine's `ExitStatus`), so build scripts can tell
 /// a wrong key from a tampered volume from a full disk.
 public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The request itself is wrong (bad option value, bad hex, ...).
@@ -68,25 +68,6 @@ public enum FSPFError: Error, CustomStringConvertible, Equatable, Sendable {
         case .outputBusy(let p): return .outputBusy(path: r(p))
         case .io(let p, let op, let e): return .io(path: r(p), operation: op, errno: e)
         default: return self
-        }
-    }
-
-    /// The process exit status for this error.
-    public var exitStatus: Int32 {
-        switch self {
-        case .usage: return ExitStatus.usage
-        case .noInput: return ExitStatus.noInput
-        case .badInput: return ExitStatus.badInput
-        case .outputExists, .fileExists, .outputBusy: return ExitStatus.cannotCreate
-        case .io(_, _, let e): return e == ENOENT ? ExitStatus.noInput : ExitStatus.ioError
-        case .wrongKey: return ExitStatus.wrongKey
-        case .integrity: return ExitStatus.integrity
-        case .interrupted: return ExitStatus.interrupted
-        case .keyUnavailable: return ExitStatus.keyUnavailable
-        case .evidenceRefused: return ExitStatus.evidenceRefused
-        case .notRecorded: return ExitStatus.notRecorded
-        case .fuseUnavailable: return ExitStatus.fuseUnavailable
-        case .mountFailed: return ExitStatus.mountFailed
         }
     }
 }

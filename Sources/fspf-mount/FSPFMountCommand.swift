@@ -1,5 +1,6 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCommandLine
 import FSPFCrypto
 import FSPFSystem
 import FSPFMount
@@ -189,12 +190,7 @@ struct FSPFMountCommand: ParsableCommand {
         guard logFile == nil || !foreground else { throw refuse("--log-file: --foreground logs to stderr") }
     }
 
-    /// The one line on stderr, and the exit status for it.
-    static func report(_ e: FSPFError) -> ExitCode {
-        let line = "fspf-mount: \(e.description)\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
-        return ExitCode(e.exitStatus)
-    }
+    static func report(_ e: FSPFError) -> ExitCode { CommandOutput(program: "fspf-mount").failure(e) }
 
     /// The mount settings every form shares.
     func configure(_ config: inout MountConfiguration) throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FSPFAttestation
 import FSPFCore
+import FSPFCommandLine
 import FSPFCrypto
 import FSPFSystem
 import Foundation

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCommandLine
 import FSPFCrypto
 import FSPFSystem
 import FSPFProvisioning

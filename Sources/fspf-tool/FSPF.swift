@@ -1,5 +1,6 @@
 import ArgumentParser
 import FSPFCore
+import FSPFCommandLine
 import FSPFCrypto
 import FSPFSystem
 import Glibc
@@ -19,38 +20,7 @@ struct FSPF: ParsableCommand {
 /// Runs a command body, turning an FSPFError into one line on stderr and its exit code.
 func reportingErrors(_ body: () throws -> Void) throws {
     Signals.install()
-    do {
-        try body()
-    } catch let e as FSPFError {
-        Console.error(e.description)
-        throw ExitCode(e.exitStatus)
-    }
+    do { try body() } catch let e as FSPFError { throw Console.failure(e) }
 }
 
-enum Console {
-    static func error(_ message: String) {
-        let line = "fspf: " + message + "\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
-    }
-
-    static func out(_ text: String) {
-        print(text)
-    }
-}
-
-enum Signals {
-    /// First SIGINT/SIGTERM asks long work to stop and clean up; a second one kills.
-    static func install() {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for sig in [SIGINT, SIGTERM] {
-            sigaddset(&set, sig)
-            signal(sig) { s in
-                Interrupt.request()
-                signal(s, SIG_DFL)
-            }
-        }
-        // A parent may have started us with these blocked; Ctrl-C must still work.
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
-    }
-}
+let Console = CommandOutput(program: "fspf")

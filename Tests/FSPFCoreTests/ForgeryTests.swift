@@ -2,6 +2,7 @@ import Glibc
 import Testing
 @_spi(Fuzzing) @testable import FSPFCore
 import FSPFCrypto
+import FSPFCommandLine
 import FSPFSystem
 import FSPFTestSupport
 

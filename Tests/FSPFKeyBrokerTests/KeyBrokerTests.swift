@@ -3,6 +3,7 @@ import Glibc
 import Testing
 import FSPFAttestation
 import FSPFCrypto
+import FSPFCommandLine
 import FSPFSystem
 @_spi(Fuzzing) @testable import FSPFKeyBroker
 @_spi(Fuzzing) @testable import FSPFProvisioning

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FSPFCommandLine
 import FSPFSystem
 
 /// The exit-code lists cannot drift: help texts are made from `ExitStatus.meanings`, and the

@@ -1,6 +1,6 @@
 /// Process exit statuses shared by every FSPF executable, and what each means: the one source
 /// of the exit-code lists in `fspf --help`, `fspf-mount --help`, the man pages generated from
-/// them, and the table in docs/USAGE.md (a test compares it with `meanings`).
+/// them, and the table in docs/USAGE.md (ExitStatusTests compares it with `meanings`).
 public enum ExitStatus {
     public static let success: Int32 = 0
     public static let integrity: Int32 = 10
